@@ -1,0 +1,1 @@
+"""Database layer: settings, connections, SQLAlchemy Core tables, Alembic migrations."""

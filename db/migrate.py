@@ -1,0 +1,58 @@
+"""Alembic, driven from Python: upgrade, downgrade, current revision, "is the schema at head"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from psycopg import sql
+from sqlalchemy import create_engine, pool
+
+from db import settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    url = database_url or settings.get().database_url
+    cfg.set_main_option("sqlalchemy.url", settings.to_sqlalchemy_url(url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(revision: str = "head", database_url: str | None = None) -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(revision: str, database_url: str | None = None) -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("postgresql://unused@localhost/x")).get_current_head()
+
+
+def current_revision(database_url: str | None = None) -> str | None:
+    engine = create_engine(settings.to_sqlalchemy_url(database_url or settings.get().database_url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def create_database_if_missing(database_url: str | None = None) -> bool:
+    """Create the database named in the URL when it does not exist; True if it was created."""
+    info = psycopg.conninfo.conninfo_to_dict(database_url or settings.get().database_url)
+    name = info.get("dbname") or "postgres"
+    admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True

@@ -1,0 +1,5 @@
+"""The one MetaData every table module registers on."""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()

@@ -1,0 +1,96 @@
+"""The job ledger: one row per job, one row per attempt, one row per worker process.
+
+States (see workers/states.py, the same spelling in Python): scheduled -> queued -> running ->
+succeeded; running -> retrying -> queued ...; -> dead; non-final -> cancelled.
+`dedup_lock` holds the dedup key while the key is blocked (non-final job, or inside its window
+after it finished); a unique index on it is what makes dedup keys race-free.
+"""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from db.schema.base import metadata
+
+JOB_STATES = ("scheduled", "queued", "running", "retrying", "succeeded", "dead", "cancelled")
+FINAL_STATES = ("succeeded", "dead", "cancelled")
+ATTEMPT_OUTCOMES = ("succeeded", "failed", "lost", "interrupted")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("queue", sa.Text, nullable=False),
+    sa.Column("args", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("kwargs", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("dedup_key", sa.Text),
+    sa.Column("dedup_lock", sa.Text),
+    sa.Column("dedup_window", sa.Interval),
+    sa.Column("dedup_until", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("eta", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Column("message_id", sa.Text),
+    sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("enqueued_by", sa.Text),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("worker_id", sa.Text),
+    sa.Column("last_error", sa.Text),
+    sa.CheckConstraint(_in("state", JOB_STATES), name="jobs_state_check"),
+    sa.CheckConstraint(
+        f"({_in('state', FINAL_STATES)}) = (finished_at IS NOT NULL)", name="jobs_finished_at_check"
+    ),
+    sa.CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="jobs_attempts_check"),
+)
+
+# At most one job holds a dedup key (ON CONFLICT (dedup_lock) WHERE dedup_lock IS NOT NULL).
+sa.Index("jobs_dedup_lock_key", jobs.c.dedup_lock, unique=True, postgresql_where=jobs.c.dedup_lock.isnot(None))
+# The relay's work: rows not yet handed to the broker, in eta order.
+sa.Index(
+    "jobs_publishable_idx",
+    jobs.c.eta,
+    postgresql_where=sa.text("published_at IS NULL AND state IN ('scheduled', 'queued', 'retrying')"),
+)
+# The lifeline: running jobs per worker.
+sa.Index("jobs_running_idx", jobs.c.worker_id, postgresql_where=sa.text("state = 'running'"))
+# Queued jobs handed to the broker long ago and never started (republish).
+sa.Index("jobs_published_queued_idx", jobs.c.published_at, postgresql_where=sa.text("state = 'queued'"))
+# Listing by state (dashboard, CLI), newest first with keyset pagination.
+sa.Index("jobs_state_id_idx", jobs.c.state, jobs.c.id)
+sa.Index("jobs_actor_id_idx", jobs.c.actor, jobs.c.id)
+# Pruning finished rows.
+sa.Index("jobs_finished_at_idx", jobs.c.finished_at, postgresql_where=jobs.c.finished_at.isnot(None))
+
+job_attempts = sa.Table(
+    "job_attempts",
+    metadata,
+    sa.Column("job_id", sa.BigInteger, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("worker_id", sa.Text),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("traceback", sa.Text),
+    sa.CheckConstraint(_in("outcome", ATTEMPT_OUTCOMES), name="job_attempts_outcome_check"),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker_id", sa.Text, primary_key=True),
+    sa.Column("hostname", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("queues", pg.ARRAY(sa.Text)),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+)
+sa.Index("workers_heartbeat_at_idx", workers.c.heartbeat_at)

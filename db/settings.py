@@ -1,0 +1,117 @@
+"""Configuration: every environment variable the system reads, in one place (12-factor).
+
+Defaults point at the local servers, so a developer needs no configuration. A malformed value
+fails fast with one line naming the variable (`ConfigError`), never a traceback deep in a driver.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+# The database a developer gets without configuration.
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/skyport"
+# The broker a developer gets without configuration.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _url(name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip() or default
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc}): {value!r}") from None
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}: {value!r}")
+    if parts.scheme != "unix" and not parts.hostname and "host=" not in parts.query:
+        raise ConfigError(f"{name} has no host: {value!r}")
+    return value
+
+
+def _number(name: str, default: float, *, minimum: float = 0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {raw!r}")
+    return value
+
+
+def _int(name: str, default: int, *, minimum: int = 0) -> int:
+    value = _number(name, default, minimum=minimum)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    redis_namespace: str
+    sentry_dsn: str | None
+    worker_processes: int
+    worker_threads: int
+    # Seconds between two heartbeats of a worker process.
+    heartbeat_interval_s: float
+    # A worker silent for this long is dead: its running jobs go back to the queue.
+    worker_dead_after_s: float
+    # A queued job published this long ago and still not started is published again.
+    republish_after_s: float
+    # Seconds between two sweeps of the relay when no NOTIFY woke it.
+    relay_sweep_s: float
+    # Jobs the relay publishes per transaction.
+    relay_batch: int
+    # How long finished jobs are kept before pruning.
+    keep_succeeded_days: float
+    keep_dead_days: float
+
+    @property
+    def broker_kind(self) -> str:
+        return "rabbitmq" if self.redis_url.startswith(("amqp://", "amqps://")) else "redis"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return to_sqlalchemy_url(self.database_url)
+
+
+def to_sqlalchemy_url(database_url: str) -> str:
+    """The same database for SQLAlchemy/Alembic, through the psycopg 3 driver."""
+    scheme, rest = database_url.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else database_url
+
+
+def load() -> Settings:
+    """Read the environment now (tests call this after changing it)."""
+    return Settings(
+        database_url=_url("DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres")),
+        redis_url=_url("REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix", "amqp", "amqps")),
+        redis_namespace=os.environ.get("SKYPORT_BROKER_NAMESPACE", "").strip() or "skyport",
+        sentry_dsn=os.environ.get("SENTRY_DSN", "").strip() or None,
+        worker_processes=_int("SKYPORT_WORKER_PROCESSES", 2, minimum=1),
+        worker_threads=_int("SKYPORT_WORKER_THREADS", 8, minimum=1),
+        heartbeat_interval_s=_number("SKYPORT_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1),
+        worker_dead_after_s=_number("SKYPORT_WORKER_DEAD_AFTER_S", 30.0, minimum=0.5),
+        republish_after_s=_number("SKYPORT_REPUBLISH_AFTER_S", 300.0, minimum=1),
+        relay_sweep_s=_number("SKYPORT_RELAY_SWEEP_S", 1.0, minimum=0.05),
+        relay_batch=_int("SKYPORT_RELAY_BATCH", 500, minimum=1),
+        keep_succeeded_days=_number("SKYPORT_KEEP_SUCCEEDED_DAYS", 7),
+        keep_dead_days=_number("SKYPORT_KEEP_DEAD_DAYS", 30),
+    )
+
+
+@lru_cache(maxsize=1)
+def get() -> Settings:
+    """The process-wide settings, read once."""
+    return load()

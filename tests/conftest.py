@@ -1,0 +1,122 @@
+"""Fixtures for real PostgreSQL and Redis.
+
+One template database is migrated once per run; each test that needs a database gets its own
+copy (`CREATE DATABASE ... TEMPLATE`), dropped afterwards. Redis is shared, so each test gets a
+key namespace of its own and never flushes anything. A service that is down skips the test on a
+laptop and fails it on CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from db import migrate, settings
+
+ADMIN_URL = os.environ.get("SKYPORT_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("SKYPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_AMQP_URL = os.environ.get("SKYPORT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _service_down(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable: {exc}"
+    if ON_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def db_url(name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
+    info["dbname"] = name
+    user = info.get("user", "postgres")
+    host = info.get("host", "127.0.0.1")
+    port = info.get("port", "5432")
+    return f"postgresql://{user}@{host}:{port}/{name}"
+
+
+def _drop(name: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    """A database migrated to head once per run; tests copy it."""
+    name = f"skyport_tpl_{RUN_ID}"
+    try:
+        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        _service_down("PostgreSQL", exc)
+    try:
+        migrate.upgrade("head", db_url(name))
+        yield name
+    finally:
+        _drop(name)
+
+
+@pytest.fixture
+def fresh_db_name() -> Iterator[str]:
+    """An empty database of its own (for migration tests)."""
+    name = f"skyport_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        _drop(name)
+
+
+@pytest.fixture
+def database_url(template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated database of this test's own; DATABASE_URL points at it."""
+    name = f"skyport_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db))
+        )
+    url = db_url(name)
+    monkeypatch.setenv("DATABASE_URL", url)
+    settings.get.cache_clear()
+    try:
+        yield url
+    finally:
+        settings.get.cache_clear()
+        _drop(name)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test's database."""
+    with psycopg.connect(database_url, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def redis_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Redis key namespace of this test's own on the shared server; its keys are deleted after."""
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _service_down("Redis", exc)
+    namespace = f"skyport-test-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.setenv("SKYPORT_BROKER_NAMESPACE", namespace)
+    settings.get.cache_clear()
+    try:
+        yield namespace
+    finally:
+        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        settings.get.cache_clear()
