@@ -38,7 +38,9 @@ def head_revision() -> str | None:
 
 
 def current_revision(database_url: str | None = None) -> str | None:
-    engine = create_engine(settings.to_sqlalchemy_url(database_url or settings.get().database_url), poolclass=pool.NullPool)
+    engine = create_engine(
+        settings.to_sqlalchemy_url(database_url or settings.get().database_url), poolclass=pool.NullPool
+    )
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()

@@ -81,7 +81,9 @@ def database_url(template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     name = f"skyport_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db))
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
         )
     url = db_url(name)
     monkeypatch.setenv("DATABASE_URL", url)

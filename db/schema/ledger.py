@@ -6,18 +6,37 @@ succeeded; running -> retrying -> queued ...; -> dead; non-final -> cancelled.
 after it finished); a unique index on it is what makes dedup keys race-free.
 """
 
+from enum import StrEnum
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from db.schema.base import metadata
 
-JOB_STATES = ("scheduled", "queued", "running", "retrying", "succeeded", "dead", "cancelled")
-FINAL_STATES = ("succeeded", "dead", "cancelled")
+
+class JobState(StrEnum):
+    """A job's state, spelled as in the `jobs.state` column."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+JOB_STATES = tuple(JobState)
+FINAL_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
 ATTEMPT_OUTCOMES = ("succeeded", "failed", "lost", "interrupted")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 jobs = sa.Table(
@@ -52,7 +71,9 @@ jobs = sa.Table(
 )
 
 # At most one job holds a dedup key (ON CONFLICT (dedup_lock) WHERE dedup_lock IS NOT NULL).
-sa.Index("jobs_dedup_lock_key", jobs.c.dedup_lock, unique=True, postgresql_where=jobs.c.dedup_lock.isnot(None))
+sa.Index(
+    "jobs_dedup_lock_key", jobs.c.dedup_lock, unique=True, postgresql_where=jobs.c.dedup_lock.isnot(None)
+)
 # The relay's work: rows not yet handed to the broker, in eta order.
 sa.Index(
     "jobs_publishable_idx",

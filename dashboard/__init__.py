@@ -1,0 +1,1 @@
+"""The web process: ops dashboard, JSON API, payment webhooks, health and metrics."""

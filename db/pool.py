@@ -1,0 +1,60 @@
+"""The process-wide psycopg connection pool (created lazily, recreated after a fork)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from db import settings
+
+# Connections per process beyond the worker threads (relay, heartbeat, lifeline).
+DEFAULT_EXTRA_CONNECTIONS = 4
+# Seconds to wait for the first connection before declaring the database unreachable.
+DEFAULT_CONNECT_TIMEOUT_S = 5
+
+_lock = threading.Lock()
+_pool: ConnectionPool | None = None
+_pool_key: tuple[int, str] | None = None
+
+
+def get_pool() -> ConnectionPool:
+    """The pool for this process and the current DATABASE_URL."""
+    global _pool, _pool_key
+    cfg = settings.get()
+    key = (os.getpid(), cfg.database_url)
+    with _lock:
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key is not None and _pool_key[0] == os.getpid():
+                _pool.close()
+            # Fail fast, with the server's own reason, when the database is unreachable.
+            psycopg.connect(cfg.database_url, connect_timeout=DEFAULT_CONNECT_TIMEOUT_S).close()
+            _pool = ConnectionPool(
+                cfg.database_url,
+                min_size=1,
+                max_size=cfg.worker_threads + DEFAULT_EXTRA_CONNECTIONS,
+                kwargs={"autocommit": True},
+                open=True,
+                name="skyport",
+            )
+            _pool_key = key
+        return _pool
+
+
+@contextmanager
+def connection(timeout_s: float = 30.0) -> Iterator[psycopg.Connection]:
+    """Borrow an autocommit connection; use `with conn.transaction():` for several statements."""
+    with get_pool().connection(timeout=timeout_s) as conn:
+        yield conn
+
+
+def close() -> None:
+    global _pool, _pool_key
+    with _lock:
+        if _pool is not None and _pool_key is not None and _pool_key[0] == os.getpid():
+            _pool.close()
+        _pool, _pool_key = None, None

@@ -1,0 +1,23 @@
+"""The job runtime: enqueue API, ledger, relay, lifeline, worker entry point.
+
+Apps use `enqueue` / `enqueue_many`; job modules declare actors with `workers.actor`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.enqueue import EnqueueError, JobRef, JobSpec, enqueue, enqueue_many
+from workers.retry_policy import PermanentError
+
+__all__ = ["EnqueueError", "JobRef", "JobSpec", "PermanentError", "actor", "enqueue", "enqueue_many"]
+
+
+def actor(fn: Any = None, **options: Any) -> Any:
+    """`dramatiq.actor` on Skyport's broker. Options: queue_name, max_retries, min_backoff_s,
+    max_backoff_s, retry_when, throws, time_limit (ms)."""
+    import dramatiq
+
+    from workers.broker import broker
+
+    return dramatiq.actor(fn, broker=broker, **options)

@@ -1,0 +1,35 @@
+"""Builds the Dramatiq broker from settings: Redis by default, RabbitMQ for an amqp:// URL.
+
+Retries and delays live in the ledger (see workers/ledger.py), so Dramatiq's Retries middleware
+is left out; TimeLimit, ShutdownNotifications and CurrentMessage are Dramatiq's own.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage, ShutdownNotifications, TimeLimit
+
+from db import settings
+from workers.middleware import LedgerMiddleware
+
+# Per-actor time limit unless the actor sets `time_limit` (milliseconds, Dramatiq's unit).
+DEFAULT_TIME_LIMIT_MS = 10 * 60 * 1000
+
+
+def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
+    cfg = cfg or settings.get()
+    middleware = [
+        LedgerMiddleware(),
+        TimeLimit(time_limit=DEFAULT_TIME_LIMIT_MS),
+        ShutdownNotifications(),
+        CurrentMessage(),
+    ]
+    if cfg.broker_kind == "rabbitmq":
+        return RabbitmqBroker(url=cfg.redis_url, middleware=middleware)
+    return RedisBroker(url=cfg.redis_url, namespace=cfg.redis_namespace, middleware=middleware)
+
+
+broker = build_broker()
+dramatiq.set_broker(broker)

@@ -1,0 +1,294 @@
+"""The apps' way in: `enqueue` and `enqueue_many` write ledger rows, nothing else.
+
+A row is the job. Given the app's connection, the row is written in the app's open transaction
+and exists only if that transaction commits; the relay hands committed rows to the broker.
+Dedup keys are enforced by the unique index on `jobs.dedup_lock` (INSERT .. ON CONFLICT DO
+NOTHING), never by a check-then-insert.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dramatiq
+import psycopg
+
+from db import pool
+
+# Retries an actor gets unless it sets `max_retries` (so max_retries + 1 attempts in all).
+DEFAULT_MAX_RETRIES = 10
+# Attempts to resolve a dedup conflict whose holder is finishing at the same moment.
+_DEDUP_RESOLVE_TRIES = 5
+
+
+class EnqueueError(ValueError):
+    """The job cannot be enqueued as asked (unknown actor or queue, bad arguments, bad delay)."""
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What enqueue returns: the job's id, and whether this call created it."""
+
+    id: int
+    created: bool
+    state: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job to enqueue (the arguments of `enqueue`, for `enqueue_many`)."""
+
+    actor: dramatiq.Actor | str
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] | None = None
+    dedup_key: str | None = None
+    dedup_window: timedelta | float | None = None
+    delay: timedelta | float | None = None
+    eta: datetime | None = None
+    queue: str | None = None
+
+
+@dataclass
+class _Row:
+    actor: str
+    queue: str
+    args: str
+    kwargs: str
+    dedup_key: str | None
+    dedup_window_s: float | None
+    delay_s: float | None
+    eta: datetime | None
+    max_attempts: int
+    ref: JobRef | None = field(default=None)
+
+
+def enqueue(
+    actor: dramatiq.Actor | str,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    dedup_key: str | None = None,
+    dedup_window: timedelta | float | None = None,
+    delay: timedelta | float | None = None,
+    eta: datetime | None = None,
+    queue: str | None = None,
+    conn: Any = None,
+    enqueued_by: str = "app",
+) -> JobRef:
+    """Enqueue one job; returns its reference (an existing job's for a taken dedup key).
+
+    `delay` (seconds or timedelta) or `eta` (aware datetime) hold the job as `scheduled` until
+    then. `dedup_window` keeps the dedup key blocked that long after the job finished. `conn` is
+    the app's psycopg connection, SQLAlchemy Connection or Session: the job then commits or
+    rolls back with the app's transaction. Without it the job is committed at once.
+    """
+    spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue)
+    return enqueue_many([spec], conn=conn, enqueued_by=enqueued_by)[0]
+
+
+def enqueue_many(jobs: Iterable[JobSpec], *, conn: Any = None, enqueued_by: str = "app") -> list[JobRef]:
+    """Enqueue a batch in one statement; references come back in the order given."""
+    rows = [_validate(spec) for spec in jobs]
+    if not rows:
+        return []
+    with _psycopg_connection(conn) as pg:
+        if pg.autocommit:
+            with pg.transaction():
+                _insert(pg, rows, enqueued_by)
+        else:
+            _insert(pg, rows, enqueued_by)
+    return [row.ref for row in rows if row.ref is not None]
+
+
+# -- job_insert -- one statement for the whole batch; ids follow the input order (ORDER BY ord).
+JOB_INSERT = """
+INSERT INTO jobs (actor, queue, args, kwargs, state, dedup_key, dedup_lock, dedup_window,
+                  max_attempts, eta, enqueued_by)
+SELECT i.actor, i.queue, i.args, i.kwargs,
+       CASE WHEN e.eta > now() THEN 'scheduled' ELSE 'queued' END,
+       i.dedup_key, i.dedup_key, make_interval(secs => i.dedup_window_s),
+       i.max_attempts, e.eta, %(enqueued_by)s
+  FROM unnest(%(actor)s::text[], %(queue)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
+              %(dedup_key)s::text[], %(dedup_window_s)s::float8[], %(delay_s)s::float8[],
+              %(eta)s::timestamptz[], %(max_attempts)s::int[])
+       WITH ORDINALITY AS i(actor, queue, args, kwargs, dedup_key, dedup_window_s, delay_s,
+                            eta, max_attempts, ord)
+ CROSS JOIN LATERAL (SELECT coalesce(i.eta, now() + make_interval(secs => coalesce(i.delay_s, 0)))
+                     AS eta) e
+ ORDER BY i.ord
+    ON CONFLICT (dedup_lock) WHERE dedup_lock IS NOT NULL DO NOTHING
+RETURNING id, dedup_lock, state
+"""
+
+# -- job_find_dedup -- the jobs holding some dedup keys, and whether their window has passed.
+JOB_FIND_DEDUP = """
+SELECT dedup_lock, id, state, (finished_at IS NOT NULL AND dedup_until <= now()) AS expired
+  FROM jobs WHERE dedup_lock = ANY(%s::text[])
+"""
+
+# -- job_release_expired_dedup -- a finished job whose window has passed lets go of its key.
+JOB_RELEASE_EXPIRED_DEDUP = """
+UPDATE jobs SET dedup_lock = NULL
+ WHERE dedup_lock = %s AND finished_at IS NOT NULL AND dedup_until <= now()
+"""
+
+
+def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str) -> None:
+    pending = rows
+    for _ in range(_DEDUP_RESOLVE_TRIES):
+        returned = conn.execute(JOB_INSERT, _columns(pending, enqueued_by)).fetchall()
+        fresh = [r for r in pending if r.dedup_key is None]
+        by_key = {key: (job_id, state) for job_id, key, state in returned if key is not None}
+        ids_without_key = sorted((job_id, state) for job_id, key, state in returned if key is None)
+        for row, (job_id, state) in zip(fresh, ids_without_key, strict=True):
+            row.ref = JobRef(job_id, True, state)
+        conflicted: list[_Row] = []
+        for row in pending:
+            if row.dedup_key is None:
+                continue
+            if row.dedup_key in by_key:
+                job_id, state = by_key.pop(row.dedup_key)
+                row.ref = JobRef(job_id, True, state)
+            else:
+                conflicted.append(row)
+        if not conflicted:
+            return
+        holders = {
+            key: (job_id, state, expired)
+            for key, job_id, state, expired in conn.execute(
+                JOB_FIND_DEDUP, ([r.dedup_key for r in conflicted],)
+            ).fetchall()
+        }
+        pending = []
+        for row in conflicted:
+            holder = holders.get(row.dedup_key)
+            if holder is None:  # released while we looked: try again
+                pending.append(row)
+            elif holder[2]:  # its window passed: release it, then try again
+                conn.execute(JOB_RELEASE_EXPIRED_DEDUP, (row.dedup_key,))
+                pending.append(row)
+            else:
+                row.ref = JobRef(holder[0], False, holder[1])
+        if not pending:
+            return
+    raise EnqueueError(f"could not settle dedup keys {[r.dedup_key for r in pending]}: they keep changing")
+
+
+def _columns(rows: list[_Row], enqueued_by: str) -> dict[str, Any]:
+    return {
+        "enqueued_by": enqueued_by,
+        "actor": [r.actor for r in rows],
+        "queue": [r.queue for r in rows],
+        "args": [r.args for r in rows],
+        "kwargs": [r.kwargs for r in rows],
+        "dedup_key": [r.dedup_key for r in rows],
+        "dedup_window_s": [r.dedup_window_s for r in rows],
+        "delay_s": [r.delay_s for r in rows],
+        "eta": [r.eta for r in rows],
+        "max_attempts": [r.max_attempts for r in rows],
+    }
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+
+def resolve_actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
+    from workers.app import broker  # every actor is declared once this is imported
+
+    name = actor.actor_name if isinstance(actor, dramatiq.Actor) else actor
+    try:
+        return broker.get_actor(name)
+    except dramatiq.ActorNotFound:
+        known = ", ".join(sorted(broker.get_declared_actors())) or "none"
+        raise EnqueueError(f"unknown actor {name!r} (known actors: {known})") from None
+
+
+def _seconds(name: str, value: timedelta | float | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise EnqueueError(f"{name} must be seconds or a timedelta, got {value!r}")
+    if seconds < 0:
+        raise EnqueueError(f"{name} must not be negative, got {seconds}")
+    return float(seconds)
+
+
+def _json(name: str, value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EnqueueError(f"{name} must be JSON-serializable: {exc}") from None
+
+
+def _validate(spec: JobSpec) -> _Row:
+    actor = resolve_actor(spec.actor)
+    queue = spec.queue or actor.queue_name
+    declared = actor.broker.get_declared_queues()
+    if queue not in declared:
+        raise EnqueueError(f"unknown queue {queue!r} (declared queues: {', '.join(sorted(declared))})")
+    args = list(spec.args)
+    kwargs = dict(spec.kwargs or {})
+    try:
+        inspect.signature(actor.fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise EnqueueError(f"invalid arguments for {actor.actor_name}: {exc}") from None
+    if spec.eta is not None and spec.delay is not None:
+        raise EnqueueError("give either delay or eta, not both")
+    if spec.eta is not None and (not isinstance(spec.eta, datetime) or spec.eta.tzinfo is None):
+        raise EnqueueError(f"eta must be a timezone-aware datetime, got {spec.eta!r}")
+    if spec.dedup_window is not None and spec.dedup_key is None:
+        raise EnqueueError("dedup_window needs a dedup_key")
+    if spec.dedup_key is not None and (not isinstance(spec.dedup_key, str) or not spec.dedup_key):
+        raise EnqueueError(f"dedup_key must be a non-empty string, got {spec.dedup_key!r}")
+    max_retries = actor.options.get("max_retries", DEFAULT_MAX_RETRIES)
+    return _Row(
+        actor=actor.actor_name,
+        queue=queue,
+        args=_json("args", args),
+        kwargs=_json("kwargs", kwargs),
+        dedup_key=spec.dedup_key,
+        dedup_window_s=_seconds("dedup_window", spec.dedup_window),
+        delay_s=_seconds("delay", spec.delay),
+        eta=spec.eta,
+        max_attempts=max_retries + 1,
+    )
+
+
+# ---- the caller's connection ------------------------------------------------------------------
+
+
+@contextmanager
+def _psycopg_connection(conn: Any):
+    """The psycopg connection under what the caller gave, or one of the pool's."""
+    if conn is None:
+        with pool.connection() as pooled:
+            yield pooled
+        return
+    if isinstance(conn, psycopg.Connection):
+        yield conn
+        return
+    try:
+        from sqlalchemy.engine import Connection
+        from sqlalchemy.orm import Session
+    except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
+        Connection = Session = ()  # type: ignore[assignment,misc]
+    if isinstance(conn, Session):
+        conn = conn.connection()
+    if isinstance(conn, Connection):
+        if not conn.in_transaction():
+            conn.begin()  # so that the caller's commit() commits the job too
+        dbapi = conn.connection.dbapi_connection
+        if isinstance(dbapi, psycopg.Connection):
+            yield dbapi
+            return
+    raise EnqueueError(
+        f"conn must be a psycopg Connection or a SQLAlchemy Connection/Session on the psycopg driver, "
+        f"got {type(conn).__name__}"
+    )

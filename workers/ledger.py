@@ -1,0 +1,327 @@
+"""The job ledger's state transitions, as plain SQL on a psycopg connection.
+
+Every write names the state it expects (`WHERE state = 'running' AND worker_id = ... AND
+attempts = ...`), so a late, duplicated or concurrent writer changes nothing.
+A finished job releases its dedup key at once, or keeps it for `dedup_window` after finishing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from db.schema.ledger import JobState
+
+# The dedup key columns when a job reaches a final state: released now, or after its window.
+_RELEASE_DEDUP_ON_FINISH = """
+       dedup_lock  = CASE WHEN dedup_window IS NULL THEN NULL ELSE dedup_lock END,
+       dedup_until = now() + dedup_window"""
+
+
+@dataclass(frozen=True)
+class StartedAttempt:
+    job_id: int
+    attempt: int
+    max_attempts: int
+
+
+# -- job_start -- a message arrived: queued -> running. Also accepts the same message again
+# (a retried statement whose first try committed), without counting a second attempt.
+JOB_START = """
+UPDATE jobs
+   SET state = 'running',
+       attempts = attempts + (state = 'queued')::int,
+       worker_id = %(worker_id)s,
+       message_id = %(message_id)s,
+       started_at = CASE WHEN state = 'queued' THEN now() ELSE started_at END
+ WHERE id = %(job_id)s
+   AND (state = 'queued'
+        OR (state = 'running' AND worker_id = %(worker_id)s AND message_id = %(message_id)s))
+RETURNING attempts, max_attempts
+"""
+
+
+def job_start(
+    conn: psycopg.Connection, job_id: int, worker_id: str, message_id: str
+) -> StartedAttempt | None:
+    """Move a queued job to running; None when it is not queued (skip the message)."""
+    row = conn.execute(
+        JOB_START, {"job_id": job_id, "worker_id": worker_id, "message_id": message_id}
+    ).fetchone()
+    return StartedAttempt(job_id, row[0], row[1]) if row else None
+
+
+# -- job_succeed -- running -> succeeded, and the attempt's record.
+JOB_SUCCEED = f"""
+WITH done AS (
+    UPDATE jobs
+       SET state = 'succeeded', finished_at = now(), last_error = NULL,{_RELEASE_DEDUP_ON_FINISH}
+     WHERE id = %(job_id)s AND state = 'running'
+       AND worker_id = %(worker_id)s AND attempts = %(attempt)s
+ RETURNING id, attempts, worker_id, started_at, finished_at)
+INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
+SELECT id, attempts, worker_id, started_at, finished_at, 'succeeded' FROM done
+"""
+
+
+def job_succeed(conn: psycopg.Connection, attempt: StartedAttempt, worker_id: str) -> bool:
+    cur = conn.execute(
+        JOB_SUCCEED, {"job_id": attempt.job_id, "worker_id": worker_id, "attempt": attempt.attempt}
+    )
+    return cur.rowcount == 1
+
+
+# -- job_fail -- running -> retrying (eta = now + backoff) or dead, and the attempt's record.
+JOB_FAIL = """
+WITH done AS (
+    UPDATE jobs
+       SET state = CASE WHEN %(retry_in_s)s::float8 IS NULL THEN 'dead' ELSE 'retrying' END,
+           eta = CASE WHEN %(retry_in_s)s::float8 IS NULL THEN eta
+                      ELSE now() + make_interval(secs => %(retry_in_s)s::float8) END,
+           published_at = NULL,
+           last_error = %(error)s,
+           finished_at = CASE WHEN %(retry_in_s)s::float8 IS NULL THEN now() END,
+           dedup_lock = CASE WHEN %(retry_in_s)s::float8 IS NULL AND dedup_window IS NULL
+                             THEN NULL ELSE dedup_lock END,
+           dedup_until = CASE WHEN %(retry_in_s)s::float8 IS NULL THEN now() + dedup_window END
+     WHERE id = %(job_id)s AND state = 'running'
+       AND worker_id = %(worker_id)s AND attempts = %(attempt)s
+ RETURNING id, attempts, worker_id, started_at)
+INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error, traceback)
+SELECT id, attempts, worker_id, started_at, now(), 'failed', %(error)s, %(traceback)s FROM done
+"""
+
+
+def job_fail(
+    conn: psycopg.Connection,
+    attempt: StartedAttempt,
+    worker_id: str,
+    *,
+    error: str,
+    traceback: str | None,
+    retry_in_s: float | None,
+) -> bool:
+    """Record a failed attempt: retry after `retry_in_s` seconds, or dead when it is None."""
+    cur = conn.execute(
+        JOB_FAIL,
+        {
+            "job_id": attempt.job_id,
+            "worker_id": worker_id,
+            "attempt": attempt.attempt,
+            "error": error,
+            "traceback": traceback,
+            "retry_in_s": retry_in_s,
+        },
+    )
+    return cur.rowcount == 1
+
+
+# -- job_release_running -- give a job back to the queue because its run was cut short:
+# its worker stopped heartbeating ('lost') or shut down before it finished ('interrupted').
+# Crashes count as attempts: once they are used up the job is dead.
+JOB_RELEASE_RUNNING = """
+WITH victims AS MATERIALIZED (
+    SELECT j.id FROM jobs j
+     WHERE j.state = 'running' AND {condition}
+     ORDER BY j.id
+     LIMIT %(limit)s
+       FOR UPDATE OF j SKIP LOCKED),
+released AS (
+    UPDATE jobs j
+       SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+           published_at = NULL,
+           eta = now(),
+           last_error = %(error)s || coalesce(j.worker_id, '?'),
+           finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+           dedup_lock = CASE WHEN j.attempts >= j.max_attempts AND j.dedup_window IS NULL
+                             THEN NULL ELSE j.dedup_lock END,
+           dedup_until = CASE WHEN j.attempts >= j.max_attempts THEN now() + j.dedup_window END
+      FROM victims v
+     WHERE j.id = v.id
+ RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.state, j.last_error),
+recorded AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
+    SELECT id, attempts, worker_id, coalesce(started_at, now()), now(), %(outcome)s, last_error
+      FROM released
+    ON CONFLICT (job_id, attempt) DO NOTHING)
+SELECT id, state FROM released
+"""
+
+_LOST = """NOT EXISTS (
+           SELECT 1 FROM workers w
+            WHERE w.worker_id = j.worker_id
+              AND w.heartbeat_at > now() - make_interval(secs => %(dead_after_s)s::float8))"""
+
+
+def recover_lost_jobs(
+    conn: psycopg.Connection, dead_after_s: float, limit: int = 1000
+) -> list[tuple[int, str]]:
+    """Running jobs whose worker stopped heartbeating go back to queued (or dead): [(id, state)]."""
+    query = JOB_RELEASE_RUNNING.format(condition=_LOST)
+    return conn.execute(
+        query,
+        {
+            "dead_after_s": dead_after_s,
+            "limit": limit,
+            "outcome": "lost",
+            "error": "worker stopped heartbeating: ",
+        },
+    ).fetchall()
+
+
+def give_back_running(conn: psycopg.Connection, worker_id: str) -> list[tuple[int, str]]:
+    """A worker shutting down hands back the jobs it could not finish in its grace period."""
+    query = JOB_RELEASE_RUNNING.format(condition="j.worker_id = %(worker_id)s")
+    return conn.execute(
+        query,
+        {"worker_id": worker_id, "limit": 100_000, "outcome": "interrupted", "error": "worker shut down: "},
+    ).fetchall()
+
+
+# -- job_republish_stale -- the broker is a transport: a queued job handed to it long ago and
+# still not started (a Redis restarted empty, a flushed queue) is handed to it again.
+JOB_REPUBLISH_STALE = """
+WITH stale AS MATERIALIZED (
+    SELECT id FROM jobs
+     WHERE state = 'queued' AND published_at < now() - make_interval(secs => %(after_s)s::float8)
+     ORDER BY published_at
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED)
+UPDATE jobs j SET published_at = NULL FROM stale WHERE j.id = stale.id
+"""
+
+
+def republish_stale(conn: psycopg.Connection, after_s: float, limit: int = 10_000) -> int:
+    cur = conn.execute(JOB_REPUBLISH_STALE, {"after_s": after_s, "limit": limit})
+    if cur.rowcount:
+        conn.execute("SELECT pg_notify('skyport_jobs', '')")
+    return cur.rowcount
+
+
+# -- job_prune -- finished jobs past their retention (dead ones are kept longer).
+JOB_PRUNE = """
+WITH old AS MATERIALIZED (
+    SELECT id FROM jobs
+     WHERE finished_at IS NOT NULL
+       AND finished_at < now() - make_interval(days => 1) * CASE WHEN state = 'dead'
+                                    THEN %(keep_dead_days)s::float8 ELSE %(keep_succeeded_days)s::float8 END
+       AND (dedup_lock IS NULL OR dedup_until <= now())
+     LIMIT %(limit)s)
+DELETE FROM jobs j USING old WHERE j.id = old.id
+"""
+
+
+def prune_finished(
+    conn: psycopg.Connection, keep_succeeded_days: float, keep_dead_days: float, limit: int = 10_000
+) -> int:
+    """Delete finished jobs past their retention, in batches; returns how many went."""
+    total = 0
+    while True:
+        n = conn.execute(
+            JOB_PRUNE,
+            {"keep_succeeded_days": keep_succeeded_days, "keep_dead_days": keep_dead_days, "limit": limit},
+        ).rowcount
+        total += n
+        if n < limit:
+            return total
+
+
+# ---- ops actions ------------------------------------------------------------------------------
+
+# -- job_cancel -- any non-final state -> cancelled; the dedup key is released at once.
+JOB_CANCEL = """
+UPDATE jobs
+   SET state = 'cancelled', finished_at = now(), dedup_lock = NULL, dedup_until = NULL,
+       last_error = 'cancelled by ' || %(by)s
+ WHERE id = %(job_id)s AND state IN ('scheduled', 'queued', 'retrying', 'running')
+RETURNING state
+"""
+
+
+def job_cancel(conn: psycopg.Connection, job_id: int, by: str) -> bool:
+    """Cancel a job that has not finished. A running job's current attempt is not interrupted,
+    but its outcome is ignored (the finish write expects 'running')."""
+    return conn.execute(JOB_CANCEL, {"job_id": job_id, "by": by}).fetchone() is not None
+
+
+# -- job_retry -- a dead or cancelled job goes back to queued with a fresh attempt budget; its
+# history (job_attempts) stays. It takes its dedup key back, unless another job holds it now.
+JOB_RETRY = """
+UPDATE jobs
+   SET state = 'queued', eta = now(), published_at = NULL, finished_at = NULL,
+       max_attempts = attempts + %(extra_attempts)s,
+       dedup_lock = dedup_key, dedup_until = NULL
+ WHERE id = %(job_id)s AND state IN ('dead', 'cancelled')
+RETURNING id
+"""
+
+
+class DedupKeyTaken(Exception):
+    """Another job holds the dedup key of the job being retried."""
+
+
+def job_retry(conn: psycopg.Connection, job_id: int, extra_attempts: int) -> bool:
+    """Retry a dead or cancelled job; False when it is not dead or cancelled (nothing changed)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(JOB_RETRY, {"job_id": job_id, "extra_attempts": extra_attempts}).fetchone()
+            if row:
+                conn.execute("SELECT pg_notify('skyport_jobs', '')")
+    except psycopg.errors.UniqueViolation:
+        raise DedupKeyTaken(f"job {job_id}: another unfinished job holds its dedup key") from None
+    return row is not None
+
+
+# ---- reads ------------------------------------------------------------------------------------
+
+JOB_COLUMNS = """id, actor, queue, state, dedup_key, attempts, max_attempts, args, kwargs, eta,
+    enqueued_at, enqueued_by, published_at, started_at, finished_at, worker_id, last_error,
+    dedup_window, dedup_until"""
+
+
+def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        job = cur.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        if job is None:
+            return None
+        job["history"] = cur.execute(
+            "SELECT attempt, worker_id, started_at, finished_at, outcome, error, traceback"
+            "  FROM job_attempts WHERE job_id = %s ORDER BY attempt",
+            (job_id,),
+        ).fetchall()
+    return job
+
+
+def list_jobs(
+    conn: psycopg.Connection,
+    *,
+    state: str | None = None,
+    actor: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first, keyset-paginated by id."""
+    if state is not None and state not in JobState.__members__.values():
+        raise ValueError(f"unknown state {state!r}; one of {', '.join(JobState)}")
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""SELECT {JOB_COLUMNS} FROM jobs
+                 WHERE (%(state)s::text IS NULL OR state = %(state)s)
+                   AND (%(actor)s::text IS NULL OR actor = %(actor)s)
+                   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+                 ORDER BY id DESC LIMIT %(limit)s""",
+            {"state": state, "actor": actor, "before_id": before_id, "limit": limit},
+        ).fetchall()
+
+
+def count_by_state(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
+    return {str(s): 0 for s in JobState} | dict(rows)
+
+
+def now(conn: psycopg.Connection) -> datetime:
+    return conn.execute("SELECT now()").fetchone()[0]

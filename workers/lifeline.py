@@ -1,0 +1,87 @@
+"""Worker liveness and the ledger's self-repair.
+
+Each worker process heartbeats into `workers` from its own thread. The maintenance pass (run
+by every worker every few heartbeats, and by the scheduler) puts the running jobs of silent
+workers back in the queue, and republishes queued jobs the broker seems to have lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+import psycopg
+
+from db import pool, settings
+from db.transient import retry_transient
+from workers import ledger
+
+logger = logging.getLogger("skyport.lifeline")
+
+# The maintenance pass runs every this many heartbeats.
+DEFAULT_MAINTENANCE_EVERY = 3
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@retry_transient()
+def heartbeat(conn: psycopg.Connection, worker_id: str, queues: list[str] | None) -> None:
+    conn.execute(
+        """INSERT INTO workers (worker_id, hostname, pid, queues) VALUES (%s, %s, %s, %s)
+           ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()""",
+        (worker_id, socket.gethostname(), os.getpid(), queues),
+    )
+
+
+def forget_worker(conn: psycopg.Connection, worker_id: str) -> None:
+    conn.execute("DELETE FROM workers WHERE worker_id = %s", (worker_id,))
+
+
+@retry_transient()
+def maintenance_pass(conn: psycopg.Connection, cfg: settings.Settings | None = None) -> dict[str, int]:
+    """Recover jobs of dead workers and republish stale queued jobs; returns the counts."""
+    cfg = cfg or settings.get()
+    recovered = ledger.recover_lost_jobs(conn, cfg.worker_dead_after_s)
+    for job_id, state in recovered:
+        logger.warning("job %s: its worker stopped heartbeating; now %s", job_id, state)
+    if recovered:
+        conn.execute("SELECT pg_notify('skyport_jobs', '')")
+    republished = ledger.republish_stale(conn, cfg.republish_after_s)
+    if republished:
+        logger.warning("republished %d queued jobs that no worker started", republished)
+    conn.execute(
+        "DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => %s::float8) * 10",
+        (cfg.worker_dead_after_s,),
+    )
+    return {"recovered": len(recovered), "republished": republished}
+
+
+class Heartbeat(threading.Thread):
+    """Beats every `interval_s`; runs the maintenance pass every few beats."""
+
+    def __init__(self, worker_id: str, queues: list[str] | None, cfg: settings.Settings) -> None:
+        super().__init__(name="skyport-heartbeat", daemon=True)
+        self.worker_id = worker_id
+        self.queues = queues
+        self.cfg = cfg
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        beats = 0
+        while not self.stopping.wait(self.cfg.heartbeat_interval_s):
+            beats += 1
+            try:
+                with pool.connection() as conn:
+                    heartbeat(conn, self.worker_id, self.queues)
+                    if beats % DEFAULT_MAINTENANCE_EVERY == 0:
+                        maintenance_pass(conn, self.cfg)
+            except Exception:
+                logger.exception("heartbeat failed")

@@ -1,0 +1,184 @@
+"""The ledger middleware: ties every Dramatiq message to its ledger row.
+
+Before a message runs, its job moves queued -> running (a conditional UPDATE); a message whose
+job is not queued (running elsewhere, finished, cancelled: a duplicate or a late redelivery) is
+skipped. After it runs, the job becomes succeeded, retrying (with an eta) or dead. In each
+worker process it also runs the relay and the heartbeat threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware, SkipMessage
+
+from db import pool, settings
+from db.transient import retry_transient
+from workers import ledger, lifeline, retry_policy
+from workers.relay import Relay
+
+logger = logging.getLogger("skyport.worker")
+
+# How long a worker keeps retrying to record an outcome while PostgreSQL is away.
+DEFAULT_RECORD_OUTCOME_FOR_S = 300.0
+# Longest pause of an idle consumer between two polls of the broker, in milliseconds.
+DEFAULT_IDLE_POLL_MS = 100
+# Tracebacks longer than this are cut (the head and the end are kept).
+MAX_TRACEBACK_CHARS = 20_000
+
+
+class LedgerMiddleware(Middleware):
+    @property
+    def actor_options(self) -> set[str]:
+        return {"max_retries", "min_backoff_s", "max_backoff_s", "retry_when", "throws"}
+
+    def __init__(self) -> None:
+        self.worker_id: str | None = None
+        self._attempts: dict[str, ledger.StartedAttempt] = {}
+        self._relay: Relay | None = None
+        self._heartbeat: lifeline.Heartbeat | None = None
+
+    # ---- worker process lifecycle -------------------------------------------------------------
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # An idle consumer polls the broker at most this far apart (Dramatiq's default is 1 s).
+        worker.worker_timeout = DEFAULT_IDLE_POLL_MS
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        try:
+            self._boot(broker, worker)
+        except Exception:
+            # Dramatiq would log this and go on consuming, without a ledger: stop instead.
+            logger.critical("worker cannot start its ledger services", exc_info=True)
+            os._exit(3)
+
+    def _boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        cfg = settings.get()
+        self.worker_id = lifeline.new_worker_id()
+        queues = sorted(worker.consumer_whitelist) if worker.consumer_whitelist else None
+        with pool.connection() as conn:
+            lifeline.heartbeat(conn, self.worker_id, queues)
+        self._heartbeat = lifeline.Heartbeat(self.worker_id, queues, cfg)
+        self._heartbeat.start()
+        self._relay = Relay(cfg.database_url, broker, batch=cfg.relay_batch, sweep_s=cfg.relay_sweep_s)
+        self._relay.start()
+        logger.info("worker %s started (queues: %s)", self.worker_id, ", ".join(queues or ["all"]))
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self._relay is not None:
+            self._relay.stop()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self.worker_id is None:
+            return
+        try:
+            with pool.connection() as conn:
+                given_back = ledger.give_back_running(conn, self.worker_id)
+                if given_back:
+                    conn.execute("SELECT pg_notify('skyport_jobs', '')")
+                lifeline.forget_worker(conn, self.worker_id)
+            for job_id, state in given_back:
+                logger.warning("job %s: not finished within the shutdown grace period; now %s", job_id, state)
+        except Exception:
+            logger.exception("could not hand back running jobs; the lifeline will recover them")
+        logger.info("worker %s stopped", self.worker_id)
+
+    # ---- messages -----------------------------------------------------------------------------
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        job_id = message.options.get("job_id")
+        if job_id is None:
+            logger.error(
+                "message %s for %s has no ledger job (sent with actor.send?); enqueue jobs with "
+                "workers.enqueue. Skipped.",
+                message.message_id,
+                message.actor_name,
+            )
+            raise SkipMessage("no ledger job")
+        started = _start(job_id, self.worker_id or "unknown", message.message_id)
+        if started is None:
+            logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
+            raise SkipMessage("job not queued")
+        self._attempts[message.message_id] = started
+        logger.debug("job %s: %s attempt %d started", job_id, message.actor_name, started.attempt)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        started = self._attempts.pop(message.message_id, None)
+        if started is None:
+            return
+        worker_id = self.worker_id or "unknown"
+        if exception is None:
+            _record(ledger.job_succeed, started, worker_id)
+            return
+        try:
+            options = broker.get_actor(message.actor_name).options
+        except dramatiq.ActorNotFound:
+            options = {}
+        delay_s = retry_policy.retry_delay_s(options, started.attempt, started.max_attempts, exception)
+        error = f"{type(exception).__name__}: {exception}"
+        _record(
+            ledger.job_fail,
+            started,
+            worker_id,
+            error=error,
+            traceback=_format_traceback(exception),
+            retry_in_s=delay_s,
+        )
+        if delay_s is None:
+            logger.error(
+                "job %s: %s attempt %d failed, dead: %s",
+                started.job_id,
+                message.actor_name,
+                started.attempt,
+                error,
+            )
+        else:
+            logger.warning(
+                "job %s: %s attempt %d failed, retry in %.1fs: %s",
+                started.job_id,
+                message.actor_name,
+                started.attempt,
+                delay_s,
+                error,
+            )
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        self._attempts.pop(message.message_id, None)
+
+
+@retry_transient(max_delay_s=60.0)
+def _start(job_id: int, worker_id: str, message_id: str) -> ledger.StartedAttempt | None:
+    with pool.connection() as conn:
+        return ledger.job_start(conn, job_id, worker_id, message_id)
+
+
+@retry_transient(max_delay_s=DEFAULT_RECORD_OUTCOME_FOR_S)
+def _record(write: Any, started: ledger.StartedAttempt, worker_id: str, **kwargs: Any) -> None:
+    with pool.connection() as conn:
+        if not write(conn, started, worker_id, **kwargs):
+            logger.warning(
+                "job %s: outcome of attempt %d ignored (cancelled or recovered meanwhile)",
+                started.job_id,
+                started.attempt,
+            )
+
+
+def _format_traceback(exception: BaseException) -> str:
+    text = "".join(traceback.format_exception(exception))
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    half = MAX_TRACEBACK_CHARS // 2
+    return f"{text[:half]}\n... cut ...\n{text[-half:]}"
