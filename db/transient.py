@@ -29,7 +29,7 @@ def retry_transient(max_delay_s: float = 60.0):
     """Retry a function that is safe to re-run (guarded writes, reads) for up to `max_delay_s`."""
     return retry(
         retry=retry_if_exception_type(TRANSIENT_ERRORS),
-        wait=wait_exponential_jitter(initial=0.1, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
         stop=stop_after_delay(max_delay_s),
         before_sleep=before_sleep_log(logger, logging.WARNING),
         reraise=True,

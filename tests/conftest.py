@@ -17,7 +17,8 @@ import pytest
 import redis
 from psycopg import sql
 
-from db import migrate, settings
+import tests.actors  # noqa: F401  (declares the test actors in this process too)
+from db import migrate, pool, settings
 
 ADMIN_URL = os.environ.get("SKYPORT_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("SKYPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -91,6 +92,7 @@ def database_url(template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     try:
         yield url
     finally:
+        pool.close()
         settings.get.cache_clear()
         _drop(name)
 
@@ -122,3 +124,11 @@ def redis_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             client.delete(*keys)
         client.close()
         settings.get.cache_clear()
+
+
+@pytest.fixture
+def effects(database_url: str) -> str:
+    """The `effects` table the test actors write to; returns the database URL."""
+    with psycopg.connect(database_url, autocommit=True) as c:
+        c.execute(tests.actors.EFFECTS_DDL)
+    return database_url

@@ -1,0 +1,77 @@
+"""Actors used by the tests; workers started by tests load them (SKYPORT_EXTRA_MODULES).
+
+Each records what it did in the `effects` table of the test's database (see `effects_table`),
+so a test can count how often a job's effect happened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from dramatiq.middleware import CurrentMessage
+
+from db import pool
+from workers import PermanentError, actor
+
+EFFECTS_DDL = """
+CREATE TABLE IF NOT EXISTS effects (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key     text NOT NULL,
+    job_id  bigint,
+    at      timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def record(key: str) -> int:
+    """Insert one effect row; returns how many rows the key has now."""
+    message = CurrentMessage.get_current_message()
+    job_id = message.options.get("job_id") if message else None
+    with pool.connection() as conn:
+        conn.execute("INSERT INTO effects (key, job_id) VALUES (%s, %s)", (key, job_id))
+        return conn.execute("SELECT count(*) FROM effects WHERE key = %s", (key,)).fetchone()[0]
+
+
+@actor(queue_name="default", max_retries=3, min_backoff_s=0.2, max_backoff_s=1)
+def remember(key: str) -> None:
+    record(key)
+
+
+@actor(queue_name="default", max_retries=3, min_backoff_s=0.5, max_backoff_s=1)
+def flaky(key: str, failures: int) -> None:
+    """Fails its first `failures` runs, then succeeds."""
+    if record(key) <= failures:
+        raise RuntimeError(f"flaky failure for {key}")
+
+
+@actor(queue_name="default", max_retries=2, min_backoff_s=0.1, max_backoff_s=0.2)
+def poison(key: str) -> None:
+    record(key)
+    raise ValueError("poison message: fails every time")
+
+
+@actor(queue_name="default", max_retries=5)
+def refuse(key: str) -> None:
+    record(key)
+    raise PermanentError("refused: trying again cannot help")
+
+
+@actor(queue_name="default", max_retries=3, min_backoff_s=0.2)
+def slow(key: str, seconds: float) -> None:
+    record(f"{key}:start")
+    time.sleep(seconds)
+    record(f"{key}:done")
+
+
+@actor(queue_name="default", max_retries=2, min_backoff_s=0.1)
+def crash_worker(key: str) -> None:
+    """Kills its own worker process, every time."""
+    record(key)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@actor(queue_name="other", max_retries=0)
+def on_other_queue(key: str) -> None:
+    record(key)

@@ -1,0 +1,196 @@
+"""enqueue / enqueue_many against a real PostgreSQL: rows, validation, dedup keys, transactions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from db import settings
+from tests.support import wait_for
+from workers import EnqueueError, JobSpec, enqueue, enqueue_many
+from workers import ledger
+from workers.ledger import StartedAttempt
+
+
+def _count(conn: psycopg.Connection, where: str = "true", params: tuple = ()) -> int:
+    return conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()[0]
+
+
+def test_enqueue_writes_a_queued_row(conn: psycopg.Connection) -> None:
+    ref = enqueue("remember", ["a"])
+    row = conn.execute(
+        "SELECT actor, queue, state, args, kwargs, max_attempts FROM jobs WHERE id = %s", (ref.id,)
+    ).fetchone()
+    assert ref.created and ref.state == "queued"
+    assert row == ("remember", "default", "queued", ["a"], {}, 4)  # max_retries=3 -> 4 attempts
+
+
+def test_delay_and_eta_schedule_the_job(conn: psycopg.Connection) -> None:
+    delayed = enqueue("remember", ["a"], delay=timedelta(days=30))
+    at = datetime.now(UTC) + timedelta(hours=1)
+    timed = enqueue("remember", ["b"], eta=at)
+    assert delayed.state == timed.state == "scheduled"
+    eta, now = conn.execute("SELECT eta, now() FROM jobs WHERE id = %s", (delayed.id,)).fetchone()
+    assert timedelta(days=29, hours=23) < eta - now <= timedelta(days=30)
+    assert conn.execute("SELECT eta FROM jobs WHERE id = %s", (timed.id,)).fetchone()[0] == at
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: enqueue("no_such_actor"), "unknown actor 'no_such_actor'"),
+        (lambda: enqueue("remember", [object()]), "args must be JSON-serializable"),
+        (lambda: enqueue("remember", [], {"key": float("nan")}), "kwargs must be JSON-serializable"),
+        (lambda: enqueue("remember", ["a"], delay=-1), "delay must not be negative"),
+        (lambda: enqueue("remember", ["a"], delay=timedelta(seconds=-5)), "delay must not be negative"),
+        (lambda: enqueue("remember", ["a"], queue="nowhere"), "unknown queue 'nowhere'"),
+        (lambda: enqueue("remember", ["a", "b"]), "invalid arguments for remember"),
+        (lambda: enqueue("remember", [], {"nope": 1}), "invalid arguments for remember"),
+        (lambda: enqueue("remember", ["a"], eta=datetime(2030, 1, 1)), "eta must be a timezone-aware"),
+        (lambda: enqueue("remember", ["a"], dedup_window=5), "dedup_window needs a dedup_key"),
+        (lambda: enqueue("remember", ["a"], dedup_key=""), "dedup_key must be a non-empty string"),
+    ],
+)
+def test_invalid_input_is_refused_and_writes_nothing(conn: psycopg.Connection, call, message: str) -> None:
+    with pytest.raises(EnqueueError, match=message):
+        call()
+    assert _count(conn) == 0
+
+
+def test_a_bad_job_in_a_batch_writes_nothing(conn: psycopg.Connection) -> None:
+    with pytest.raises(EnqueueError):
+        enqueue_many([JobSpec("remember", ["a"]), JobSpec("remember", ["b"], delay=-3)])
+    assert _count(conn) == 0
+
+
+def test_dedup_key_returns_the_existing_job(conn: psycopg.Connection) -> None:
+    first = enqueue("remember", ["a"], dedup_key="k")
+    second = enqueue("remember", ["b"], dedup_key="k")
+    assert first.created and not second.created
+    assert second.id == first.id
+    assert _count(conn) == 1
+
+
+def test_sixteen_threads_one_dedup_key_make_one_job(conn: psycopg.Connection) -> None:
+    barrier = threading.Barrier(16)
+    refs = []
+
+    def go() -> None:
+        with psycopg.connect(settings.get().database_url) as c:
+            barrier.wait()
+            refs.append(enqueue("remember", ["same"], dedup_key="race", conn=c))
+            c.commit()
+
+    threads = [threading.Thread(target=go) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(refs) == 16
+    assert len({r.id for r in refs}) == 1
+    assert sum(r.created for r in refs) == 1
+    assert _count(conn) == 1
+
+
+def _finish(conn: psycopg.Connection, job_id: int) -> None:
+    """Run a job to success through the ledger's own transitions (as a worker would)."""
+    conn.execute("UPDATE jobs SET published_at = now() WHERE id = %s", (job_id,))
+    started = ledger.job_start(conn, job_id, "test-worker", "m1")
+    assert started is not None
+    assert ledger.job_succeed(conn, started, "test-worker")
+
+
+def test_finished_job_releases_its_key_unless_a_window_holds_it(conn: psycopg.Connection) -> None:
+    plain = enqueue("remember", ["a"], dedup_key="plain")
+    _finish(conn, plain.id)
+    again = enqueue("remember", ["a"], dedup_key="plain")
+    assert again.created and again.id != plain.id
+
+    windowed = enqueue("remember", ["a"], dedup_key="windowed", dedup_window=1.0)
+    _finish(conn, windowed.id)
+    blocked = enqueue("remember", ["a"], dedup_key="windowed")
+    assert not blocked.created and blocked.id == windowed.id and blocked.state == "succeeded"
+    later = wait_for(
+        lambda: (r := enqueue("remember", ["a"], dedup_key="windowed")).created and r,
+        5,
+        what="the dedup window to pass",
+    )
+    assert later.id != windowed.id
+
+
+def test_enqueue_commits_and_rolls_back_with_the_callers_psycopg_transaction(
+    conn: psycopg.Connection, database_url: str
+) -> None:
+    with psycopg.connect(database_url) as app:
+        enqueue("remember", ["rolled back"], conn=app)
+        app.rollback()
+        enqueue("remember", ["committed"], conn=app)
+        assert _count(conn) == 0  # not visible before the app commits
+        app.commit()
+    assert conn.execute("SELECT args FROM jobs").fetchall() == [(["committed"],)]
+
+
+def test_enqueue_joins_sqlalchemy_connections_and_sessions(conn: psycopg.Connection) -> None:
+    engine = sa.create_engine(settings.get().sqlalchemy_url)
+    try:
+        with engine.connect() as c:
+            enqueue("remember", ["sa rollback"], conn=c)
+            c.rollback()
+            enqueue("remember", ["sa commit"], conn=c)
+            c.commit()
+        with Session(engine) as session:
+            enqueue("remember", ["session rollback"], conn=session)
+            session.rollback()
+            enqueue("remember", ["session commit"], conn=session)
+            session.commit()
+    finally:
+        engine.dispose()
+    args = sorted(r[0][0] for r in conn.execute("SELECT args FROM jobs").fetchall())
+    assert args == ["sa commit", "session commit"]
+
+
+def test_enqueue_many_keeps_the_order_and_resolves_dedup_keys(conn: psycopg.Connection) -> None:
+    existing = enqueue("remember", ["old"], dedup_key="k-1")
+    specs = [
+        JobSpec("remember", [f"job-{i}"], dedup_key=f"k-{i}" if i % 3 == 0 else None) for i in range(1, 1001)
+    ]
+    specs.append(JobSpec("remember", ["dup of k-3"], dedup_key="k-3"))
+    refs = enqueue_many(specs)
+    assert len(refs) == len(specs)
+    args = dict(conn.execute("SELECT id, args->>0 FROM jobs").fetchall())
+    for i, ref in enumerate(refs[:1000], start=1):
+        if i % 3 == 0:
+            assert ref.created and args[ref.id] == f"job-{i}"
+        else:
+            assert ref.created and args[ref.id] == f"job-{i}"
+    assert refs[-1].id == refs[2].id and not refs[-1].created  # same key twice in one batch
+    assert _count(conn) == 1001  # 1000 new + the old one
+    assert existing.id not in {r.id for r in refs}
+
+
+def test_enqueue_is_fast_enough_for_a_request_path(conn: psycopg.Connection) -> None:
+    enqueue("remember", ["warm-up"])
+    started = time.perf_counter()
+    for i in range(50):
+        enqueue("remember", [str(i)], dedup_key=f"fast-{i}")
+    # Sanity only (the figure lives in bench/throughput.py): 50 enqueues well under 5 s.
+    assert time.perf_counter() - started < 5
+    assert _count(conn, "dedup_key LIKE 'fast-%%'") == 50
+
+
+def test_started_attempt_is_guarded(conn: psycopg.Connection) -> None:
+    ref = enqueue("remember", ["a"])
+    assert ledger.job_start(conn, ref.id, "w1", "m1") == StartedAttempt(ref.id, 1, 4)
+    assert ledger.job_start(conn, ref.id, "w2", "m2") is None  # running elsewhere: skip
+    # the same message again (a retried statement) is the same attempt, not a second one
+    assert ledger.job_start(conn, ref.id, "w1", "m1") == StartedAttempt(ref.id, 1, 4)
+    assert not ledger.job_succeed(conn, StartedAttempt(ref.id, 1, 4), "w2")  # not its worker
+    assert ledger.job_succeed(conn, StartedAttempt(ref.id, 1, 4), "w1")
+    assert not ledger.job_succeed(conn, StartedAttempt(ref.id, 1, 4), "w1")  # already final
+    assert ledger.job_start(conn, ref.id, "w1", "m3") is None

@@ -1,0 +1,164 @@
+"""Ledger transitions, the relay and the lifeline, in-process against real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from db import settings
+from tests.conftest import TEST_REDIS_URL
+from tests.support import free_port
+from workers import enqueue, ledger, lifeline
+from workers.relay import publish_due
+
+
+def _state(conn: psycopg.Connection, job_id: int) -> str:
+    return conn.execute("SELECT state FROM jobs WHERE id = %s", (job_id,)).fetchone()[0]
+
+
+def _queue_length(namespace: str, queue: str = "default") -> int:
+    return redis.Redis.from_url(TEST_REDIS_URL).llen(f"{namespace}:{queue}")
+
+
+@pytest.fixture
+def broker(redis_namespace: str) -> RedisBroker:
+    return RedisBroker(url=TEST_REDIS_URL, namespace=redis_namespace, middleware=[])
+
+
+def test_relay_publishes_due_jobs_once(
+    conn: psycopg.Connection, broker: RedisBroker, redis_namespace: str
+) -> None:
+    due = [enqueue("remember", [str(i)]).id for i in range(5)]
+    later = enqueue("remember", ["later"], delay=3600).id
+    assert publish_due(conn, broker, batch=100) == 5
+    assert publish_due(conn, broker, batch=100) == 0  # nothing is published twice
+    assert _queue_length(redis_namespace) == 5
+    rows = conn.execute(
+        "SELECT id, state, published_at IS NOT NULL, message_id IS NOT NULL FROM jobs ORDER BY id"
+    ).fetchall()
+    assert rows == [(i, "queued", True, True) for i in due] + [(later, "scheduled", False, False)]
+
+
+def test_relay_promotes_scheduled_jobs_when_due(conn: psycopg.Connection, broker: RedisBroker) -> None:
+    job = enqueue("remember", ["x"], delay=3600).id
+    conn.execute("UPDATE jobs SET eta = now() - interval '1 second' WHERE id = %s", (job,))  # time passes
+    assert publish_due(conn, broker, batch=10) == 1
+    assert _state(conn, job) == "queued"
+
+
+def test_broker_down_leaves_jobs_in_the_ledger(conn: psycopg.Connection) -> None:
+    dead_broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0", namespace="nowhere", middleware=[])
+    job = enqueue("remember", ["x"]).id
+    with pytest.raises(Exception, match="(?i)connect"):
+        publish_due(conn, dead_broker, batch=10)
+    assert conn.execute("SELECT published_at FROM jobs WHERE id = %s", (job,)).fetchone()[0] is None
+
+
+def _run_to_failure(conn: psycopg.Connection, job_id: int, worker: str, retry_in_s: float | None) -> None:
+    conn.execute("UPDATE jobs SET published_at = now(), state = 'queued' WHERE id = %s", (job_id,))
+    started = ledger.job_start(conn, job_id, worker, f"m-{worker}")
+    assert started is not None
+    assert ledger.job_fail(
+        conn, started, worker, error="RuntimeError: boom", traceback="tb", retry_in_s=retry_in_s
+    )
+
+
+def test_failure_schedules_a_retry_then_dies(conn: psycopg.Connection) -> None:
+    job = enqueue("remember", ["x"]).id
+    _run_to_failure(conn, job, "w1", retry_in_s=30)
+    state, eta_in, published = conn.execute(
+        "SELECT state, eta - now(), published_at FROM jobs WHERE id = %s", (job,)
+    ).fetchone()
+    assert state == "retrying" and 29 < eta_in.total_seconds() <= 30 and published is None
+    _run_to_failure(conn, job, "w2", retry_in_s=None)
+    detail = ledger.get_job(conn, job)
+    assert detail["state"] == "dead" and detail["finished_at"] is not None
+    assert [(h["attempt"], h["worker_id"], h["outcome"], h["error"]) for h in detail["history"]] == [
+        (1, "w1", "failed", "RuntimeError: boom"),
+        (2, "w2", "failed", "RuntimeError: boom"),
+    ]
+
+
+def test_ops_retry_keeps_history_and_takes_the_key_back(conn: psycopg.Connection) -> None:
+    job = enqueue("remember", ["x"], dedup_key="k").id
+    _run_to_failure(conn, job, "w1", retry_in_s=None)
+    assert enqueue("remember", ["x"], dedup_key="k").id != job  # dead job released the key
+    with pytest.raises(ledger.DedupKeyTaken):
+        ledger.job_retry(conn, job, extra_attempts=1)
+    assert _state(conn, job) == "dead"
+
+    other = enqueue("remember", ["y"], dedup_key="k2").id
+    _run_to_failure(conn, other, "w1", retry_in_s=None)
+    assert ledger.job_retry(conn, other, extra_attempts=1)
+    assert not ledger.job_retry(conn, other, extra_attempts=1)  # a double click retries once
+    detail = ledger.get_job(conn, other)
+    assert detail["state"] == "queued" and detail["max_attempts"] == 2 and len(detail["history"]) == 1
+    assert not enqueue("remember", ["y"], dedup_key="k2").created
+
+
+def test_cancel_stops_a_waiting_job_and_ignores_a_running_ones_outcome(conn: psycopg.Connection) -> None:
+    waiting = enqueue("remember", ["x"], delay=60).id
+    assert ledger.job_cancel(conn, waiting, by="ops:ann")
+    assert not ledger.job_cancel(conn, waiting, by="ops:ann")
+    assert _state(conn, waiting) == "cancelled"
+
+    running = enqueue("remember", ["y"]).id
+    started = ledger.job_start(conn, running, "w1", "m1")
+    assert ledger.job_cancel(conn, running, by="ops:ann")
+    assert not ledger.job_succeed(conn, started, "w1")
+    assert _state(conn, running) == "cancelled"
+
+
+def test_lifeline_requeues_jobs_of_silent_workers_and_kills_crash_loops(conn: psycopg.Connection) -> None:
+    lifeline.heartbeat(conn, "alive", None)
+    lifeline.heartbeat(conn, "silent", None)
+    conn.execute("UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE worker_id = 'silent'")
+    mine = enqueue("remember", ["alive"]).id
+    lost = enqueue("remember", ["lost"]).id
+    last_try = enqueue("refuse", ["x"]).id
+    conn.execute("UPDATE jobs SET max_attempts = 1 WHERE id = %s", (last_try,))
+    ledger.job_start(conn, mine, "alive", "m1")
+    ledger.job_start(conn, lost, "silent", "m2")
+    ledger.job_start(conn, last_try, "silent", "m3")
+
+    counts = lifeline.maintenance_pass(conn, settings.get())
+    assert counts["recovered"] == 2
+    assert _state(conn, mine) == "running"
+    assert _state(conn, lost) == "queued"
+    assert _state(conn, last_try) == "dead"
+    history = ledger.get_job(conn, lost)["history"]
+    assert [(h["attempt"], h["outcome"], h["worker_id"]) for h in history] == [(1, "lost", "silent")]
+
+
+def test_stale_queued_jobs_are_published_again(conn: psycopg.Connection, broker: RedisBroker) -> None:
+    job = enqueue("remember", ["x"]).id
+    publish_due(conn, broker, batch=10)
+    assert ledger.republish_stale(conn, after_s=60) == 0
+    conn.execute("UPDATE jobs SET published_at = now() - interval '2 minutes' WHERE id = %s", (job,))
+    assert ledger.republish_stale(conn, after_s=60) == 1
+    assert publish_due(conn, broker, batch=10) == 1
+
+
+def test_prune_keeps_recent_and_dead_jobs_longer(conn: psycopg.Connection) -> None:
+    ids = {name: enqueue("remember", [name]).id for name in ("old-ok", "new-ok", "old-dead", "older-dead")}
+    conn.execute(
+        "UPDATE jobs SET state = 'succeeded', finished_at = now() - interval '8 days' WHERE id = %s",
+        (ids["old-ok"],),
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'succeeded', finished_at = now() - interval '1 day' WHERE id = %s",
+        (ids["new-ok"],),
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'dead', finished_at = now() - interval '8 days' WHERE id = %s",
+        (ids["old-dead"],),
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'dead', finished_at = now() - interval '31 days' WHERE id = %s",
+        (ids["older-dead"],),
+    )
+    assert ledger.prune_finished(conn, keep_succeeded_days=7, keep_dead_days=30) == 2
+    left = {r[0] for r in conn.execute("SELECT id FROM jobs").fetchall()}
+    assert left == {ids["new-ok"], ids["old-dead"]}

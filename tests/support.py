@@ -1,0 +1,194 @@
+"""Helpers for tests that run real processes: workers, private Redis servers, polling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+# Fast clocks for tests: beat every 0.3 s, dead after 2 s, relay sweep every 0.2 s.
+FAST_LIFELINE_ENV = {
+    "SKYPORT_HEARTBEAT_INTERVAL_S": "0.3",
+    "SKYPORT_WORKER_DEAD_AFTER_S": "2",
+    "SKYPORT_RELAY_SWEEP_S": "0.2",
+    "SKYPORT_EXTRA_MODULES": "tests.actors",
+}
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll until `predicate()` is truthy; fail with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scalar(database_url: str, query: str, params: Any = None) -> Any:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+def job_states(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+
+
+class WorkerProcess:
+    """`skyport worker` in a process group of its own, with the test's environment."""
+
+    def __init__(
+        self,
+        processes: int = 1,
+        threads: int = 4,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
+        self.env = {**os.environ, **FAST_LIFELINE_ENV, "PYTHONPATH": str(REPO), **(env or {})}
+        self.argv = [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "worker",
+            "-p",
+            str(processes),
+            "-t",
+            str(threads),
+            *(args or []),
+        ]
+        self.log = tempfile.NamedTemporaryFile(prefix="skyport-worker-", suffix=".log", delete=False)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        return self
+
+    def wait_ready(self, database_url: str, count: int = 1, timeout_s: float = 30) -> None:
+        """Until `count` worker processes heartbeat (all workers of this database)."""
+        wait_for(
+            lambda: scalar(database_url, "SELECT count(*) FROM workers") >= count,
+            timeout_s,
+            what=f"{count} worker(s) to heartbeat\n{self.output()}",
+        )
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM, as a process manager would; returns the exit code."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"worker did not stop within {timeout_s}s\n{self.output()}") from None
+
+    def kill(self) -> None:
+        """kill -9 of every process of the worker."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-6000:]
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.alive():
+            self.kill()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port (for tests that stop and restart it)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="skyport-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _pings(client), 10, what="private redis to start")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> PrivateRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _pings(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
