@@ -17,7 +17,7 @@ import pytest
 import redis
 from psycopg import sql
 
-import tests.actors  # noqa: F401  (declares the test actors in this process too)
+import tests.actors
 from db import migrate, pool, settings
 
 ADMIN_URL = os.environ.get("SKYPORT_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -77,7 +78,7 @@ class WorkerProcess:
             str(threads),
             *(args or []),
         ]
-        self.log = tempfile.NamedTemporaryFile(prefix="skyport-worker-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="skyport-worker-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
@@ -121,10 +122,8 @@ class WorkerProcess:
         """kill -9 of every process of the worker."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(10)
 
     def output(self) -> str:

@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from db import settings
 from tests.support import wait_for
-from workers import EnqueueError, JobSpec, enqueue, enqueue_many
-from workers import ledger
+from workers import EnqueueError, JobSpec, enqueue, enqueue_many, ledger
 from workers.ledger import StartedAttempt
 
 

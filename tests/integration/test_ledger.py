@@ -51,7 +51,7 @@ def test_relay_promotes_scheduled_jobs_when_due(conn: psycopg.Connection, broker
 def test_broker_down_leaves_jobs_in_the_ledger(conn: psycopg.Connection) -> None:
     dead_broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0", namespace="nowhere", middleware=[])
     job = enqueue("remember", ["x"]).id
-    with pytest.raises(Exception, match="(?i)connect"):
+    with pytest.raises(Exception, match=r"(?i)connect"):
         publish_due(conn, dead_broker, batch=10)
     assert conn.execute("SELECT published_at FROM jobs WHERE id = %s", (job,)).fetchone()[0] is None
 
