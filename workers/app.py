@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from workers import ping  # noqa: F401  (registers the actor)
+from workers import maintenance, ping  # noqa: F401  (registers the actors)
 from workers.broker import broker
 
 for _module in filter(None, (m.strip() for m in os.environ.get("SKYPORT_EXTRA_MODULES", "").split(","))):

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -84,6 +84,24 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to finish running jobs after SIGTERM (default: %(default)s)",
     )
     cmd.set_defaults(run=_worker)
+
+    sub.add_parser("scheduler", help="run the scheduler (periodic jobs) in the foreground").set_defaults(
+        run=_scheduler
+    )
+    sched = sub.add_parser("schedule", help="the periodic jobs").add_subparsers(
+        title="schedule commands", metavar="CMD"
+    )
+    sched.add_parser("list", help="every entry with its trigger, next and last tick").set_defaults(
+        run=_schedule_list
+    )
+    for name, run, text in (
+        ("run", _schedule_run, "enqueue one run of an entry now"),
+        ("enable", _schedule_enable, "switch an entry on (persisted)"),
+        ("disable", _schedule_disable, "switch an entry off (persisted)"),
+    ):
+        cmd = sched.add_parser(name, help=text)
+        cmd.add_argument("name")
+        cmd.set_defaults(run=run)
 
     cmd = sub.add_parser("enqueue", help="enqueue a job")
     cmd.add_argument("actor")
@@ -195,6 +213,83 @@ def _worker(args: argparse.Namespace) -> int:
     if args.queues:
         argv += ["--queues", *args.queues]
     return dramatiq_cli.main(dramatiq_cli.make_argument_parser().parse_args(argv))
+
+
+def _scheduler(args: argparse.Namespace) -> int:
+    from scheduler import runner, schedule
+
+    _log_to_stderr()
+    try:
+        return runner.main()
+    except schedule.ScheduleError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _schedule_entry(name: str) -> Any:
+    from scheduler import schedule
+
+    jobs = {job.name: job for job in schedule.load_schedule()}
+    if name not in jobs:
+        raise CommandError(f"no schedule entry {name!r} (entries: {', '.join(sorted(jobs))})")
+    return jobs[name]
+
+
+def _schedule_list(args: argparse.Namespace) -> int:
+    from db import pool
+    from scheduler import schedule, state
+
+    jobs = schedule.load_schedule()
+    now = datetime.now(UTC)
+    with pool.connection() as conn:
+        last = state.last_ticks(conn, [j.name for j in jobs])
+        switched = state.overrides(conn)
+    print(f"{'NAME':<24} {'TRIGGER':<20} {'ON':<4} {'NEXT (UTC)':<19}  {'LAST (UTC)':<19}  LAST OUTCOME")
+    for job in jobs:
+        on = job.enabled and switched.get(job.name, True)
+        nxt = job.build_trigger().get_next_fire_time(None, now) if on else None
+        tick = last.get(job.name) or {}
+        outcome = tick.get("state", "-")
+        if tick.get("last_error"):
+            outcome += f": {tick['last_error'][:50]}"
+        trigger = job.trigger + ("" if job.timezone == "UTC" else f" {job.timezone}")
+        print(
+            f"{job.name:<24} {trigger:<20} {'yes' if on else 'no':<4} {_when(nxt and nxt.astimezone(UTC))}  "
+            f"{_when(tick.get('fire_time'))}  {outcome}"
+        )
+    return 0
+
+
+def _schedule_run(args: argparse.Namespace) -> int:
+    from scheduler import runner
+
+    ref = runner.run_now(_schedule_entry(args.name), by=f"cli:{os.environ.get('USER', '?')}")
+    print(f"{args.name}: job {ref.id}")
+    return 0
+
+
+def _schedule_switch(args: argparse.Namespace, enabled: bool) -> int:
+    from db import pool
+    from scheduler import state
+
+    _schedule_entry(args.name)
+    with pool.connection() as conn:
+        state.set_enabled(conn, args.name, enabled, by=f"cli:{os.environ.get('USER', '?')}")
+    print(f"{args.name}: {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
+def _schedule_enable(args: argparse.Namespace) -> int:
+    return _schedule_switch(args, True)
+
+
+def _schedule_disable(args: argparse.Namespace) -> int:
+    return _schedule_switch(args, False)
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 # ---- jobs -------------------------------------------------------------------------------------

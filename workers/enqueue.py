@@ -94,7 +94,7 @@ def enqueue(
 
 def enqueue_many(jobs: Iterable[JobSpec], *, conn: Any = None, enqueued_by: str = "app") -> list[JobRef]:
     """Enqueue a batch in one statement; references come back in the order given."""
-    rows = [_validate(spec) for spec in jobs]
+    rows = [validate_spec(spec) for spec in jobs]
     if not rows:
         return []
     with _psycopg_connection(conn) as pg:
@@ -227,7 +227,8 @@ def _json(name: str, value: Any) -> str:
         raise EnqueueError(f"{name} must be JSON-serializable: {exc}") from None
 
 
-def _validate(spec: JobSpec) -> _Row:
+def validate_spec(spec: JobSpec) -> _Row:
+    """Check a job before it is written; raises EnqueueError saying what is wrong."""
     actor = resolve_actor(spec.actor)
     queue = spec.queue or actor.queue_name
     declared = actor.broker.get_declared_queues()

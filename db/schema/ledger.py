@@ -87,6 +87,7 @@ sa.Index("jobs_published_queued_idx", jobs.c.published_at, postgresql_where=sa.t
 # Listing by state (dashboard, CLI), newest first with keyset pagination.
 sa.Index("jobs_state_id_idx", jobs.c.state, jobs.c.id)
 sa.Index("jobs_actor_id_idx", jobs.c.actor, jobs.c.id)
+sa.Index("jobs_enqueued_by_id_idx", jobs.c.enqueued_by, jobs.c.id)
 # Pruning finished rows.
 sa.Index("jobs_finished_at_idx", jobs.c.finished_at, postgresql_where=jobs.c.finished_at.isnot(None))
 
@@ -115,3 +116,12 @@ workers = sa.Table(
     sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
 )
 sa.Index("workers_heartbeat_at_idx", workers.c.heartbeat_at)
+
+schedule_overrides = sa.Table(
+    "schedule_overrides",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("changed_by", sa.Text, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+)

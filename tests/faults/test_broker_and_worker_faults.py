@@ -18,8 +18,14 @@ pytestmark = pytest.mark.slow
 
 
 def _each_effect_once(url: str, keys: list[str]) -> None:
-    counts = dict(scalar(url, "SELECT coalesce(array_agg(ARRAY[key, n::text]), '{}') FROM "
-                              "(SELECT key, count(*) n FROM effects GROUP BY key) s") or [])
+    counts = dict(
+        scalar(
+            url,
+            "SELECT coalesce(array_agg(ARRAY[key, n::text]), '{}') FROM "
+            "(SELECT key, count(*) n FROM effects GROUP BY key) s",
+        )
+        or []
+    )
     assert sorted(counts) == sorted(keys)
     assert {k: v for k, v in counts.items() if v != "1"} == {}
 
@@ -34,8 +40,11 @@ def test_redis_down_at_enqueue_loses_nothing(effects: str) -> None:
         assert job_states(effects) == {"queued": 100}
         assert scalar(effects, "SELECT count(*) FROM jobs WHERE published_at IS NOT NULL") == 0
         redis_server.start()  # same port, empty
-        wait_for(lambda: job_states(effects) == {"succeeded": 100}, 60,
-                 what=f"all 100 to succeed: {job_states(effects)}\n{worker.output()}")
+        wait_for(
+            lambda: job_states(effects) == {"succeeded": 100},
+            60,
+            what=f"all 100 to succeed: {job_states(effects)}\n{worker.output()}",
+        )
     _each_effect_once(effects, keys)
 
 
@@ -48,13 +57,19 @@ def test_redis_restarted_empty_after_publishing_still_runs_everything_once(effec
         with WorkerProcess(env=env, args=["--queues", "other"]) as relay_only:
             relay_only.wait_ready(effects)
             enqueue_many([JobSpec("remember", [k]) for k in keys])
-            wait_for(lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE published_at IS NOT NULL") == 100,
-                     20, what="the relay to publish")
+            wait_for(
+                lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE published_at IS NOT NULL") == 100,
+                20,
+                what="the relay to publish",
+            )
         redis_server.stop()
         redis_server.start()  # no persistence: the 100 messages are gone
         with WorkerProcess(env=env) as worker:
-            wait_for(lambda: job_states(effects) == {"succeeded": 100}, 60,
-                     what=f"all 100 to succeed: {job_states(effects)}\n{worker.output()}")
+            wait_for(
+                lambda: job_states(effects) == {"succeeded": 100},
+                60,
+                what=f"all 100 to succeed: {job_states(effects)}\n{worker.output()}",
+            )
     _each_effect_once(effects, keys)
 
 
@@ -62,13 +77,19 @@ def test_kill_9_during_a_job_runs_it_again_to_success(effects: str, redis_namesp
     with WorkerProcess() as worker:
         worker.wait_ready(effects)
         job = enqueue("slow", ["killed"], {"seconds": 2}).id
-        wait_for(lambda: scalar(effects, "SELECT count(*) FROM effects WHERE key = 'killed:start'"), 20,
-                 what="the job to start")
+        wait_for(
+            lambda: scalar(effects, "SELECT count(*) FROM effects WHERE key = 'killed:start'"),
+            20,
+            what="the job to start",
+        )
         worker.kill()
     assert scalar(effects, "SELECT state FROM jobs WHERE id = %s", (job,)) == "running"
     with WorkerProcess() as worker:
-        wait_for(lambda: scalar(effects, "SELECT state FROM jobs WHERE id = %s", (job,)) == "succeeded", 40,
-                 what=f"the job to run again\n{worker.output()}")
+        wait_for(
+            lambda: scalar(effects, "SELECT state FROM jobs WHERE id = %s", (job,)) == "succeeded",
+            40,
+            what=f"the job to run again\n{worker.output()}",
+        )
     with worker_db(effects) as conn:
         history = ledger.get_job(conn, job)["history"]
     assert [h["outcome"] for h in history] == ["lost", "succeeded"]
@@ -100,8 +121,12 @@ def rabbitmq_url() -> Iterator[str]:
     vhost = f"skyport-test-{uuid.uuid4().hex[:8]}"
     try:
         subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True, timeout=60)
-        subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         if ON_CI:
             pytest.fail(f"RabbitMQ is not available: {exc}")
@@ -119,18 +144,25 @@ def test_rabbitmq_broker_runs_retries_and_buries_jobs(effects: str, rabbitmq_url
         flaky = enqueue("flaky", ["rabbit-flaky"], {"failures": 1}).id
         poison = enqueue("poison", ["rabbit-poison"]).id
         for job, state in ((ok, "succeeded"), (flaky, "succeeded"), (poison, "dead")):
-            wait_for(lambda j=job, s=state: scalar(effects, "SELECT state FROM jobs WHERE id = %s", (j,)) == s,
-                     40, what=f"job {job} to be {state}\n{worker.output()}")
+            wait_for(
+                lambda j=job, s=state: scalar(effects, "SELECT state FROM jobs WHERE id = %s", (j,)) == s,
+                40,
+                what=f"job {job} to be {state}\n{worker.output()}",
+            )
         vhost = rabbitmq_url.rsplit("/", 1)[1]
-        queues = subprocess.run(["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name"],
-                                capture_output=True, text=True, timeout=60).stdout.split()
+        queues = subprocess.run(
+            ["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout.split()
         assert "default" in queues  # the messages really went through RabbitMQ
     with worker_db(effects) as conn:
         assert [h["outcome"] for h in ledger.get_job(conn, flaky)["history"]] == ["failed", "succeeded"]
         assert [h["outcome"] for h in ledger.get_job(conn, poison)["history"]] == ["failed"] * 3
 
 
-def worker_db(url: str):  # noqa: ANN201
+def worker_db(url: str):
     import psycopg
 
     return psycopg.connect(url, autocommit=True)

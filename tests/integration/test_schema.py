@@ -9,6 +9,7 @@ functions are exercised in test_seed_functions.py).
 
 from __future__ import annotations
 
+import itertools
 import pprint
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -51,6 +52,8 @@ SEED_FUNCTIONS = {
     "process_payment",
     "register_external_tracking_event",
 }
+
+_COUNTRY_CODES = itertools.count(1)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ def make_user(conn: psycopg.Connection) -> uuid.UUID:
 
 
 def make_country(conn: psycopg.Connection, *, active: bool = True) -> int:
-    code = uuid.uuid4().hex[:3].upper()
+    code = f"{next(_COUNTRY_CODES):03d}"  # unique within a run, 3 characters
     return conn.execute(
         "INSERT INTO countries (country_code, country_name, is_active) VALUES (%s, %s, %s)"
         " RETURNING country_id",

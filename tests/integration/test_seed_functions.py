@@ -7,6 +7,7 @@ every call is its own transaction (autocommit), as an application would make it.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -24,6 +25,8 @@ from psycopg import errors
 THREADS = 8
 BARRIER_TIMEOUT_S = 30
 
+_COUNTRY_CODES = itertools.count(1)
+
 
 # --- fixture data --------------------------------------------------------------------------------
 
@@ -36,7 +39,7 @@ def make_user(conn: psycopg.Connection) -> uuid.UUID:
 
 
 def make_country(conn: psycopg.Connection) -> int:
-    code = uuid.uuid4().hex[:3].upper()
+    code = f"{next(_COUNTRY_CODES):03d}"  # unique within a run, 3 characters
     return conn.execute(
         "INSERT INTO countries (country_code, country_name) VALUES (%s, %s) RETURNING country_id",
         (code, f"Country {code}"),

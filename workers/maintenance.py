@@ -1,0 +1,27 @@
+"""Actors that keep the ledger healthy; the scheduler fires them (scheduler/schedule.py)."""
+
+from __future__ import annotations
+
+import logging
+
+from db import pool, settings
+from workers import actor, ledger, lifeline
+
+logger = logging.getLogger("skyport.maintenance")
+
+
+@actor(queue_name="maintenance", max_retries=0, time_limit=60_000)
+def ledger_lifeline() -> None:
+    """Recover jobs of dead workers, republish queued jobs the broker lost."""
+    with pool.connection() as conn:
+        counts = lifeline.maintenance_pass(conn)
+    logger.info("lifeline: %s", counts)
+
+
+@actor(queue_name="maintenance", max_retries=2, time_limit=30 * 60_000)
+def prune_jobs() -> None:
+    """Delete finished jobs past their retention (SKYPORT_KEEP_SUCCEEDED_DAYS / _DEAD_DAYS)."""
+    cfg = settings.get()
+    with pool.connection() as conn:
+        pruned = ledger.prune_finished(conn, cfg.keep_succeeded_days, cfg.keep_dead_days)
+    logger.info("pruned %d finished jobs", pruned)
