@@ -2,7 +2,7 @@
 
 A trigger is `every <N><s|m|h|d>` (aligned to the Unix epoch, so every scheduler process
 computes the same ticks) or a 5-field crontab expression (UTC unless the entry names a time
-zone). Without code changes:
+zone; in a named zone it follows the wall clock, once per matching time across DST changes). Without code changes:
 - `SKYPORT_SCHEDULE_<NAME>` (name upper-cased) sets an entry's trigger, or `off` / `on`;
 - `SKYPORT_SCHEDULE_FILE` names a TOML file of tables `[<name>]` with any of trigger, enabled,
   actor, args, kwargs, queue, timezone, grace_s; a name not in the code adds an entry.
@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+
+from scheduler.triggers import WallClockCronTrigger
 
 # Interval triggers count from here, so that all schedulers agree on the tick times.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,7 +67,9 @@ class PeriodicJob:
                 raise ScheduleError(f"schedule entry {self.name!r}: interval must be positive: {text!r}")
             return IntervalTrigger(seconds=seconds, start_date=EPOCH, timezone=tz)
         try:
-            return CronTrigger.from_crontab(text, timezone=tz)
+            if self.timezone == "UTC":
+                return CronTrigger.from_crontab(text, timezone=UTC)
+            return WallClockCronTrigger(text, tz)
         except ValueError as exc:
             raise ScheduleError(
                 f"schedule entry {self.name!r}: invalid trigger {text!r} "

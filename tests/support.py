@@ -56,32 +56,16 @@ def job_states(database_url: str) -> dict[str, int]:
         return dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
 
 
-class WorkerProcess:
-    """`skyport worker` in a process group of its own, with the test's environment."""
+class SkyportProcess:
+    """A `skyport ...` command in a process group of its own, with the test's environment."""
 
-    def __init__(
-        self,
-        processes: int = 1,
-        threads: int = 4,
-        env: dict[str, str] | None = None,
-        args: list[str] | None = None,
-    ) -> None:
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.env = {**os.environ, **FAST_LIFELINE_ENV, "PYTHONPATH": str(REPO), **(env or {})}
-        self.argv = [
-            sys.executable,
-            "-m",
-            "workers.cli",
-            "worker",
-            "-p",
-            str(processes),
-            "-t",
-            str(threads),
-            *(args or []),
-        ]
-        self.log = tempfile.NamedTemporaryFile(prefix="skyport-worker-", suffix=".log", delete=False)  # noqa: SIM115
+        self.argv = [sys.executable, "-m", "workers.cli", *command]
+        self.log = tempfile.NamedTemporaryFile(prefix="skyport-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> SkyportProcess:
         self.proc = subprocess.Popen(
             self.argv,
             env=self.env,
@@ -91,18 +75,6 @@ class WorkerProcess:
             start_new_session=True,
         )
         return self
-
-    def wait_ready(self, database_url: str, count: int = 1, timeout_s: float = 30) -> None:
-        """Until `count` worker processes heartbeat (all workers of this database)."""
-        wait_for(
-            lambda: scalar(database_url, "SELECT count(*) FROM workers") >= count,
-            timeout_s,
-            what=f"{count} worker(s) to heartbeat\n{self.output()}",
-        )
-
-    def child_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -116,10 +88,10 @@ class WorkerProcess:
             return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"worker did not stop within {timeout_s}s\n{self.output()}") from None
+            raise AssertionError(f"process did not stop within {timeout_s}s\n{self.output()}") from None
 
     def kill(self) -> None:
-        """kill -9 of every process of the worker."""
+        """kill -9 of every process of the group."""
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -129,13 +101,34 @@ class WorkerProcess:
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-6000:]
 
-    def __enter__(self) -> WorkerProcess:
+    def __enter__(self) -> SkyportProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         if self.alive():
             self.kill()
         Path(self.log.name).unlink(missing_ok=True)
+
+
+class WorkerProcess(SkyportProcess):
+    """`skyport worker`."""
+
+    def __init__(
+        self,
+        processes: int = 1,
+        threads: int = 4,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
+        super().__init__(["worker", "-p", str(processes), "-t", str(threads), *(args or [])], env)
+
+    def wait_ready(self, database_url: str, count: int = 1, timeout_s: float = 30) -> None:
+        """Until `count` worker processes heartbeat (all workers of this database)."""
+        wait_for(
+            lambda: scalar(database_url, "SELECT count(*) FROM workers") >= count,
+            timeout_s,
+            what=f"{count} worker(s) to heartbeat\n{self.output()}",
+        )
 
 
 class PrivateRedis:
