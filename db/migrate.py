@@ -25,7 +25,7 @@ def alembic_config(database_url: str | None = None) -> Config:
     return cfg
 
 
-def upgrade(revision: str = "head", database_url: str | None = None) -> None:
+def upgrade(revision: str = "heads", database_url: str | None = None) -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
@@ -34,7 +34,9 @@ def downgrade(revision: str, database_url: str | None = None) -> None:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("postgresql://unused@localhost/x")).get_current_head()
+    """The newest revision ("a, b" while feature branches are not merged yet)."""
+    heads = ScriptDirectory.from_config(alembic_config("postgresql://unused@localhost/x")).get_heads()
+    return ", ".join(sorted(heads)) or None
 
 
 def current_revision(database_url: str | None = None) -> str | None:
@@ -43,7 +45,8 @@ def current_revision(database_url: str | None = None) -> str | None:
     )
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            heads = MigrationContext.configure(conn).get_current_heads()
+            return ", ".join(sorted(heads)) or None
     finally:
         engine.dispose()
 

@@ -2,7 +2,8 @@
 
 A trigger is `every <N><s|m|h|d>` (aligned to the Unix epoch, so every scheduler process
 computes the same ticks) or a 5-field crontab expression (UTC unless the entry names a time
-zone; in a named zone it follows the wall clock, once per matching time across DST changes). Without code changes:
+zone; in a named zone it follows the wall clock: once per matching time across DST changes).
+Without code changes:
 - `SKYPORT_SCHEDULE_<NAME>` (name upper-cased) sets an entry's trigger, or `off` / `on`;
 - `SKYPORT_SCHEDULE_FILE` names a TOML file of tables `[<name>]` with any of trigger, enabled,
   actor, args, kwargs, queue, timezone, grace_s; a name not in the code adds an entry.

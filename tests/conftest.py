@@ -58,7 +58,7 @@ def template_db() -> Iterator[str]:
     except psycopg.OperationalError as exc:
         _service_down("PostgreSQL", exc)
     try:
-        migrate.upgrade("head", db_url(name))
+        migrate.upgrade("heads", db_url(name))
         yield name
     finally:
         _drop(name)

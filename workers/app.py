@@ -1,7 +1,6 @@
 """The module a worker loads (`dramatiq workers.app:broker`): the broker and every actor.
 
-Job families register here; `SKYPORT_EXTRA_MODULES` (comma-separated module names) adds more,
-e.g. an app's own job modules.
+`SKYPORT_EXTRA_MODULES` (comma-separated module names) adds more, e.g. an app's own job modules.
 """
 
 from __future__ import annotations
@@ -9,10 +8,17 @@ from __future__ import annotations
 import importlib
 import os
 
-from workers import maintenance, ping  # noqa: F401  (registers the actors)
 from workers.broker import broker
 
-for _module in filter(None, (m.strip() for m in os.environ.get("SKYPORT_EXTRA_MODULES", "").split(","))):
+# Every module that declares actors; a job family adds its line here.
+JOB_MODULES = (
+    "workers.ping",
+    "workers.maintenance",
+)
+
+for _module in JOB_MODULES + tuple(
+    filter(None, (m.strip() for m in os.environ.get("SKYPORT_EXTRA_MODULES", "").split(",")))
+):
     importlib.import_module(_module)
 
-__all__ = ["broker"]
+__all__ = ["JOB_MODULES", "broker"]

@@ -12,6 +12,7 @@ skyport maintenance
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -26,6 +27,8 @@ from db import settings
 
 # Seconds a worker may take to finish running jobs after SIGTERM before giving them back.
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
+# Modules with `add_commands(subparsers)`: the job families' own commands.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "maintenance", help="recover jobs of dead workers, republish lost messages (once)"
     ).set_defaults(run=_maintenance)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return p
 
 
@@ -165,7 +170,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
     if migrate.create_database_if_missing():
         print("created the database")
-    migrate.upgrade("head")
+    migrate.upgrade("heads")
     print(f"schema at {migrate.current_revision()}")
     return 0
 

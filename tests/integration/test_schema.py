@@ -265,7 +265,7 @@ def test_metadata_builds_the_same_catalog_as_the_migration(database_url: str, fr
 
 def test_downgrade_to_base_then_upgrade_to_head(fresh_db_name: str) -> None:
     url = db_url(fresh_db_name)
-    migrate.upgrade("head", url)
+    migrate.upgrade("heads", url)
     with psycopg.connect(url, autocommit=True) as c:
         # Data, and a partition created later (by the partition job), must not stop the downgrade.
         make_shipment(c)
@@ -280,7 +280,7 @@ def test_downgrade_to_base_then_upgrade_to_head(fresh_db_name: str) -> None:
     assert public_functions(url) == set()
     assert migrate.current_revision(url) is None
 
-    migrate.upgrade("head", url)
+    migrate.upgrade("heads", url)
 
     relations = public_relations(url)
     assert set(relations) >= BUSINESS_TABLES
