@@ -7,6 +7,7 @@ is left out; TimeLimit, ShutdownNotifications and CurrentMessage are Dramatiq's 
 from __future__ import annotations
 
 import dramatiq
+import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, ShutdownNotifications, TimeLimit
@@ -16,6 +17,9 @@ from workers.middleware import LedgerMiddleware
 
 # Per-actor time limit unless the actor sets `time_limit` (milliseconds, Dramatiq's unit).
 DEFAULT_TIME_LIMIT_MS = 10 * 60 * 1000
+# A Redis that stops answering fails calls after this long instead of hanging them (the relay
+# holds row locks while it publishes).
+DEFAULT_REDIS_SOCKET_TIMEOUT_S = 10.0
 
 
 def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
@@ -28,7 +32,13 @@ def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
     ]
     if cfg.broker_kind == "rabbitmq":
         return RabbitmqBroker(url=cfg.redis_url, middleware=middleware)
-    return RedisBroker(url=cfg.redis_url, namespace=cfg.redis_namespace, middleware=middleware)
+    client = redis.Redis.from_url(
+        cfg.redis_url,
+        socket_timeout=DEFAULT_REDIS_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=DEFAULT_REDIS_SOCKET_TIMEOUT_S,
+        health_check_interval=30,
+    )
+    return RedisBroker(client=client, namespace=cfg.redis_namespace, middleware=middleware)
 
 
 broker = build_broker()
