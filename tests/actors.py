@@ -75,3 +75,9 @@ def crash_worker(key: str) -> None:
 @actor(queue_name="other", max_retries=0)
 def on_other_queue(key: str) -> None:
     record(key)
+
+
+@actor(queue_name="default", max_retries=0)
+def leak(email: str) -> None:
+    """Fails with personal data in its error (Sentry must scrub it)."""
+    raise RuntimeError(f"cannot deliver to {email}, card 4111 1111 1111 1111, phone +44 20 7946 0958")

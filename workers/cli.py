@@ -197,17 +197,22 @@ def _db_current(args: argparse.Namespace) -> int:
 def _web(args: argparse.Namespace) -> int:
     import uvicorn
 
+    _start_observability("web")
     port = args.port or int(os.environ.get("PORT") or 8000)
-    uvicorn.run("dashboard.app:app", host=args.host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(
+        "dashboard.app:app", host=args.host, port=port, log_level="info", proxy_headers=True, log_config=None
+    )
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
     from dramatiq import cli as dramatiq_cli
 
+    _start_observability("worker")
     cfg = settings.get()
     argv = [
         "workers.app:broker",
+        "--skip-logging",
         "--processes",
         str(args.processes or cfg.worker_processes),
         "--threads",
@@ -223,7 +228,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _scheduler(args: argparse.Namespace) -> int:
     from scheduler import runner, schedule
 
-    _log_to_stderr()
+    _start_observability("scheduler")
     try:
         return runner.main()
     except schedule.ScheduleError as exc:
@@ -291,10 +296,12 @@ def _schedule_disable(args: argparse.Namespace) -> int:
     return _schedule_switch(args, False)
 
 
-def _log_to_stderr() -> None:
-    import logging
+def _start_observability(component: str) -> None:
+    """Logs (LOG_FORMAT=json for JSON lines) and Sentry (SENTRY_DSN) for a long-running process."""
+    from workers import observability
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    observability.configure_logging()
+    observability.init_sentry(component)
 
 
 # ---- jobs -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 
 from db import pool, settings
 from db.transient import retry_transient
-from workers import ledger, lifeline, retry_policy
+from workers import ledger, lifeline, observability, retry_policy
 from workers.relay import Relay
 
 logger = logging.getLogger("skyport.worker")
@@ -106,6 +106,7 @@ class LedgerMiddleware(Middleware):
             logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
             raise SkipMessage("job not queued")
         self._attempts[message.message_id] = started
+        observability.set_job_context(job_id, message.actor_name, message.queue_name, started.attempt)
         logger.debug("job %s: %s attempt %d started", job_id, message.actor_name, started.attempt)
 
     def after_process_message(
@@ -119,6 +120,18 @@ class LedgerMiddleware(Middleware):
         started = self._attempts.pop(message.message_id, None)
         if started is None:
             return
+        try:
+            self._record_outcome(broker, message, started, exception)
+        finally:
+            observability.clear_job_context()
+
+    def _record_outcome(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        started: ledger.StartedAttempt,
+        exception: BaseException | None,
+    ) -> None:
         worker_id = self.worker_id or "unknown"
         if exception is None:
             _record(ledger.job_succeed, started, worker_id)

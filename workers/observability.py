@@ -1,0 +1,140 @@
+"""Sentry and logs: what ops sees when something goes wrong.
+
+- Sentry (when SENTRY_DSN is set), through sentry-sdk's Dramatiq integration; each failed
+  attempt carries actor, job id, queue and attempt as tags; personal data (emails, phone
+  numbers, card numbers) is scrubbed from every event before it leaves the process.
+- Logs: one format for every process; JSON lines when LOG_FORMAT=json. Lines logged while a job
+  runs carry its job id, actor and attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from typing import Any
+
+import sentry_sdk
+from sentry_sdk.integrations.dramatiq import DramatiqIntegration
+from sentry_sdk.integrations.logging import LoggingIntegration
+
+from db import settings
+
+_job = threading.local()
+
+# What personal data looks like in free text (messages, exception values, breadcrumbs).
+_SCRUBBERS = (
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
+    (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[card]"),
+    (re.compile(r"\+?\d[\d ().-]{7,}\d"), "[phone]"),
+)
+# Keys whose values are dropped wherever they appear in an event.
+_SENSITIVE_KEYS = re.compile(
+    r"(?i)(email|phone|address|card|pan|cvv|password|secret|token|first_name|last_name|postal)"
+)
+
+
+def scrub_text(text: str) -> str:
+    for pattern, replacement in _SCRUBBERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _scrub(value: Any, key: str = "") -> Any:
+    if key and _SENSITIVE_KEYS.search(key):
+        return "[scrubbed]"
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sentry's before_send: scrub personal data everywhere but the tags we set ourselves."""
+    tags = event.get("tags")
+    scrubbed = _scrub({k: v for k, v in event.items() if k != "tags"})
+    if tags is not None:
+        scrubbed["tags"] = tags
+    return scrubbed
+
+
+def init_sentry(component: str) -> bool:
+    """Start Sentry when SENTRY_DSN is set (before any broker is built: the integration hooks
+    into Dramatiq's Broker). True when it is on."""
+    dsn = settings.get().sentry_dsn
+    if not dsn:
+        return False
+    sentry_sdk.init(
+        dsn=dsn,
+        integrations=[DramatiqIntegration(), LoggingIntegration(event_level=None)],
+        send_default_pii=False,
+        before_send=scrub_event,
+        before_breadcrumb=lambda crumb, hint: _scrub(crumb),
+        server_name=component,
+        environment=os.environ.get("SKYPORT_ENVIRONMENT", "production"),
+    )
+    return True
+
+
+# ---- job context ------------------------------------------------------------------------------
+
+
+def set_job_context(job_id: int, actor: str, queue: str, attempt: int) -> None:
+    """Called when a job starts in this thread: logs and Sentry events then name it."""
+    _job.context = {"job_id": job_id, "actor": actor, "attempt": attempt}
+    sentry_sdk.set_tag("job_id", str(job_id))
+    sentry_sdk.set_tag("actor", actor)
+    sentry_sdk.set_tag("queue", queue)
+    sentry_sdk.set_tag("attempt", str(attempt))
+
+
+def clear_job_context() -> None:
+    _job.context = None
+
+
+class JobContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = getattr(_job, "context", None) or {}
+        record.job = context
+        record.job_suffix = "".join(f" {k}={v}" for k, v in context.items())
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "thread": record.threadName,
+            "message": record.getMessage(),
+            **getattr(record, "job", {}),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One handler on stderr for this process (and the worker processes it forks)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(JobContextFilter())
+    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+        formatter: logging.Formatter = JsonFormatter()
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s [%(process)d %(threadName)s] %(message)s%(job_suffix)s"
+        )
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("pika").setLevel(logging.WARNING)
