@@ -3,13 +3,66 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from dashboard import api, auth, pages, web
 from dashboard.health import healthz, readyz
+from db import settings
 
 
 def create_app() -> Starlette:
-    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)])
+    cfg = settings.get()
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Mount("/static", StaticFiles(directory=web.HERE / "static"), name="static"),
+        # The dashboard (login required; POSTs need the CSRF token and the admin role).
+        Route("/login", pages.login, methods=["GET", "POST"]),
+        Route("/logout", pages.logout, methods=["POST"]),
+        Route("/", pages.overview),
+        Route("/jobs", pages.jobs),
+        Route("/jobs/bulk", pages.jobs_bulk, methods=["POST"]),
+        Route("/jobs/{job_id:int}", pages.job),
+        Route("/jobs/{job_id:int}/{verb:str}", pages.job_action, methods=["POST"]),
+        Route("/periodic", pages.periodic),
+        Route("/periodic/{name:str}/{verb:str}", pages.periodic_action, methods=["POST"]),
+        Route("/queues", pages.domain_queues),
+        Route("/audit", pages.audit),
+        # The JSON API (README "Dashboard").
+        Route("/api/login", api.login, methods=["POST"]),
+        Route("/api/me", api.me),
+        Route("/api/overview", api.overview),
+        Route("/api/jobs", api.jobs),
+        Route("/api/jobs/{job_id:int}", api.job),
+        Route("/api/jobs/{job_id:int}/{verb:str}", api.job_action, methods=["POST"]),
+        Route("/api/jobs/{verb:str}", api.jobs_bulk, methods=["POST"]),
+        Route("/api/periodic", api.periodic),
+        Route("/api/periodic/{name:str}/{verb:str}", api.periodic_action, methods=["POST"]),
+        Route("/api/queues", api.domain_queues),
+        Route("/api/audit", api.audit),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=web.secret_key(cfg),
+                session_cookie="skyport_session",
+                max_age=web.DEFAULT_SESSION_MAX_AGE_S,
+                same_site="lax",
+                https_only=False,
+            ),
+            Middleware(web.LoginGate),
+        ],
+        exception_handlers={HTTPException: web.http_error},
+    )
+    app.state.users = auth.parse_users(cfg.dashboard_users)
+    app.state.login_limiter = auth.LoginLimiter()
+    return app
 
 
 app = create_app()

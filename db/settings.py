@@ -76,6 +76,10 @@ class Settings:
     # How long finished jobs are kept before pruning.
     keep_succeeded_days: float
     keep_dead_days: float
+    # Dashboard logins: "name:<argon2 hash>:role,..." (role admin or readonly).
+    dashboard_users: str = ""
+    # Signs the dashboard's session cookies; unset: a random key per process (with a warning).
+    secret_key: str | None = None
 
     @property
     def broker_kind(self) -> str:
@@ -108,6 +112,8 @@ def load() -> Settings:
         relay_batch=_int("SKYPORT_RELAY_BATCH", 500, minimum=1),
         keep_succeeded_days=_number("SKYPORT_KEEP_SUCCEEDED_DAYS", 7),
         keep_dead_days=_number("SKYPORT_KEEP_DEAD_DAYS", 30),
+        dashboard_users=os.environ.get("SKYPORT_DASHBOARD_USERS", "").strip(),
+        secret_key=os.environ.get("SKYPORT_SECRET_KEY", "").strip() or None,
     )
 
 

@@ -325,3 +325,52 @@ def count_by_state(conn: psycopg.Connection) -> dict[str, int]:
 
 def now(conn: psycopg.Connection) -> datetime:
     return conn.execute("SELECT now()").fetchone()[0]
+
+
+# ---- bulk ops actions (dashboard) -------------------------------------------------------------
+
+# -- jobs_retry_many -- dead or cancelled jobs back to queued, as job_retry does, in one statement.
+JOBS_RETRY_MANY = """
+UPDATE jobs
+   SET state = 'queued', eta = now(), published_at = NULL, finished_at = NULL,
+       max_attempts = attempts + %(extra_attempts)s,
+       dedup_lock = dedup_key, dedup_until = NULL
+ WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('dead', 'cancelled')
+RETURNING id
+"""
+
+
+def jobs_retry_many(conn: psycopg.Connection, job_ids: list[int], extra_attempts: int) -> list[int]:
+    """Retry those of `job_ids` that are dead or cancelled; returns the ids retried. When a dedup
+    key is taken the batch falls back to one job at a time, skipping the jobs whose key is held."""
+    try:
+        with conn.transaction():
+            rows = conn.execute(JOBS_RETRY_MANY, {"ids": job_ids, "extra_attempts": extra_attempts})
+            retried = [r[0] for r in rows.fetchall()]
+            if retried:
+                conn.execute("SELECT pg_notify('skyport_jobs', '')")
+        return retried
+    except psycopg.errors.UniqueViolation:
+        retried = []
+        for job_id in job_ids:
+            try:
+                if job_retry(conn, job_id, extra_attempts):
+                    retried.append(job_id)
+            except DedupKeyTaken:
+                continue
+        return retried
+
+
+# -- jobs_delete_finished -- delete finished jobs (their attempts cascade); a job still holding its
+# dedup key inside its window is kept, so deleting never lets a duplicate in early.
+JOBS_DELETE_FINISHED = """
+DELETE FROM jobs
+ WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'dead', 'cancelled')
+   AND (dedup_lock IS NULL OR dedup_until <= now())
+RETURNING id
+"""
+
+
+def jobs_delete_finished(conn: psycopg.Connection, job_ids: list[int]) -> list[int]:
+    """Delete those of `job_ids` that are finished; returns the ids deleted."""
+    return [r[0] for r in conn.execute(JOBS_DELETE_FINISHED, {"ids": job_ids}).fetchall()]

@@ -90,6 +90,10 @@ sa.Index("jobs_actor_id_idx", jobs.c.actor, jobs.c.id)
 sa.Index("jobs_enqueued_by_id_idx", jobs.c.enqueued_by, jobs.c.id)
 # Pruning finished rows.
 sa.Index("jobs_finished_at_idx", jobs.c.finished_at, postgresql_where=jobs.c.finished_at.isnot(None))
+# The dashboard's jobs list filters (migration 0007_dashboard).
+sa.Index("jobs_queue_id_idx", jobs.c.queue, jobs.c.id)
+sa.Index("jobs_dedup_key_idx", jobs.c.dedup_key, postgresql_where=jobs.c.dedup_key.isnot(None))
+sa.Index("jobs_enqueued_at_idx", jobs.c.enqueued_at)
 
 job_attempts = sa.Table(
     "job_attempts",
@@ -104,6 +108,8 @@ job_attempts = sa.Table(
     sa.Column("traceback", sa.Text),
     sa.CheckConstraint(_in("outcome", ATTEMPT_OUTCOMES), name="job_attempts_outcome_check"),
 )
+# Failures per minute on the dashboard (migration 0007_dashboard).
+sa.Index("job_attempts_finished_at_idx", job_attempts.c.finished_at)
 
 workers = sa.Table(
     "workers",

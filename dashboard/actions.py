@@ -1,0 +1,146 @@
+"""Ops actions: each changes the ledger through workers/ledger.py or scheduler/, is written to
+audit_log in the same transaction, and says what it did. Every one is idempotent: the ledger's
+writes are guarded by the states they expect, so a double click retries once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from dashboard import queries
+from scheduler import runner, schedule, state
+from workers import ledger
+
+# Attempts a retried job gets (like `skyport jobs retry`): it runs once more.
+DEFAULT_RETRY_EXTRA_ATTEMPTS = 1
+
+
+class ActionError(Exception):
+    """The action cannot be done as asked; the message says why."""
+
+
+@dataclass
+class ActionResult:
+    message: str
+    changed: list[Any] = field(default_factory=list)
+    skipped: list[Any] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "changed": self.changed, "skipped": self.skipped}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does an action, for audit_log."""
+
+    user: str
+    ip: str | None = None
+
+
+def _audit(conn: psycopg.Connection, who: Actor, verb: str, ids: list[Any], details: dict[str, Any]) -> None:
+    """One audit row per changed job (the detail page finds a job's own entries)."""
+    for target in ids:
+        queries.audit_write(
+            conn,
+            user=who.user,
+            ip=who.ip,
+            verb=verb,
+            table_name="jobs",
+            record_id=str(target),
+            details=details,
+            action="DELETE" if verb == "delete" else "UPDATE",
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def retry_jobs(
+    conn: psycopg.Connection, who: Actor, job_ids: list[int], *, scope: str = "selected"
+) -> ActionResult:
+    """Retry dead or cancelled jobs; the others (already queued again...) are left alone."""
+    with conn.transaction():
+        before = {
+            r[0]: r[1]
+            for r in conn.execute("SELECT id, attempts FROM jobs WHERE id = ANY(%s)", (job_ids,)).fetchall()
+        }
+        retried = ledger.jobs_retry_many(conn, job_ids, DEFAULT_RETRY_EXTRA_ATTEMPTS)
+        for job_id in retried:
+            _audit(conn, who, "retry", [job_id], {"after_attempt": before.get(job_id), "scope": scope})
+    skipped = [i for i in job_ids if i not in set(retried)]
+    message = f"retried {_plural(len(retried), 'job')}"
+    if skipped:
+        message += f"; {_plural(len(skipped), 'job')} not dead or cancelled (or dedup key taken): unchanged"
+    return ActionResult(message, retried, skipped)
+
+
+def cancel_jobs(conn: psycopg.Connection, who: Actor, job_ids: list[int]) -> ActionResult:
+    cancelled, skipped = [], []
+    with conn.transaction():
+        for job_id in job_ids:
+            if ledger.job_cancel(conn, job_id, by=f"ops:{who.user}"):
+                cancelled.append(job_id)
+                _audit(conn, who, "cancel", [job_id], {})
+            else:
+                skipped.append(job_id)
+    message = f"cancelled {_plural(len(cancelled), 'job')}"
+    if skipped:
+        message += f"; {_plural(len(skipped), 'job')} already finished: unchanged"
+    return ActionResult(message, cancelled, skipped)
+
+
+def delete_jobs(conn: psycopg.Connection, who: Actor, job_ids: list[int]) -> ActionResult:
+    with conn.transaction():
+        deleted = ledger.jobs_delete_finished(conn, job_ids)
+        _audit(conn, who, "delete", deleted, {})
+    skipped = [i for i in job_ids if i not in set(deleted)]
+    message = f"deleted {_plural(len(deleted), 'finished job')}"
+    if skipped:
+        message += f"; {_plural(len(skipped), 'job')} not finished, gone, or in a dedup window: kept"
+    return ActionResult(message, deleted, skipped)
+
+
+def retry_dead_matching(conn: psycopg.Connection, who: Actor, flt: queries.JobFilter) -> ActionResult:
+    """Retry every dead job the filter matches (at most queries.MAX_BULK per request)."""
+    dead = queries.JobFilter(**{**flt.__dict__, "state": "dead"})
+    ids = queries.job_ids_matching(conn, dead)
+    if not ids:
+        return ActionResult("no dead job matches the filter: nothing retried")
+    return retry_jobs(conn, who, ids, scope="filter " + str(flt.to_params()))
+
+
+def _entry(name: str) -> schedule.PeriodicJob:
+    for job in schedule.load_schedule():
+        if job.name == name:
+            return job
+    raise ActionError(f"no schedule entry named {name!r}")
+
+
+def run_entry_now(conn: psycopg.Connection, who: Actor, name: str) -> ActionResult:
+    entry = _entry(name)
+    ref = runner.run_now(entry, by=f"ops:{who.user}")
+    queries.audit_write(
+        conn,
+        user=who.user,
+        ip=who.ip,
+        verb="run now",
+        table_name="schedule",
+        record_id=name,
+        details={"job_id": ref.id},
+    )
+    return ActionResult(f"{name}: enqueued job {ref.id}", [ref.id])
+
+
+def set_entry_enabled(conn: psycopg.Connection, who: Actor, name: str, enabled: bool) -> ActionResult:
+    _entry(name)
+    verb = "enable" if enabled else "disable"
+    with conn.transaction():
+        state.set_enabled(conn, name, enabled, by=f"ops:{who.user}")
+        queries.audit_write(
+            conn, user=who.user, ip=who.ip, verb=verb, table_name="schedule", record_id=name, details={}
+        )
+    return ActionResult(f"{name}: {'enabled' if enabled else 'disabled'}", [name])

@@ -1,0 +1,151 @@
+"""What each page shows, gathered once for both the HTML page and its JSON twin."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from dashboard import domain, queries
+from db import settings
+from scheduler import schedule, state
+from workers import ledger
+
+# Span of "dead jobs in the last hour" on the overview.
+DEAD_WARNING_SPAN = timedelta(hours=1)
+
+
+def declared_queues() -> list[str]:
+    from workers.app import broker  # every actor module, so every queue
+
+    return sorted(broker.get_declared_queues())
+
+
+def overview(conn: psycopg.Connection) -> dict[str, Any]:
+    cfg = settings.get()
+    data: dict[str, Any] = {
+        "counts": ledger.count_by_state(conn),
+        "last_hour": queries.throughput(conn, timedelta(hours=1), timedelta(minutes=1)),
+        "last_day": queries.throughput(conn, timedelta(hours=24), timedelta(minutes=15)),
+        "workers": queries.workers(conn, cfg.worker_dead_after_s),
+        "periodic": periodic(conn),
+        "dead_last_hour": queries.dead_recently(conn, DEAD_WARNING_SPAN),
+    }
+    if cfg.broker_kind == "redis":
+        try:
+            data["queues"] = queries.queue_depths(cfg.redis_url, cfg.redis_namespace, declared_queues())
+        except Exception as exc:  # the broker down is a warning on the page, not an error page
+            data["queues"] = []
+            data["broker_error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        data["queues"] = []
+        data["broker_error"] = "queue depths are read from Redis; this broker is RabbitMQ"
+    data["domain"] = domain.read_all(conn)
+    data["warnings"] = warnings(data)
+    return data
+
+
+def warnings(data: dict[str, Any]) -> list[str]:
+    found = []
+    if data["dead_last_hour"]:
+        found.append(f"{data['dead_last_hour']} job(s) went dead in the last hour")
+    if data.get("broker_error"):
+        found.append(f"broker: {data['broker_error']}")
+    if not any(w["alive"] for w in data["workers"]):
+        found.append("no worker is alive (no heartbeat)")
+    for section, rows in data["domain"].items():
+        if isinstance(rows, dict) and "error" in rows:
+            found.append(f"{section}: {rows['error']}")
+        else:
+            found.extend(domain_warnings(section, rows))
+    return found
+
+
+def domain_warnings(section: str, rows: Any) -> list[str]:
+    """The rows a family marks as a problem (a `warning`/`ok`/`stale` field), as one line each."""
+    lines = []
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict):
+            continue
+        if row.get("warning"):
+            lines.append(f"{section}: {row['warning']}")
+        elif row.get("ok") is False or row.get("stale") is True:
+            lines.append(f"{section}: {', '.join(f'{k}={v}' for k, v in row.items())}")
+    return lines
+
+
+def periodic(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every schedule entry: trigger, enabled (code/config and ops switch), next and last fire."""
+    entries = schedule.load_schedule()
+    switched = state.overrides(conn)
+    last = state.last_ticks(conn, [e.name for e in entries])
+    now = datetime.now(UTC)
+    result = []
+    for entry in entries:
+        enabled = switched.get(entry.name, entry.enabled)
+        try:
+            next_fire = entry.build_trigger().get_next_fire_time(None, now) if enabled else None
+            error = None
+        except schedule.ScheduleError as exc:
+            next_fire, error = None, str(exc)
+        result.append(
+            {
+                "name": entry.name,
+                "actor": entry.actor,
+                "trigger": entry.trigger,
+                "timezone": entry.timezone,
+                "enabled": enabled,
+                "switched_by_ops": entry.name in switched,
+                "next_fire": next_fire,
+                "last": last.get(entry.name) or {},
+                "error": error,
+            }
+        )
+    return result
+
+
+def job_detail(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
+    job = ledger.get_job(conn, job_id)
+    if job is None:
+        return None
+    job["audit"] = queries.audit_list(conn, table_name="jobs", record_id=str(job_id), limit=100)
+    job["related"] = related_rows(conn, job)
+    return job
+
+
+# Argument names that point at a business row, and where that row lives.
+RELATED_KEYS = {
+    "queue_id": ("notification_queue", "queue_id"),
+    "notification_id": ("notification_queue", "queue_id"),
+    "quote_id": ("quotes", "quote_id"),
+    "shipment_id": ("shipments", "shipment_id"),
+    "event_id": ("payment_events", "event_id"),
+}
+
+
+def related_rows(conn: psycopg.Connection, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The business rows a job worked on, found from its keyword arguments (when their table exists)."""
+    from psycopg import sql
+    from psycopg.rows import dict_row
+
+    found = []
+    for key, value in (job.get("kwargs") or {}).items():
+        if key not in RELATED_KEYS or value is None:
+            continue
+        table, column = RELATED_KEYS[key]
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+        if not exists:
+            continue
+        query = sql.SQL("SELECT * FROM {} WHERE {}::text = %s LIMIT 1").format(
+            sql.Identifier(table), sql.Identifier(column)
+        )
+        with conn.cursor(row_factory=dict_row) as cur:
+            try:
+                with conn.transaction():
+                    row = cur.execute(query, (str(value),)).fetchone()
+            except psycopg.Error:
+                continue
+        if row:
+            found.append({"table": table, "key": f"{column}={value}", "row": row})
+    return found

@@ -1,0 +1,271 @@
+"""The dashboard's own reads: the jobs list (filters, keyset pages), throughput per minute,
+workers and their current jobs, queue depths from the broker, the audit log.
+
+Ledger writes and generic reads are workers/ledger.py's; scheduler reads are scheduler/state.py's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import redis
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from db.schema.ledger import JobState
+
+# Rows per jobs-list page.
+DEFAULT_PAGE_SIZE = 50
+# The longest page a caller may ask for.
+MAX_PAGE_SIZE = 500
+# Jobs a "retry all dead matching" acts on at most in one request.
+MAX_BULK = 10_000
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What the jobs list shows; every field optional. `text` is a job id or text in the arguments."""
+
+    state: str | None = None
+    actor: str | None = None
+    queue: str | None = None
+    dedup_key: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Any) -> JobFilter:
+        """From query or form parameters; raises ValueError with a readable message."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = (params.get(f.name) or "").strip()
+            if not raw:
+                continue
+            if f.name in ("since", "until"):
+                try:
+                    value: Any = datetime.fromisoformat(raw)
+                except ValueError:
+                    raise ValueError(f"{f.name}: not a date/time: {raw!r}") from None
+                if value.tzinfo is None:
+                    value = value.astimezone()  # the server's zone, as typed into the form
+                values[f.name] = value
+            else:
+                values[f.name] = raw
+        if values.get("state") and values["state"] not in JobState.__members__.values():
+            raise ValueError(f"state: unknown {values['state']!r}; one of {', '.join(JobState)}")
+        return cls(**values)
+
+    def to_params(self) -> dict[str, str]:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items() if v}
+
+    def where(self) -> sql.Composed:
+        """The SQL condition, every value a parameter (named after the field)."""
+        parts = [sql.SQL("true")]
+        for column in ("state", "actor", "queue", "dedup_key"):
+            if getattr(self, column):
+                parts.append(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)))
+        if self.since:
+            parts.append(sql.SQL("enqueued_at >= %(since)s"))
+        if self.until:
+            parts.append(sql.SQL("enqueued_at < %(until)s"))
+        if self.text:
+            if self.text.isdigit():
+                parts.append(sql.SQL("id = %(text_id)s"))
+            else:
+                parts.append(sql.SQL("(args::text || ' ' || kwargs::text) ILIKE %(text_like)s"))
+        return sql.SQL(" AND ").join(parts)
+
+    def params(self) -> dict[str, Any]:
+        p: dict[str, Any] = asdict(self)
+        if self.text:
+            p["text_id"] = int(self.text) if self.text.isdigit() else None
+            escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            p["text_like"] = f"%{escaped}%"
+        return p
+
+
+# -- dashboard_jobs_page -- newest first, keyset on id: each filter column has an (x, id) index
+# (jobs_state_id_idx, jobs_actor_id_idx, jobs_queue_id_idx), a dedup key jobs_dedup_key_idx.
+JOBS_PAGE = """
+SELECT id, actor, queue, state, dedup_key, attempts, max_attempts, enqueued_at, enqueued_by,
+       finished_at, left(last_error, 200) AS last_error,
+       left(args::text, 120) AS args_preview, left(kwargs::text, 120) AS kwargs_preview
+  FROM jobs
+ WHERE {where} AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
+
+
+def jobs_page(
+    conn: psycopg.Connection, flt: JobFilter, before_id: int | None = None, limit: int = DEFAULT_PAGE_SIZE
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of jobs and the `before_id` of the next page (None on the last page)."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    query = sql.SQL(JOBS_PAGE).format(where=flt.where())
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, {**flt.params(), "before_id": before_id, "limit": limit + 1}).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["id"] if more and rows else None)
+
+
+# -- dashboard_job_ids_matching -- the ids a "retry all dead matching" acts on, newest first.
+JOB_IDS_MATCHING = "SELECT id FROM jobs WHERE {where} ORDER BY id DESC LIMIT %(limit)s"
+
+
+def job_ids_matching(conn: psycopg.Connection, flt: JobFilter, limit: int = MAX_BULK) -> list[int]:
+    query = sql.SQL(JOB_IDS_MATCHING).format(where=flt.where())
+    return [r[0] for r in conn.execute(query, {**flt.params(), "limit": limit}).fetchall()]
+
+
+# -- dashboard_throughput -- attempts finished per bucket (job_attempts_finished_at_idx).
+THROUGHPUT = """
+SELECT date_bin(%(bucket)s, finished_at, timestamptz '2000-01-01') AS at,
+       count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE outcome <> 'succeeded') AS failed
+  FROM job_attempts
+ WHERE finished_at >= now() - %(span)s
+ GROUP BY 1 ORDER BY 1
+"""
+
+
+def throughput(conn: psycopg.Connection, span: timedelta, bucket: timedelta) -> list[dict[str, Any]]:
+    """Succeeded and failed attempts per bucket over the last `span`, every bucket present."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(THROUGHPUT, {"span": span, "bucket": bucket}).fetchall()
+        now = cur.execute("SELECT now()").fetchone()["now"]
+    by_time = {r["at"]: r for r in rows}
+    epoch = datetime(2000, 1, 1, tzinfo=now.tzinfo)
+    end = epoch + ((now - epoch) // bucket) * bucket
+    count = int(span / bucket)
+    buckets = [end - bucket * i for i in range(count - 1, -1, -1)]
+    return [by_time.get(at, {"at": at, "succeeded": 0, "failed": 0}) for at in buckets]
+
+
+# -- dashboard_dead_recently -- jobs that went dead in the last interval (jobs_finished_at_idx).
+DEAD_RECENTLY = """
+SELECT count(*) FROM jobs WHERE finished_at > now() - %(span)s AND state = 'dead'
+"""
+
+
+def dead_recently(conn: psycopg.Connection, span: timedelta) -> int:
+    return conn.execute(DEAD_RECENTLY, {"span": span}).fetchone()[0]
+
+
+# -- dashboard_workers -- every worker process with its liveness and running jobs (jobs_running_idx).
+WORKERS = """
+SELECT w.worker_id, w.hostname, w.pid, w.queues, w.started_at, w.heartbeat_at,
+       w.heartbeat_at > now() - make_interval(secs => %(dead_after_s)s::float8) AS alive,
+       coalesce(r.running, '[]'::json) AS running
+  FROM workers w
+  LEFT JOIN LATERAL (
+        SELECT json_agg(json_build_object('id', j.id, 'actor', j.actor, 'started_at', j.started_at)
+                        ORDER BY j.id) AS running
+          FROM jobs j WHERE j.state = 'running' AND j.worker_id = w.worker_id) r ON true
+ ORDER BY w.heartbeat_at DESC
+"""
+
+
+def workers(conn: psycopg.Connection, dead_after_s: float) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(WORKERS, {"dead_after_s": dead_after_s}).fetchall()
+
+
+def queue_depths(redis_url: str, namespace: str, queues: list[str]) -> list[dict[str, Any]]:
+    """Per queue: messages waiting in the Redis broker and the age of the oldest (Dramatiq keeps a
+    queue as the list `<ns>:<queue>` of message ids, oldest first, and the hash `<ns>:<queue>.msgs`)."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        now_ms = None
+        result = []
+        for queue in sorted(queues):
+            key = f"{namespace}:{queue}"
+            depth = client.llen(key)
+            oldest_age_s = None
+            if depth:
+                first = client.lindex(key, 0)
+                raw = client.hget(f"{key}.msgs", first) if first else None
+                if raw:
+                    if now_ms is None:
+                        seconds, micros = client.time()
+                        now_ms = seconds * 1000 + micros // 1000
+                    try:
+                        oldest_age_s = max(now_ms - json.loads(raw)["message_timestamp"], 0) / 1000
+                    except (ValueError, KeyError, TypeError):
+                        oldest_age_s = None
+            result.append({"queue": queue, "depth": depth, "oldest_age_s": oldest_age_s})
+        return result
+    finally:
+        client.close()
+
+
+# -- dashboard_audit_write -- one ops action. `action` keeps the seed's CHECK (INSERT/UPDATE/DELETE);
+# the ops verb is in `reason` and `new_values.verb`.
+AUDIT_WRITE = """
+INSERT INTO audit_log (table_name, record_id, action, performed_by, ip_address, new_values, reason)
+VALUES (%(table_name)s, %(record_id)s, %(action)s, %(user)s, %(ip)s::inet, %(details)s, %(verb)s)
+"""
+
+
+def audit_write(
+    conn: psycopg.Connection,
+    *,
+    user: str,
+    verb: str,
+    table_name: str,
+    record_id: str,
+    details: dict[str, Any],
+    ip: str | None = None,
+    action: str = "UPDATE",
+) -> None:
+    try:
+        ip_value = str(ipaddress.ip_address(ip)) if ip else None
+    except ValueError:  # the test client's "testclient", a unix socket
+        ip_value = None
+    conn.execute(
+        AUDIT_WRITE,
+        {
+            "table_name": table_name,
+            "record_id": record_id[:100],
+            "action": action,
+            "user": user,
+            "ip": ip_value,
+            "details": psycopg.types.json.Jsonb({"verb": verb, **details}),
+            "verb": verb,
+        },
+    )
+
+
+# -- dashboard_audit_list -- newest first (idx_audit_created); optionally one record's entries
+# (idx_audit_table_record).
+AUDIT_LIST = """
+SELECT audit_id, created_at, performed_by, reason AS verb, table_name, record_id, action,
+       new_values, host(ip_address) AS ip
+  FROM audit_log
+ WHERE (%(table_name)s::text IS NULL OR (table_name = %(table_name)s AND record_id = %(record_id)s))
+   AND (%(before_id)s::bigint IS NULL OR audit_id < %(before_id)s)
+ ORDER BY created_at DESC, audit_id DESC
+ LIMIT %(limit)s
+"""
+
+
+def audit_list(
+    conn: psycopg.Connection,
+    *,
+    table_name: str | None = None,
+    record_id: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            AUDIT_LIST,
+            {"table_name": table_name, "record_id": record_id, "limit": limit, "before_id": before_id},
+        ).fetchall()

@@ -1,0 +1,155 @@
+"""What every dashboard request shares: templates, the login gate, CSRF and role checks,
+running ledger calls off the event loop, JSON encoding."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from dashboard import auth
+from db import pool, settings
+
+logger = logging.getLogger("skyport.dashboard")
+HERE = Path(__file__).resolve().parent
+# Paths reachable without a login (health probes, metrics, webhooks, the login itself, static files).
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/", "/login", "/api/login", "/static/")
+# Session cookie lifetime in seconds.
+DEFAULT_SESSION_MAX_AGE_S = 12 * 3600
+
+T = TypeVar("T")
+
+env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
+
+
+env.filters["when"] = _when
+env.filters["age"] = _age
+env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str, ensure_ascii=False)
+env.filters["urlq"] = lambda v: quote(str(v), safe="")
+
+
+def secret_key(cfg: settings.Settings) -> str:
+    if cfg.secret_key:
+        return cfg.secret_key
+    logger.warning("SKYPORT_SECRET_KEY is not set: sessions are signed with a random key (lost on restart)")
+    return secrets.token_urlsafe(32)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+class ApiResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=_json_default, ensure_ascii=False).encode()
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+class LoginGate(BaseHTTPMiddleware):
+    """No page or API call without a login: pages redirect to /login, the API answers 401."""
+
+    async def dispatch(self, request: Request, call_next: Callable) -> Response:
+        path = request.url.path
+        if path == "/" or not path.startswith(PUBLIC_PREFIXES):
+            user = auth.current_user(request)
+            if user is None:
+                if is_api(request):
+                    return ApiResponse({"error": "login required (POST /api/login)"}, status_code=401)
+                target = quote(path + (f"?{request.url.query}" if request.url.query else ""), safe="")
+                return RedirectResponse(f"/login?next={target}", status_code=303)
+            request.state.user = user
+        return await call_next(request)
+
+
+async def db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `fn(conn, *args)` on a pooled connection in a worker thread."""
+
+    def call() -> T:
+        with pool.connection() as conn:
+            return fn(conn, *args, **kwargs)
+
+    return await run_in_threadpool(call)
+
+
+async def change_request(request: Request) -> dict[str, Any]:
+    """The body of a state-changing request, after the CSRF and role checks (403 otherwise).
+    Forms carry `csrf_token`; API calls send JSON and the `X-CSRF-Token` header."""
+    if is_api(request):
+        try:
+            body = await request.json() if await request.body() else {}
+        except ValueError:
+            raise HTTPException(400, "the body must be JSON") from None
+        token = request.headers.get("x-csrf-token")
+    else:
+        form = await request.form()
+        body = {k: (form.getlist(k) if k == "ids" else form.get(k)) for k in form}
+        token = form.get("csrf_token")
+    if not auth.csrf_ok(request, token):
+        raise HTTPException(403, "missing or wrong CSRF token (reload the page)")
+    if not request.state.user.can_act:
+        raise HTTPException(403, f"user {request.state.user.name} is read-only")
+    return body if isinstance(body, dict) else {}
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = env.get_template(template).render(
+        request=request,
+        user=getattr(request.state, "user", None),
+        csrf=auth.csrf_token(request),
+        flash=request.session.pop("flash", None),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def redirect_with(request: Request, url: str, message: str) -> RedirectResponse:
+    request.session["flash"] = message
+    return RedirectResponse(url, status_code=303)
+
+
+def safe_next(url: str | None, default: str = "/") -> str:
+    """Only local paths: a login link must not send the user elsewhere."""
+    return url if url and url.startswith("/") and not url.startswith("//") else default
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", "error")
+    if is_api(request) or not hasattr(request, "session"):
+        return ApiResponse({"error": detail}, status_code=status)
+    return render(request, "error.html", status_code=status, status=status, detail=detail)
