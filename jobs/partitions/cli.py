@@ -1,0 +1,65 @@
+"""`skyport partitions status | ensure` (workers/cli.py COMMAND_MODULES)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+
+from jobs.maintenance_file import MaintenanceConfigError
+
+
+def add_commands(subparsers) -> None:
+    parts = subparsers.add_parser(
+        "partitions", help="partitioned tables: coverage and maintenance"
+    ).add_subparsers(title="partitions commands", metavar="CMD")
+    cmd = parts.add_parser(
+        "status", help="per table: last covered date and intervals ahead (exit 1 if not ok)"
+    )
+    cmd.add_argument("--today", type=date.fromisoformat, help="pretend today is this date (YYYY-MM-DD)")
+    cmd.add_argument("--json", action="store_true")
+    cmd.set_defaults(run=_status)
+    cmd = parts.add_parser("ensure", help="create partitions ahead and apply retention now")
+    cmd.add_argument("--today", type=date.fromisoformat, help="pretend today is this date (YYYY-MM-DD)")
+    cmd.set_defaults(run=_ensure)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from db import pool
+    from jobs.partitions.status import coverage
+    from workers.cli import CommandError
+
+    try:
+        with pool.connection() as conn:
+            items = coverage(conn, today=args.today)
+    except MaintenanceConfigError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps([item.as_dict() for item in items], indent=2))
+    else:
+        print(f"{'TABLE':<28} {'INTERVAL':<8} {'LAST COVERED':<12} {'AHEAD':>5}  {'STATUS':<8} MESSAGE")
+        for item in items:
+            print(
+                f"{item.parent:<28} {item.interval:<8} {item.last_covered or '-'!s:<12} {item.ahead:>5}  "
+                f"{item.status:<8} {item.message}"
+            )
+    return 0 if all(item.status == "ok" for item in items) else 1
+
+
+def _ensure(args: argparse.Namespace) -> int:
+    from db import pool
+    from jobs.partitions import maintain
+    from workers.cli import CommandError
+
+    try:
+        with pool.connection() as conn:
+            results = maintain.ensure_partitions(conn, today=args.today)
+            results += maintain.apply_retention(conn, today=args.today)
+    except MaintenanceConfigError as exc:
+        raise CommandError(str(exc)) from None
+    for r in results:
+        print(
+            f"{r.parent}: {r.outcome}; created {r.created or '-'}; dropped {r.dropped or '-'}; "
+            f"detached {r.detached or '-'}{'; ' + r.error if r.error else ''}"
+        )
+    return 0 if all(r.outcome == "ok" for r in results) else 1
