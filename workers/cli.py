@@ -28,7 +28,9 @@ from db import settings
 # Seconds a worker may take to finish running jobs after SIGTERM before giving them back.
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
 # Modules with `add_commands(subparsers)`: the job families' own commands.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "dashboard.cli",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

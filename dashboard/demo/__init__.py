@@ -1,0 +1,1 @@
+"""The demo a newcomer runs (`scripts/run`): demo actors, demo data, private servers."""

@@ -1,0 +1,42 @@
+"""Demo actors, loaded by the demo's worker (SKYPORT_EXTRA_MODULES=dashboard.demo.actors):
+work that takes a moment, and work that fails a given number of times before it succeeds."""
+
+from __future__ import annotations
+
+import time
+
+from dramatiq.middleware import CurrentMessage
+
+from db import pool
+from workers import PermanentError, actor
+
+
+def _attempt() -> int:
+    """This run's attempt number, from the ledger."""
+    message = CurrentMessage.get_current_message()
+    job_id = message.options.get("job_id") if message else None
+    if job_id is None:
+        return 1
+    with pool.connection() as conn:
+        row = conn.execute("SELECT attempts FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    return row[0] if row else 1
+
+
+@actor(queue_name="demo", max_retries=0)
+def demo_work(order: int, seconds: float = 0.2) -> None:
+    """A job that takes `seconds`."""
+    time.sleep(seconds)
+
+
+@actor(queue_name="demo", max_retries=3, min_backoff_s=2, max_backoff_s=10)
+def demo_flaky(order: int, failures: int) -> None:
+    """Fails its first `failures` attempts (retries with backoff, dead once they are used up)."""
+    attempt = _attempt()
+    if attempt <= failures:
+        raise ConnectionError(f"demo carrier API timed out for order {order} (attempt {attempt})")
+
+
+@actor(queue_name="demo", max_retries=5)
+def demo_reject(order: int) -> None:
+    """Bad input: dead at once, the reason visible."""
+    raise PermanentError(f"order {order}: weight must be positive")

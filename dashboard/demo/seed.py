@@ -1,0 +1,72 @@
+"""`skyport demo seed`: demo data for every job family that exists, so a newcomer sees each working.
+
+The ledger's own demo (always): quick jobs, flaky jobs that retry and succeed, jobs that die (to
+retry from the dashboard). Then each family's seeding, when its functions exist (see `FAMILY_SEEDS`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from dashboard.domain import family_function
+from workers import JobSpec, enqueue_many
+
+logger = logging.getLogger("skyport.demo")
+
+# Demo jobs per kind.
+DEFAULT_QUICK_JOBS = 30
+DEFAULT_FLAKY_JOBS = 8
+DEFAULT_DEAD_JOBS = 3
+
+# (what, module, function): a family's own demo seeding `f(conn) -> str` (a line to print).
+FAMILY_SEEDS: tuple[tuple[str, str, str], ...] = (
+    ("notifications", "jobs.notifications.demo", "seed"),
+    ("quotes", "jobs.quotes.demo", "seed"),
+    ("payments", "jobs.payments.demo", "seed"),
+    ("partitions", "jobs.partitions.demo", "seed"),
+    ("matviews", "jobs.matviews.demo", "seed"),
+)
+
+
+def seed_ledger(conn: psycopg.Connection, run: str) -> list[str]:
+    specs = [
+        JobSpec("demo_work", kwargs={"order": i}, dedup_key=f"demo:{run}:work:{i}")
+        for i in range(DEFAULT_QUICK_JOBS)
+    ]
+    specs += [
+        JobSpec("demo_flaky", kwargs={"order": i, "failures": 1 + i % 2}, dedup_key=f"demo:{run}:flaky:{i}")
+        for i in range(DEFAULT_FLAKY_JOBS)
+    ]
+    specs += [
+        JobSpec("demo_flaky", kwargs={"order": 100 + i, "failures": 99}, dedup_key=f"demo:{run}:dead:{i}")
+        for i in range(DEFAULT_DEAD_JOBS)
+    ]
+    specs.append(JobSpec("demo_reject", kwargs={"order": 999}, dedup_key=f"demo:{run}:reject"))
+    specs += [JobSpec("demo_work", kwargs={"order": 1000 + i}, delay=30 * (i + 1)) for i in range(4)]
+    refs = enqueue_many(specs, conn=conn, enqueued_by="cli")
+    created = sum(r.created for r in refs)
+    return [
+        f"ledger: {created} demo jobs ({DEFAULT_FLAKY_JOBS} fail then succeed, "
+        f"{DEFAULT_DEAD_JOBS + 1} end dead for you to retry, 4 scheduled over the next 2 minutes)"
+    ]
+
+
+def seed(conn: psycopg.Connection, run: str) -> list[str]:
+    """Seed everything that exists; returns one line per part (what it did, or why it was skipped)."""
+    lines = seed_ledger(conn, run)
+    for what, module, name in FAMILY_SEEDS:
+        fn: Callable[..., Any] | None = family_function(module, name)
+        if fn is None:
+            lines.append(f"{what}: no demo seeding ({module}.{name} does not exist yet)")
+            continue
+        try:
+            with conn.transaction():
+                lines.append(f"{what}: {fn(conn)}")
+        except Exception as exc:  # one family's failure must not stop the demo
+            logger.exception("demo seed of %s failed", what)
+            lines.append(f"{what}: demo seeding failed: {type(exc).__name__}: {exc}")
+    return lines
