@@ -76,6 +76,12 @@ class Settings:
     # How long finished jobs are kept before pruning.
     keep_succeeded_days: float
     keep_dead_days: float
+    # TOML file of partitioned tables and materialized views (jobs/partitions, jobs/matviews).
+    maintenance_file: str | None
+    # Partition DDL waits at most this long for a table lock, then gives up and retries later.
+    partition_lock_timeout_s: float
+    # Fewer intervals than this covered ahead of the current one is a warning.
+    partition_warn_ahead: int
     # Dashboard logins: "name:<argon2 hash>:role,..." (role admin or readonly).
     dashboard_users: str = ""
     # Signs the dashboard's session cookies; unset: a random key per process (with a warning).
@@ -112,6 +118,9 @@ def load() -> Settings:
         relay_batch=_int("SKYPORT_RELAY_BATCH", 500, minimum=1),
         keep_succeeded_days=_number("SKYPORT_KEEP_SUCCEEDED_DAYS", 7),
         keep_dead_days=_number("SKYPORT_KEEP_DEAD_DAYS", 30),
+        maintenance_file=os.environ.get("SKYPORT_MAINTENANCE_FILE", "").strip() or None,
+        partition_lock_timeout_s=_number("SKYPORT_PARTITION_LOCK_TIMEOUT_S", 5.0, minimum=0.1),
+        partition_warn_ahead=_int("SKYPORT_PARTITION_WARN_AHEAD", 2, minimum=0),
         dashboard_users=os.environ.get("SKYPORT_DASHBOARD_USERS", "").strip(),
         secret_key=os.environ.get("SKYPORT_SECRET_KEY", "").strip() or None,
     )

@@ -143,6 +143,9 @@ def main() -> int:
     """Validate the schedule (fail fast, naming the entry), then fire ticks until SIGTERM."""
     jobs = schedule.load_schedule()
     schedule.validate(jobs)
+    from jobs.partitions.actors import ensure_at_startup  # partitions exist before any tick
+
+    ensure_at_startup()
     scheduler = build_scheduler(jobs)
 
     def stop(signum: int, frame: Any) -> None:

@@ -14,6 +14,8 @@ from workers.broker import broker
 JOB_MODULES = (
     "workers.ping",
     "workers.maintenance",
+    "jobs.partitions.actors",
+    "jobs.matviews.actors",
 )
 
 for _module in JOB_MODULES + tuple(

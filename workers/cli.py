@@ -29,6 +29,8 @@ from db import settings
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
 # Modules with `add_commands(subparsers)`: the job families' own commands.
 COMMAND_MODULES: tuple[str, ...] = (
+    "jobs.partitions.cli",
+    "jobs.matviews.cli",
     "dashboard.cli",
 )
 

@@ -21,13 +21,15 @@ PARTITIONED_TABLES = ("shipment_tracking_events", "audit_log")
 # Relations of the migration that are deliberately not tables of the metadata.
 NOT_IN_METADATA = frozenset({"active_countries", "shipment_statistics"})  # materialized views
 
+# `<parent>_<yyyy>` (year), `<parent>_<yyyy>_<mm>` (month), `<parent>_<yyyy>_<mm>_<dd>` (day): jobs/partitions.
 _PARTITION_NAME = re.compile(
-    rf"^(?:{'|'.join(re.escape(t) for t in PARTITIONED_TABLES)})_(?:19|20|21)\d\d_(?:0[1-9]|1[0-2])$"
+    rf"^(?:{'|'.join(re.escape(t) for t in PARTITIONED_TABLES)})_(?:19|20|21)\d\d"
+    r"(?:_(?:0[1-9]|1[0-2])(?:_(?:0[1-9]|[12]\d|3[01]))?)?$"
 )
 
 
 def is_partition_name(name: str) -> bool:
-    """True for `<parent>_<yyyy>_<mm>` where parent is one of PARTITIONED_TABLES."""
+    """True for `<parent>_<yyyy>[_<mm>[_<dd>]]` where parent is one of PARTITIONED_TABLES."""
     return _PARTITION_NAME.match(name) is not None
 
 
