@@ -1,7 +1,6 @@
 """SQLAlchemy Core metadata of every table the migrations create (compared in tests/)."""
 
-from db.schema import business, ledger  # noqa: F401  (registers the tables on `metadata`)
-from db.schema import maintenance  # noqa: F401  (matview_refreshes)
+from db.schema import business, ledger, maintenance  # noqa: F401  (registers the tables on `metadata`)
 from db.schema.base import metadata
 
 __all__ = ["metadata"]

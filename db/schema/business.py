@@ -21,7 +21,7 @@ PARTITIONED_TABLES = ("shipment_tracking_events", "audit_log")
 # Relations of the migration that are deliberately not tables of the metadata.
 NOT_IN_METADATA = frozenset({"active_countries", "shipment_statistics"})  # materialized views
 
-# `<parent>_<yyyy>` (year), `<parent>_<yyyy>_<mm>` (month), `<parent>_<yyyy>_<mm>_<dd>` (day): jobs/partitions.
+# Partition names (jobs/partitions): `<parent>_<yyyy>`, `<parent>_<yyyy>_<mm>`, `<parent>_<yyyy>_<mm>_<dd>`.
 _PARTITION_NAME = re.compile(
     rf"^(?:{'|'.join(re.escape(t) for t in PARTITIONED_TABLES)})_(?:19|20|21)\d\d"
     r"(?:_(?:0[1-9]|1[0-2])(?:_(?:0[1-9]|[12]\d|3[01]))?)?$"
