@@ -1,0 +1,68 @@
+"""Headless Chromium for the browser tests: Debian's `chromium`, driven by Playwright.
+
+When /usr/bin/chromium is missing the set-up installs it (`apt-get install chromium`, as root);
+if it cannot, the tests skip on a laptop and fail on CI. Playwright's own browser download is
+never used (`playwright install` is not needed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ON_CI
+
+CHROMIUM = os.environ.get("SKYPORT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _unavailable(message: str) -> None:
+    if ON_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _ensure_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        _unavailable(f"{CHROMIUM} is missing and this user cannot apt-get install chromium")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            _unavailable(f"{' '.join(command)} failed: {done.stderr[-500:]}")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    _ensure_chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _unavailable(f"playwright is not installed: {exc}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,78 @@
+"""The dashboard in real headless Chromium, with a real web process and a real worker: log in,
+find a dead job, retry it, watch it succeed. Screenshots are kept in test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dashboard import auth
+from tests.support import SkyportProcess, WorkerProcess, free_port, scalar, wait_for
+from workers import enqueue
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "browser-pass-1"
+
+
+def test_log_in_find_a_dead_job_retry_it_and_watch_it_succeed(
+    browser, artifacts: Path, effects: str, redis_namespace: str
+) -> None:
+    import tests.actors  # noqa: F401 - `flaky`
+
+    job = enqueue("flaky", ["browser-key", 4]).id  # max_retries=3: four failures, dead; a fifth run succeeds
+    port = free_port()
+    env = {
+        "SKYPORT_DASHBOARD_USERS": f"ann:{auth.hash_password(PASSWORD)}:admin",
+        "SKYPORT_SECRET_KEY": "browser-test",
+    }
+    with WorkerProcess(env=env) as worker, SkyportProcess(["web", "--port", str(port)], env) as web:
+        wait_for(
+            lambda: scalar(effects, "SELECT state FROM jobs WHERE id = %s", (job,)) == "dead",
+            60,
+            what=f"job {job} to die\n{worker.output()}",
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _up(base), 30, interval_s=0.2, what=f"the web process\n{web.output()}")
+        page = browser.new_page()
+        try:
+            page.goto(f"{base}/jobs?state=dead")
+            assert "/login" in page.url
+            page.fill("input[name=username]", "ann")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/jobs?state=dead")
+            page.screenshot(path=str(artifacts / "browser-1-dead-jobs.png"), full_page=True)
+
+            page.click(f'a[href="/jobs/{job}"]')
+            page.wait_for_url(f"{base}/jobs/{job}")
+            assert page.locator(".state-dead").first.is_visible()
+            assert "flaky failure for browser-key" in page.content()
+            page.screenshot(path=str(artifacts / "browser-2-job-dead.png"), full_page=True)
+
+            page.once("dialog", lambda dialog: dialog.accept())  # the confirmation
+            page.click("button:has-text('Retry')")
+            page.wait_for_selector("text=retried 1 job")
+
+            def succeeded() -> bool:
+                page.reload()
+                return page.locator("h1 .state-succeeded").count() == 1
+
+            wait_for(succeeded, 30, interval_s=0.5, what=f"job {job} to succeed\n{worker.output()}")
+            page.screenshot(path=str(artifacts / "browser-3-job-succeeded.png"), full_page=True)
+            assert "retry by ann" in page.content()
+        finally:
+            page.close()
+    assert scalar(effects, "SELECT attempts FROM jobs WHERE id = %s", (job,)) == 5
+    assert scalar(effects, "SELECT count(*) FROM job_attempts WHERE job_id = %s", (job,)) == 5
+    assert scalar(effects, "SELECT count(*) FROM audit_log WHERE reason = 'retry'") == 1
+
+
+def _up(base: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
