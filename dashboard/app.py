@@ -9,7 +9,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dashboard import api, auth, pages, web
+from dashboard import api, auth, pages, web, webhooks
 from dashboard.health import healthz, readyz
 from db import settings
 
@@ -19,6 +19,8 @@ def create_app() -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        # Payment-gateway callbacks (signed; outside the login, see dashboard/webhooks.py).
+        Route("/webhooks/payments/{provider}", webhooks.payment_webhook, methods=["POST"]),
         Mount("/static", StaticFiles(directory=web.HERE / "static"), name="static"),
         # The dashboard (login required; POSTs need the CSRF token and the admin role).
         Route("/login", pages.login, methods=["GET", "POST"]),

@@ -86,6 +86,13 @@ class Settings:
     dashboard_users: str = ""
     # Signs the dashboard's session cookies; unset: a random key per process (with a warning).
     secret_key: str | None = None
+    # jobs/payments: the default webhook secret (PAYMENT_WEBHOOK_SECRET_<PROVIDER> overrides it, see
+    # `payment_webhook_secret`), the allowed clock skew of a signature, the largest body accepted,
+    # how long an event for an unknown shipment (or a refund before its payment) keeps retrying.
+    payment_webhook_secret: str | None = None
+    payment_tolerance_s: float = 300.0
+    payment_max_body_bytes: int = 65536
+    payment_unmatched_retry_s: float = 900.0
 
     @property
     def broker_kind(self) -> str:
@@ -123,7 +130,18 @@ def load() -> Settings:
         partition_warn_ahead=_int("SKYPORT_PARTITION_WARN_AHEAD", 2, minimum=0),
         dashboard_users=os.environ.get("SKYPORT_DASHBOARD_USERS", "").strip(),
         secret_key=os.environ.get("SKYPORT_SECRET_KEY", "").strip() or None,
+        payment_webhook_secret=os.environ.get("PAYMENT_WEBHOOK_SECRET", "") or None,
+        payment_tolerance_s=_number("PAYMENT_WEBHOOK_TOLERANCE_S", 300.0, minimum=1),
+        payment_max_body_bytes=_int("PAYMENT_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1024),
+        payment_unmatched_retry_s=_number("PAYMENT_UNMATCHED_RETRY_S", 900.0),
     )
+
+
+def payment_webhook_secret(provider: str) -> str | None:
+    """The webhook secret of a provider: PAYMENT_WEBHOOK_SECRET_<PROVIDER> (upper-cased, other
+    characters than letters and digits as _), else PAYMENT_WEBHOOK_SECRET; None: not configured."""
+    name = "PAYMENT_WEBHOOK_SECRET_" + "".join(c if c.isalnum() else "_" for c in provider.upper())
+    return os.environ.get(name, "") or get().payment_webhook_secret
 
 
 @lru_cache(maxsize=1)

@@ -93,6 +93,7 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob("ensure_partitions", "ensure_partitions", "every 1h", grace_s=1800),
     PeriodicJob("refresh_active_countries", "refresh_matview", "every 5m", args=("active_countries",)),
     PeriodicJob("refresh_shipment_statistics", "refresh_matview", "every 15m", args=("shipment_statistics",)),
+    PeriodicJob("payments_reconcile", "reconcile_payments", "every 5m", grace_s=120),
 )
 
 

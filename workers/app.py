@@ -16,6 +16,7 @@ JOB_MODULES = (
     "workers.maintenance",
     "jobs.partitions.actors",
     "jobs.matviews.actors",
+    "jobs.payments.actors",
 )
 
 for _module in JOB_MODULES + tuple(

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jobs.partitions.cli",
     "jobs.matviews.cli",
     "dashboard.cli",
+    "jobs.payments.cli",
 )
 
 

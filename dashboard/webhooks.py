@@ -1,0 +1,86 @@
+"""`POST /webhooks/payments/{provider}`: gateway callbacks in, stored and enqueued, nothing else.
+
+401 missing/wrong signature or a timestamp outside the tolerance (replay); 400 a body that is not
+JSON or does not match the contract (the JSON error names the field); 413 a body above the limit;
+404 a provider without a secret; 200 accepted, and 200 again for a duplicate (which changes nothing).
+Outside the dashboard login: the signature is the authentication.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from db import pool, settings
+from jobs.payments.events import (
+    SIGNATURE_HEADER,
+    EventError,
+    PaymentEvent,
+    SignatureError,
+    parse_event,
+    verify_signature,
+)
+from jobs.payments.inbox import Received, receive
+
+logger = logging.getLogger("skyport.webhooks")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, error: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": error, **extra}, status_code=status)
+
+
+def _store(provider: str, event: PaymentEvent, body: bytes) -> Received:
+    with pool.connection() as conn:
+        return receive(conn, provider, event, body)
+
+
+async def payment_webhook(request: Request) -> JSONResponse:
+    provider = request.path_params["provider"]
+    cfg = settings.get()
+    secret = settings.payment_webhook_secret(provider) if len(provider) <= 50 else None
+    if secret is None:
+        return _error(404, f"unknown payment provider {provider!r}")
+    try:
+        body = await _read_body(request, cfg.payment_max_body_bytes)
+    except _TooLarge:
+        return _error(413, f"body larger than {cfg.payment_max_body_bytes} bytes")
+    try:
+        verify_signature(
+            request.headers.get(SIGNATURE_HEADER), body, secret, cfg.payment_tolerance_s, time.time()
+        )
+    except SignatureError as exc:
+        return _error(401, "invalid signature", detail=str(exc))
+    try:
+        event = parse_event(body)
+    except EventError as exc:
+        return _error(400, "invalid event", field=exc.field, detail=exc.message)
+    try:
+        received = await run_in_threadpool(_store, provider, event, body)
+    except psycopg.DataError as exc:  # e.g. a \u0000 in a string, which jsonb refuses
+        return _error(400, "invalid event", field="body", detail=str(exc).splitlines()[0])
+    if received.duplicate:
+        return JSONResponse({"status": "duplicate", "id": event.id})
+    return JSONResponse({"status": "accepted", "id": event.id})

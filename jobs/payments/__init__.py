@@ -1,0 +1,24 @@
+"""Payment-gateway callbacks: signed webhook intake (dashboard/webhooks.py), an inbox of raw
+events, idempotent processing under the shipment's row lock, reconciliation, and a simulator.
+
+Functions for the dashboard: `problem_events(conn)`, `replay_event(conn, provider, event_id, by)`,
+`drift(conn)`, `count_by_status(conn)`.
+"""
+
+from jobs.payments.apply import Outcome, Result, process_event
+from jobs.payments.inbox import count_by_status, get_event, problem_events, receive, replay_event
+from jobs.payments.reconcile import drift, reconcile, requeue_stuck
+
+__all__ = [
+    "Outcome",
+    "Result",
+    "count_by_status",
+    "drift",
+    "get_event",
+    "problem_events",
+    "process_event",
+    "receive",
+    "reconcile",
+    "replay_event",
+    "requeue_stuck",
+]
