@@ -144,3 +144,47 @@ def set_entry_enabled(conn: psycopg.Connection, who: Actor, name: str, enabled: 
             conn, user=who.user, ip=who.ip, verb=verb, table_name="schedule", record_id=name, details={}
         )
     return ActionResult(f"{name}: {'enabled' if enabled else 'disabled'}", [name])
+
+
+# ---- the job families' actions (dashboard/domain.py) ------------------------------------------
+
+
+def domain_action(conn: psycopg.Connection, who: Actor, verb: str, body: dict[str, Any]) -> ActionResult:
+    """retry-notifications (`ids` or all), replay-payment (`provider`, `event_id`), refresh-view (`view`).
+    Notifications and payments write their own audit rows; a refresh request is audited here."""
+    from dashboard import domain
+
+    try:
+        if verb == "retry-notifications":
+            raw = body.get("ids")
+            ids = (
+                None if body.get("all") else [int(i) for i in (raw if isinstance(raw, list) else [raw]) if i]
+            )
+            retried = domain.retry_notifications(conn, who.user, ids)
+            return ActionResult(f"retried {_plural(len(retried), 'dead notification')}", retried)
+        if verb == "replay-payment":
+            provider, event_id = str(body.get("provider") or ""), str(body.get("event_id") or "")
+            if domain.replay_payment_event(conn, who.user, provider, event_id):
+                return ActionResult(f"payment event {provider}/{event_id} replayed", [event_id])
+            return ActionResult(
+                f"payment event {provider}/{event_id} is not unmatched or rejected: unchanged"
+            )
+        if verb == "refresh-view":
+            view = str(body.get("view") or "")
+            with conn.transaction():
+                job_id = domain.refresh_view(conn, who.user, view)
+                queries.audit_write(
+                    conn,
+                    user=who.user,
+                    ip=who.ip,
+                    verb="refresh now",
+                    table_name="matview",
+                    record_id=view,
+                    details={"job_id": job_id},
+                )
+            return ActionResult(f"refresh of {view} requested: job {job_id}", [job_id])
+    except domain.NotAvailable as exc:
+        raise ActionError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ActionError(f"bad request: {exc}") from None
+    raise ActionError(f"unknown action {verb!r}")

@@ -126,3 +126,14 @@ async def audit(request: Request) -> Response:
     limit = min(_int_param(request, "limit") or 100, 1000)
     rows = await db(queries.audit_list, limit=limit, before_id=_int_param(request, "before"))
     return ApiResponse({"entries": rows})
+
+
+async def domain_action(request: Request) -> Response:
+    body = await change_request(request)
+    try:
+        result = await db(actions.domain_action, who(request), request.path_params["verb"], body)
+    except actions.ActionError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except Exception as exc:  # a family's own refusal (UnknownView...)
+        return ApiResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=409)
+    return ApiResponse(result.as_dict())

@@ -33,6 +33,7 @@ def create_app() -> Starlette:
         Route("/periodic", pages.periodic),
         Route("/periodic/{name:str}/{verb:str}", pages.periodic_action, methods=["POST"]),
         Route("/queues", pages.domain_queues),
+        Route("/queues/{verb:str}", pages.domain_action, methods=["POST"]),
         Route("/audit", pages.audit),
         # The JSON API (README "Dashboard").
         Route("/api/login", api.login, methods=["POST"]),
@@ -45,6 +46,7 @@ def create_app() -> Starlette:
         Route("/api/periodic", api.periodic),
         Route("/api/periodic/{name:str}/{verb:str}", api.periodic_action, methods=["POST"]),
         Route("/api/queues", api.domain_queues),
+        Route("/api/queues/{verb:str}", api.domain_action, methods=["POST"]),
         Route("/api/audit", api.audit),
     ]
     app = Starlette(

@@ -55,24 +55,8 @@ def warnings(data: dict[str, Any]) -> list[str]:
     if not any(w["alive"] for w in data["workers"]):
         found.append("no worker is alive (no heartbeat)")
     for section, rows in data["domain"].items():
-        if isinstance(rows, dict) and "error" in rows:
-            found.append(f"{section}: {rows['error']}")
-        else:
-            found.extend(domain_warnings(section, rows))
+        found.extend(domain.warnings(section, rows))
     return found
-
-
-def domain_warnings(section: str, rows: Any) -> list[str]:
-    """The rows a family marks as a problem (a `warning`/`ok`/`stale` field), as one line each."""
-    lines = []
-    for row in rows if isinstance(rows, list) else []:
-        if not isinstance(row, dict):
-            continue
-        if row.get("warning"):
-            lines.append(f"{section}: {row['warning']}")
-        elif row.get("ok") is False or row.get("stale") is True:
-            lines.append(f"{section}: {', '.join(f'{k}={v}' for k, v in row.items())}")
-    return lines
 
 
 def periodic(conn: psycopg.Connection) -> list[dict[str, Any]]:

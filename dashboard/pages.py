@@ -198,3 +198,14 @@ async def periodic_action(request: Request) -> Response:
     except actions.ActionError as exc:
         raise HTTPException(404, str(exc)) from None
     return redirect_with(request, "/periodic", result.message)
+
+
+async def domain_action(request: Request) -> Response:
+    body = await change_request(request)
+    try:
+        result = await db(actions.domain_action, who(request), request.path_params["verb"], body)
+    except actions.ActionError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except Exception as exc:  # a family's own refusal (UnknownView...) is a message, not a 500
+        result = actions.ActionResult(f"failed: {type(exc).__name__}: {exc}")
+    return redirect_with(request, "/queues", result.message)
