@@ -1,0 +1,168 @@
+"""Payment webhooks end to end: a real `skyport web`, real workers, the simulator command, and a
+worker killed with kill -9 in the middle of processing."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import httpx
+import psycopg
+import pytest
+
+from jobs.payments.simulator import create_demo_shipments, mismatches, plan_events, post_events
+from tests.support import SkyportProcess, WorkerProcess, free_port, job_states, scalar, wait_for
+
+pytestmark = pytest.mark.slow
+
+SECRET = "whsec_e2e"
+
+
+@pytest.fixture
+def env(database_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("PAYMENT_WEBHOOK_SECRET", SECRET)
+    return {"PAYMENT_WEBHOOK_SECRET": SECRET, "SKYPORT_SECRET_KEY": "e2e"}
+
+
+def start_web(env: dict[str, str]) -> tuple[SkyportProcess, str]:
+    port = free_port()
+    web = SkyportProcess(["web", "--port", str(port)], env).start()
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 30, 0.2, what=f"the web process\n{web.output()}")
+    return web, url
+
+
+def open_events(database_url: str) -> int:
+    return scalar(
+        database_url, "SELECT count(*) FROM payment_events WHERE status IN ('received', 'processing')"
+    )
+
+
+def test_same_event_twenty_times_concurrently_then_the_simulator(
+    database_url: str, env: dict[str, str]
+) -> None:
+    web, url = start_web(env)
+    with web, WorkerProcess(threads=4, env=env) as worker:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            sid = create_demo_shipments(conn, 1, seed=1)[0][0]
+        body = plan_events([(sid, Decimal("1000.00"), Decimal("0"))], events=1, duplicates=0, seed=5).bodies[
+            -1
+        ]
+        body = {**body, "type": "payment.succeeded"}
+        barrier = threading.Barrier(20)
+        answers: list[str] = []
+
+        def deliver() -> None:
+            barrier.wait()
+            stats = post_events(url, "acme", SECRET, [body], concurrency=1)
+            answers.append(str(stats.statuses))
+
+        threads = [threading.Thread(target=deliver) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert answers == ["{200: 1}"] * 20
+        assert scalar(database_url, "SELECT count(*) FROM payment_events") == 1
+        wait_for(
+            lambda: scalar(database_url, "SELECT status FROM payment_events") == "applied",
+            30,
+            what=f"the event to be applied\n{worker.output()}",
+        )
+        amount = Decimal(body["data"]["amount"])
+        assert scalar(database_url, "SELECT count(*) FROM payment_transactions") == 1
+        assert (
+            scalar(database_url, "SELECT amount_paid FROM shipments WHERE shipment_id = %s", (sid,)) == amount
+        )
+        assert scalar(database_url, "SELECT count(*) FROM jobs WHERE actor = 'process_payment_event'") == 1
+
+        # The simulator, as the demo runs it: demo shipments, duplicates, out-of-order deliveries.
+        sim = SkyportProcess(
+            [
+                "simulate",
+                "payments",
+                "--url",
+                url,
+                "--create-shipments",
+                "20",
+                "--events",
+                "300",
+                "--duplicates",
+                "0.1",
+                "--out-of-order",
+                "0.2",
+                "--seed",
+                "11",
+                "--wait",
+                "60",
+            ],
+            env,
+        ).start()
+        try:
+            code = sim.proc.wait(90)
+        finally:
+            output = sim.output()
+            sim.__exit__()
+        assert code == 0, output
+        assert "all 20 shipments match the expected ledger" in output
+
+
+def test_worker_killed_mid_processing_recovers_without_double_payment(
+    database_url: str, env: dict[str, str]
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        shipments = create_demo_shipments(conn, 10, seed=2)
+    plan = plan_events(shipments, events=200, duplicates=0.05, out_of_order=0.2, seed=2)
+    blocked = shipments[0][0]
+    web, url = start_web(env)
+    with web:
+        worker = WorkerProcess(threads=4, env=env).start()
+        try:
+            with psycopg.connect(database_url) as locker:
+                # Hold the first shipment's row: its events stall inside their processing transaction.
+                locker.execute("SELECT 1 FROM shipments WHERE shipment_id = %s FOR UPDATE", (blocked,))
+                stats = post_events(url, "acme", SECRET, plan.bodies, concurrency=8)
+                assert set(stats.statuses) == {200}, stats.errors
+                wait_for(
+                    lambda: scalar(
+                        database_url,
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND query LIKE '%%FROM shipments%%'",
+                    ),
+                    30,
+                    what=f"a worker to wait on the shipment lock\n{worker.output()}",
+                )
+                worker.kill()  # kill -9 while it is in the middle of processing
+                locker.rollback()
+            assert open_events(database_url) > 0
+        finally:
+            worker.__exit__()
+        # Messages the killed worker had prefetched are published again after this (default 300 s).
+        with WorkerProcess(threads=4, env={**env, "SKYPORT_REPUBLISH_AFTER_S": "2"}) as second:
+            wait_for(
+                lambda: open_events(database_url) == 0,
+                60,
+                what=f"every event processed: {job_states(database_url)}\n{second.output()}",
+            )
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                assert mismatches(conn, plan.expected_paid) == []
+                lost = conn.execute(
+                    "SELECT count(*) FROM job_attempts a JOIN jobs j ON j.id = a.job_id "
+                    "WHERE j.actor = 'process_payment_event' AND a.outcome = 'lost'"
+                ).fetchone()[0]
+                assert lost >= 1  # the killed worker's jobs were recovered by the lifeline
+                statuses = dict(conn.execute("SELECT status, count(*) FROM payment_events GROUP BY status"))
+                assert set(statuses) <= {"applied", "ignored"}, statuses
+                # One transaction per payment, each counted once.
+                completed = conn.execute(
+                    "SELECT coalesce(sum(amount), 0) FROM payment_transactions "
+                    "WHERE transaction_status = 'completed'"
+                ).fetchone()[0]
+                assert completed == sum(plan.expected_paid.values())
