@@ -11,6 +11,7 @@ from typing import Any
 from dramatiq.middleware import CurrentMessage
 
 from db import pool
+from jobs.maintenance_file import MaintenanceConfigError
 from jobs.matviews.refresh import UnknownView, refresh_view
 from jobs.matviews.registry import get_view
 from workers import JobRef, PermanentError, actor, enqueue
@@ -33,7 +34,7 @@ def _refresh(view: str) -> str:
     try:
         with pool.connection() as conn:
             return refresh_view(conn, view, job_id=_job_id()).outcome
-    except UnknownView as exc:
+    except (UnknownView, MaintenanceConfigError) as exc:
         raise PermanentError(str(exc)) from None
 
 

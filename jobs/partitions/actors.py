@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from db import pool
+from jobs.maintenance_file import MaintenanceConfigError
 from jobs.partitions import maintain, status
 from jobs.partitions.registry import load_tables
 from workers import PermanentError, actor, enqueue
@@ -22,7 +23,10 @@ class PartitionsBusy(Exception):
 def run_maintenance() -> list[maintain.TableResult]:
     """Ensure partitions ahead, apply retention, report coverage (logs, Sentry). Raises
     PartitionsBusy when a table must be retried, PermanentError when a registry entry is wrong."""
-    tables = load_tables()
+    try:
+        tables = load_tables()
+    except MaintenanceConfigError as exc:
+        raise PermanentError(str(exc)) from None
     with pool.connection() as conn:
         results = maintain.ensure_partitions(conn, tables) + maintain.apply_retention(conn, tables)
         status.report(conn, tables=tables)
@@ -53,7 +57,16 @@ def ensure_partitions() -> None:
 
 def ensure_at_startup() -> None:
     """The scheduler's start-up: ensure partitions now, before any tick (a lock timeout or an
-    unreachable database hands the work to a worker instead; the scheduler starts anyway)."""
+    unreachable database hands the work to a worker instead; the scheduler starts anyway). A bad
+    maintenance file stops the start-up, naming the entry, like a bad schedule does."""
+    from jobs.matviews.registry import load_views
+    from scheduler.schedule import ScheduleError
+
+    try:
+        load_tables()
+        load_views()
+    except MaintenanceConfigError as exc:
+        raise ScheduleError(str(exc)) from None
     try:
         run_maintenance()
         logger.info("partitions ensured at scheduler start-up")

@@ -3,6 +3,9 @@ at start-up."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 
 from jobs.matviews.actors import request_refresh
 from jobs.partitions.actors import ensure_partitions
-from tests.support import SkyportProcess, WorkerProcess, scalar, wait_for
+from tests.support import REPO, SkyportProcess, WorkerProcess, scalar, wait_for
 from workers import enqueue
 
 pytestmark = pytest.mark.slow
@@ -65,3 +68,18 @@ def test_scheduler_start_up_ensures_partitions_of_a_table_added_by_configuration
         )
         assert scalar(database_url, "SELECT to_regclass(%s) IS NOT NULL", (f"readings_{today:%Y_%m_%d}",))
         assert scheduler.stop() == 0
+
+
+def test_scheduler_refuses_to_start_on_a_bad_maintenance_file(database_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "maintenance.toml"
+    config.write_text('[partitions.audit_log]\ninterval = "fortnight"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "scheduler"],
+        cwd=REPO,
+        env={**os.environ, "SKYPORT_MAINTENANCE_FILE": str(config), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "partitions entry 'audit_log'" in out.stderr and "fortnight" in out.stderr

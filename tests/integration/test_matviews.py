@@ -153,6 +153,9 @@ def test_single_flight_statement_timeout_and_abandoned_rows(
             "SELECT pg_advisory_lock(%s, hashtext('active_countries'))", (refresh.ADVISORY_LOCK_CLASS,)
         )
         assert refresh.refresh_view(conn, "active_countries").outcome == "skipped"
+        other.execute(
+            "SELECT pg_advisory_unlock(%s, hashtext('active_countries'))", (refresh.ADVISORY_LOCK_CLASS,)
+        )
     assert history(conn, "active_countries") == [
         ("skipped", None, None, "a refresh of this view was already running")
     ]

@@ -179,6 +179,8 @@ def test_another_worker_holding_the_table_lock_means_busy(
         other.execute("SELECT pg_advisory_lock(%s, hashtext('audit_log'))", (maintain.ADVISORY_LOCK_CLASS,))
         [busy] = maintain.ensure_partitions(conn, [AUDIT], today=date(2032, 1, 1))
         assert (busy.outcome, busy.created) == ("busy", [])
+        # (Explicitly: a closed connection's session ends on the server a moment later.)
+        other.execute("SELECT pg_advisory_unlock(%s, hashtext('audit_log'))", (maintain.ADVISORY_LOCK_CLASS,))
     [done] = maintain.ensure_partitions(conn, [AUDIT], today=date(2032, 1, 1))
     assert done.created == [f"audit_log_2032_{m:02d}" for m in (1, 2, 3, 4)]
 
