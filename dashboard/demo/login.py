@@ -3,7 +3,8 @@
     eval "$(python -m dashboard.demo.login)"
 
 prints `export` lines for SKYPORT_DASHBOARD_USERS (user `demo`, admin, the password below),
-a SKYPORT_SECRET_KEY kept in .data/ so sessions survive a restart, and the demo actors.
+a SKYPORT_SECRET_KEY kept in .data/ so sessions survive a restart, the demo actors, and a
+webhook secret for the demo's payment simulator (when none is set).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main() -> int:
             key_file.write_text(secrets.token_urlsafe(32))
             key_file.chmod(0o600)
         lines.append(f"export SKYPORT_SECRET_KEY={shlex.quote(key_file.read_text().strip())}")
+    if not os.environ.get("PAYMENT_WEBHOOK_SECRET", "").strip():  # the demo's gateway simulator signs with it
+        lines.append("export PAYMENT_WEBHOOK_SECRET=demo-webhook-secret")
     extra = [m for m in os.environ.get("SKYPORT_EXTRA_MODULES", "").split(",") if m.strip()]
     if "dashboard.demo.actors" not in extra:
         lines.append(

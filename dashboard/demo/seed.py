@@ -22,13 +22,11 @@ DEFAULT_QUICK_JOBS = 30
 DEFAULT_FLAKY_JOBS = 8
 DEFAULT_DEAD_JOBS = 3
 
-# (what, module, function): a family's own demo seeding `f(conn) -> str` (a line to print).
+# (what, module, function): each family's demo seeding `f(conn, run) -> str` (a line to print).
 FAMILY_SEEDS: tuple[tuple[str, str, str], ...] = (
-    ("notifications", "jobs.notifications.demo", "seed"),
-    ("quotes", "jobs.quotes.demo", "seed"),
-    ("payments", "jobs.payments.demo", "seed"),
-    ("partitions", "jobs.partitions.demo", "seed"),
-    ("matviews", "jobs.matviews.demo", "seed"),
+    ("quotes", "dashboard.demo.families", "seed_quotes"),
+    ("notifications", "dashboard.demo.families", "seed_notifications"),
+    ("shipments", "dashboard.demo.families", "seed_shipments"),
 )
 
 
@@ -65,7 +63,7 @@ def seed(conn: psycopg.Connection, run: str) -> list[str]:
             continue
         try:
             with conn.transaction():
-                lines.append(f"{what}: {fn(conn)}")
+                lines.append(f"{what}: {fn(conn, run)}")
         except Exception as exc:  # one family's failure must not stop the demo
             logger.exception("demo seed of %s failed", what)
             lines.append(f"{what}: demo seeding failed: {type(exc).__name__}: {exc}")
