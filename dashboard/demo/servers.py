@@ -11,9 +11,12 @@ keep running after this command (a second run finds them answering); `--stop` st
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -109,7 +112,31 @@ def start_redis() -> str:
     return url
 
 
+def stop() -> int:
+    """Stop the private servers started under .data/ (pg_ctl stop; redis SIGTERM by its pid file)."""
+    pg_data = DATA / "pg"
+    if (pg_data / "postmaster.pid").exists():
+        pgserver = importlib.import_module("pgserver")
+        server = pgserver.get_server(str(pg_data), cleanup_mode="stop")
+        server.cleanup_mode = "stop"  # also when this process started it (kept running then)
+        server.cleanup()  # pg_ctl stop, as the server's own user
+        say("private PostgreSQL stopped")
+    pid_file = DATA / "redis" / "redis.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        socket = f"unix://{DATA / 'redis' / 'redis.sock'}"
+        deadline = time.monotonic() + DEFAULT_START_TIMEOUT_S
+        while redis_answers(socket) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid_file.unlink(missing_ok=True)
+        say("private Redis stopped")
+    return 0
+
+
 def main() -> int:
+    if "--stop" in sys.argv[1:]:
+        return stop()
     cfg = settings.get()
     if not postgres_answers(cfg.database_url):
         say(f"no PostgreSQL answers at {cfg.database_url}: starting a private one under {DATA / 'pg'}")
