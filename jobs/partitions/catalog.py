@@ -79,9 +79,14 @@ def check_parent(conn: psycopg.Connection, table: PartitionedTable) -> None:
 def list_partitions(conn: psycopg.Connection, table: PartitionedTable) -> list[Partition]:
     """The parent's partitions (checks the parent first). Bounds are read with TimeZone UTC."""
     check_parent(conn, table)
-    with conn.transaction():
-        conn.execute("SET LOCAL TimeZone = 'UTC'")
+    # Bounds of a timestamptz key print in the session's time zone: read them in UTC, then put the
+    # caller's setting back (the dashboard may call this inside its own transaction).
+    previous = conn.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+    conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
+    try:
         rows = conn.execute(PARTITION_LIST, (table.parent,)).fetchall()
+    finally:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", (previous,))
     return [_partition(name, bound, pending) for name, bound, pending in rows]
 
 

@@ -109,7 +109,9 @@ def test_leap_year_february_monthly_and_daily(
         "sensor_readings_2028_02_29"
     )
     assert conn.execute("SELECT tableoid::regclass::text FROM audit_log").fetchone()[0] == "audit_log_2028_02"
+    conn.execute("SET TimeZone = 'Pacific/Auckland'")  # bounds are read in UTC whatever the session's zone
     covered = {c.parent: c for c in coverage.coverage(conn, today=date(2028, 2, 29))}
+    assert conn.execute("SHOW TimeZone").fetchone()[0] == "Pacific/Auckland"  # and it is put back
     assert (covered["sensor_readings"].ahead, covered["sensor_readings"].status) == (1, "warning")
     assert covered["shipments_by_year"].last_covered == date(2029, 12, 31)
     # Day retention: a week later the days before 2028-02-29 are dropped, the rest kept.
