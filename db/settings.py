@@ -93,6 +93,29 @@ class Settings:
     payment_tolerance_s: float = 300.0
     payment_max_body_bytes: int = 65536
     payment_unmatched_retry_s: float = 900.0
+    # jobs/notifications: SMTP (no host: email not configured), SMS and push providers (JSON over
+    # HTTP; no URL: not configured), claim batch, lease and time budget of one dispatch job, backoff.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    # "starttls", "ssl" (implicit TLS) or "none".
+    smtp_tls: str = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Skyport <no-reply@skyport.local>"
+    smtp_timeout_s: float = 10.0
+    sms_url: str | None = None
+    sms_token: str | None = None
+    sms_timeout_s: float = 10.0
+    push_url: str | None = None
+    push_token: str | None = None
+    push_timeout_s: float = 10.0
+    notify_batch: int = 100
+    notify_lease_s: float = 120.0
+    notify_time_budget_s: float = 50.0
+    notify_backoff_base_s: float = 30.0
+    notify_backoff_max_s: float = 3600.0
+    # jobs/quotes: quotes expired per transaction.
+    quote_expiry_batch: int = 1000
 
     @property
     def broker_kind(self) -> str:
@@ -134,6 +157,7 @@ def load() -> Settings:
         payment_tolerance_s=_number("PAYMENT_WEBHOOK_TOLERANCE_S", 300.0, minimum=1),
         payment_max_body_bytes=_int("PAYMENT_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1024),
         payment_unmatched_retry_s=_number("PAYMENT_UNMATCHED_RETRY_S", 900.0),
+        **_notification_settings(),
     )
 
 
@@ -142,6 +166,43 @@ def payment_webhook_secret(provider: str) -> str | None:
     characters than letters and digits as _), else PAYMENT_WEBHOOK_SECRET; None: not configured."""
     name = "PAYMENT_WEBHOOK_SECRET_" + "".join(c if c.isalnum() else "_" for c in provider.upper())
     return os.environ.get(name, "") or get().payment_webhook_secret
+
+
+def _smtp_tls(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in ("starttls", "ssl", "none"):
+        raise ConfigError(f"{name} must be starttls, ssl or none, got {value!r}")
+    return value
+
+
+def _optional_http_url(name: str) -> str | None:
+    return _url(name, "", ("http", "https")) if os.environ.get(name, "").strip() else None
+
+
+def _notification_settings() -> dict:
+    """jobs/notifications and jobs/quotes."""
+    env = os.environ.get
+    return {
+        "smtp_host": env("SKYPORT_SMTP_HOST", "").strip() or None,
+        "smtp_port": _int("SKYPORT_SMTP_PORT", 587, minimum=1),
+        "smtp_tls": _smtp_tls("SKYPORT_SMTP_TLS", "starttls"),
+        "smtp_user": env("SKYPORT_SMTP_USER", "").strip() or None,
+        "smtp_password": env("SKYPORT_SMTP_PASSWORD", "") or None,
+        "smtp_from": env("SKYPORT_SMTP_FROM", "").strip() or "Skyport <no-reply@skyport.local>",
+        "smtp_timeout_s": _number("SKYPORT_SMTP_TIMEOUT_S", 10.0, minimum=0.1),
+        "sms_url": _optional_http_url("SKYPORT_SMS_URL"),
+        "sms_token": env("SKYPORT_SMS_TOKEN", "").strip() or None,
+        "sms_timeout_s": _number("SKYPORT_SMS_TIMEOUT_S", 10.0, minimum=0.1),
+        "push_url": _optional_http_url("SKYPORT_PUSH_URL"),
+        "push_token": env("SKYPORT_PUSH_TOKEN", "").strip() or None,
+        "push_timeout_s": _number("SKYPORT_PUSH_TIMEOUT_S", 10.0, minimum=0.1),
+        "notify_batch": _int("SKYPORT_NOTIFY_BATCH", 100, minimum=1),
+        "notify_lease_s": _number("SKYPORT_NOTIFY_LEASE_S", 120.0, minimum=1),
+        "notify_time_budget_s": _number("SKYPORT_NOTIFY_TIME_BUDGET_S", 50.0, minimum=0.1),
+        "notify_backoff_base_s": _number("SKYPORT_NOTIFY_BACKOFF_BASE_S", 30.0),
+        "notify_backoff_max_s": _number("SKYPORT_NOTIFY_BACKOFF_MAX_S", 3600.0),
+        "quote_expiry_batch": _int("SKYPORT_QUOTE_EXPIRY_BATCH", 1000, minimum=1),
+    }
 
 
 @lru_cache(maxsize=1)

@@ -90,6 +90,8 @@ class PeriodicJob:
 SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob("ledger_lifeline", "ledger_lifeline", "every 30s", grace_s=30),
     PeriodicJob("prune_jobs", "prune_jobs", "15 3 * * *"),
+    PeriodicJob("notifications_dispatch", "dispatch_notifications", "every 10s", grace_s=10),
+    PeriodicJob("quotes_expire", "expire_quotes", "every 1m", grace_s=60),
     PeriodicJob("ensure_partitions", "ensure_partitions", "every 1h", grace_s=1800),
     PeriodicJob("refresh_active_countries", "refresh_matview", "every 5m", args=("active_countries",)),
     PeriodicJob("refresh_shipment_statistics", "refresh_matview", "every 15m", args=("shipment_statistics",)),

@@ -14,6 +14,8 @@ from workers.broker import broker
 JOB_MODULES = (
     "workers.ping",
     "workers.maintenance",
+    "jobs.notifications.actors",
+    "jobs.quotes.actors",
     "jobs.partitions.actors",
     "jobs.matviews.actors",
     "jobs.payments.actors",

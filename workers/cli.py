@@ -31,6 +31,7 @@ DEFAULT_SHUTDOWN_GRACE_S = 30.0
 COMMAND_MODULES: tuple[str, ...] = (
     "jobs.partitions.cli",
     "jobs.matviews.cli",
+    "jobs.notifications.cli",
     "dashboard.cli",
     "jobs.payments.cli",
 )

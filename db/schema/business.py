@@ -532,12 +532,36 @@ notification_queue = sa.Table(
     sa.Column("delivered_at", sa.DateTime()),
     sa.Column("read_at", sa.DateTime()),
     *_timestamps(),
+    # 0004_notifications: the dispatcher's lease, channels already delivered, and the `dead` state.
+    sa.Column("locked_by", sa.String(200)),
+    sa.Column("locked_until", sa.DateTime()),
+    sa.Column(
+        "channels_done",
+        pg.ARRAY(sa.String(20)),
+        nullable=False,
+        server_default=sa.text("'{}'::character varying[]"),
+    ),
     sa.UniqueConstraint("dedup_key", name="notification_queue_dedup_key_key"),
     sa.CheckConstraint(
-        _in("status", ("pending", "processing", "sent", "failed", "cancelled")),
+        _in("status", ("pending", "processing", "sent", "failed", "cancelled", "dead")),
         name="notification_queue_status_check",
     ),
 )
+sa.Index(
+    "idx_notif_queue_due",
+    sa.func.coalesce(
+        notification_queue.c.next_retry_at,
+        notification_queue.c.created_at,
+        sa.text("'-infinity'::timestamp without time zone"),
+    ),
+    postgresql_where=sa.text("status IN ('pending', 'failed')"),
+)
+sa.Index(
+    "idx_notif_queue_lease",
+    notification_queue.c.locked_until,
+    postgresql_where=sa.text("status = 'processing'"),
+)
+sa.Index("idx_notif_queue_dead", notification_queue.c.updated_at, postgresql_where=sa.text("status = 'dead'"))
 sa.Index(
     "idx_notif_queue_status",
     notification_queue.c.status,

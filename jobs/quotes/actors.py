@@ -1,0 +1,20 @@
+"""The expiry actor; the scheduler fires it every minute (`quotes_expire`)."""
+
+from __future__ import annotations
+
+import logging
+
+from db import pool, settings
+from jobs.quotes.expiry import expire_due_quotes
+from workers import actor
+
+logger = logging.getLogger("skyport.quotes")
+
+
+@actor(queue_name="maintenance", max_retries=3, min_backoff_s=5, time_limit=5 * 60_000)
+def expire_quotes() -> None:
+    """Expire quoted quotes past valid_until, with their notifications and audit rows."""
+    with pool.connection() as conn:
+        stats = expire_due_quotes(conn, batch=settings.get().quote_expiry_batch)
+    if stats.expired:
+        logger.info("quotes expired: %s", stats)
