@@ -39,7 +39,7 @@ DEFAULT_LEASE_S = 120.0
 # A dispatch run stops claiming after this long (the next wake-up or tick goes on).
 DEFAULT_TIME_BUDGET_S = 50.0
 # Extra seconds a row's sends must leave on the lease (clock skew, the finishing statement).
-LEASE_MARGIN_S = 5.0
+LEASE_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
