@@ -62,10 +62,11 @@ def create_app() -> Starlette:
             ),
             Middleware(web.LoginGate),
         ],
-        exception_handlers={HTTPException: web.http_error},
+        exception_handlers={HTTPException: web.http_error, web.Repeated: web.repeated},
     )
     app.state.users = auth.parse_users(cfg.dashboard_users)
     app.state.login_limiter = auth.LoginLimiter()
+    app.state.requests_seen = web.RequestsSeen()
     return app
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -29,6 +31,15 @@ HERE = Path(__file__).resolve().parent
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/", "/login", "/api/login", "/static/")
 # Session cookie lifetime in seconds.
 DEFAULT_SESSION_MAX_AGE_S = 12 * 3600
+# Request ids of state changes remembered per web process (double-click protection).
+DEFAULT_REQUESTS_REMEMBERED = 10_000
+# Headers on every dashboard page: no framing, no script or style from elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 T = TypeVar("T")
 
@@ -52,6 +63,7 @@ env.filters["when"] = _when
 env.filters["age"] = _age
 env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str, ensure_ascii=False)
 env.filters["urlq"] = lambda v: quote(str(v), safe="")
+env.globals["request_id"] = lambda: secrets.token_urlsafe(12)  # one per rendered form
 
 
 def secret_key(cfg: settings.Settings) -> str:
@@ -93,7 +105,10 @@ class LoginGate(BaseHTTPMiddleware):
                 target = quote(path + (f"?{request.url.query}" if request.url.query else ""), safe="")
                 return RedirectResponse(f"/login?next={target}", status_code=303)
             request.state.user = user
-        return await call_next(request)
+        response = await call_next(request)
+        if not path.startswith(("/healthz", "/readyz", "/metrics", "/webhooks/")):
+            response.headers.update(SECURITY_HEADERS)
+        return response
 
 
 async def db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -123,7 +138,43 @@ async def change_request(request: Request) -> dict[str, Any]:
         raise HTTPException(403, "missing or wrong CSRF token (reload the page)")
     if not request.state.user.can_act:
         raise HTTPException(403, f"user {request.state.user.name} is read-only")
-    return body if isinstance(body, dict) else {}
+    body = body if isinstance(body, dict) else {}
+    key = request.headers.get("idempotency-key") if is_api(request) else body.get("request_id")
+    if key and not request.app.state.requests_seen.first_time(f"{request.state.user.name}:{key}"):
+        raise Repeated()
+    return body
+
+
+class Repeated(Exception):
+    """The same form (its `request_id`) or API call (`Idempotency-Key`) came again: a double click."""
+
+
+class RequestsSeen:
+    """Request ids of recent state changes (per web process): a repeated submission does nothing.
+    The ledger's state-guarded writes make retry/cancel/delete idempotent anyway; this covers
+    "run now" and "refresh now", whose second click would enqueue a second job."""
+
+    def __init__(self, size: int = DEFAULT_REQUESTS_REMEMBERED) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, key: str) -> bool:
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+            return True
+
+
+async def repeated(request: Request, exc: Exception) -> Response:
+    message = "already done (the same request came twice): nothing more changed"
+    if is_api(request):
+        return ApiResponse({"message": message, "changed": [], "skipped": []}, status_code=409)
+    back = safe_next(request.headers.get("referer", "").split(str(request.base_url).rstrip("/"), 1)[-1], "/")
+    return redirect_with(request, back, message)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

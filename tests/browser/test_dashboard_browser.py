@@ -28,11 +28,10 @@ def test_log_in_find_a_dead_job_retry_it_and_watch_it_succeed(
         "SKYPORT_SECRET_KEY": "browser-test",
     }
     with WorkerProcess(env=env) as worker, SkyportProcess(["web", "--port", str(port)], env) as web:
-        wait_for(
-            lambda: scalar(effects, "SELECT state FROM jobs WHERE id = %s", (job,)) == "dead",
-            60,
-            what=f"job {job} to die\n{worker.output()}",
-        )
+        try:
+            wait_for(lambda: scalar(effects, "SELECT state FROM jobs WHERE id = %s", (job,)) == "dead", 120)
+        except AssertionError:
+            raise AssertionError(f"job {job} did not die\n{worker.output()}") from None
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _up(base), 30, interval_s=0.2, what=f"the web process\n{web.output()}")
         page = browser.new_page()

@@ -273,3 +273,26 @@ def test_json_api_for_scripts(anonymous: TestClient, dead_job, conn) -> None:
     assert by_filter.json()["changed"] == [other]
     assert anonymous.get("/api/audit").json()["entries"][0]["verb"] == "retry"
     assert anonymous.get("/api/jobs/999999").status_code == 404
+
+
+def test_a_double_click_runs_an_entry_once(admin: TestClient, conn) -> None:
+    name = admin.get("/api/periodic").json()["entries"][0]["name"]
+    page = admin.get("/periodic").text
+    token = csrf_of(page)
+    form = {"csrf_token": token, "request_id": "click-1"}
+    first = admin.post(f"/periodic/{name}/run", data=form, headers={"referer": "http://testserver/periodic"})
+    second = admin.post(f"/periodic/{name}/run", data=form, headers={"referer": "http://testserver/periodic"})
+    assert first.status_code == second.status_code == 303 and second.headers["location"] == "/periodic"
+    assert "already done" in admin.get("/periodic").text
+    assert conn.execute("SELECT count(*) FROM jobs WHERE enqueued_by = 'ops:ann'").fetchone()[0] == 1
+    api_token = admin.get("/api/me").json()["csrf_token"]
+    headers = {"X-CSRF-Token": api_token, "Idempotency-Key": "script-run-7"}
+    assert admin.post(f"/api/periodic/{name}/run", headers=headers).status_code == 200
+    assert admin.post(f"/api/periodic/{name}/run", headers=headers).status_code == 409
+    assert conn.execute("SELECT count(*) FROM jobs WHERE enqueued_by = 'ops:ann'").fetchone()[0] == 2
+    assert 'name="request_id"' in page
+
+
+def test_pages_forbid_framing_and_foreign_scripts(admin: TestClient) -> None:
+    headers = admin.get("/jobs").headers
+    assert "default-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
