@@ -108,16 +108,22 @@ RELATED_KEYS = {
 }
 
 
+# Actors whose first positional argument is a business row's key.
+RELATED_BY_ACTOR = {"process_payment_event": ("payment_events", "id")}
+
+
 def related_rows(conn: psycopg.Connection, job: dict[str, Any]) -> list[dict[str, Any]]:
-    """The business rows a job worked on, found from its keyword arguments (when their table exists)."""
+    """The business rows a job worked on, found from its arguments (when their table exists)."""
     from psycopg import sql
     from psycopg.rows import dict_row
 
+    refs = [(*RELATED_KEYS[k], v) for k, v in (job.get("kwargs") or {}).items() if k in RELATED_KEYS]
+    if job["actor"] in RELATED_BY_ACTOR and job.get("args"):
+        refs.append((*RELATED_BY_ACTOR[job["actor"]], job["args"][0]))
     found = []
-    for key, value in (job.get("kwargs") or {}).items():
-        if key not in RELATED_KEYS or value is None:
+    for table, column, value in refs:
+        if value is None:
             continue
-        table, column = RELATED_KEYS[key]
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
         if not exists:
             continue

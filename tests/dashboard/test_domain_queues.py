@@ -50,3 +50,55 @@ def test_family_actions_need_the_admin_role_and_csrf(readonly: TestClient, admin
         ).status_code
         == 400
     )
+
+
+def _form(admin: TestClient, **fields: object) -> dict[str, object]:
+    return {"csrf_token": csrf_of(admin.get("/queues").text), **fields}
+
+
+def test_replay_an_unmatched_payment_event_and_see_it_from_its_job(admin: TestClient, conn) -> None:
+    pytest.importorskip("jobs.payments")
+    import jobs.payments.actors  # noqa: F401 - process_payment_event
+    from workers import enqueue
+
+    event = conn.execute(
+        """INSERT INTO payment_events (provider, event_id, event_type, payload, shipment_id, idempotency_key,
+                                       created_at, status, error, processed_at)
+           VALUES ('gw', 'evt-<b>1</b>', 'payment.succeeded', '{"data": {"amount": "10.00"}}',
+                   gen_random_uuid(), 'idem-1', now(), 'unmatched', 'no such shipment', now())
+           RETURNING id"""
+    ).fetchone()[0]
+    job = enqueue("process_payment_event", [event]).id
+    detail = admin.get(f"/jobs/{job}").text
+    assert f"payment_events id={event}" in detail and "no such shipment" in detail
+    assert "evt-&lt;b&gt;1&lt;/b&gt;" in admin.get("/queues").text
+    admin.post("/queues/replay-payment", data=_form(admin, provider="gw", event_id="evt-<b>1</b>"))
+    assert "replayed" in admin.get("/queues").text
+    assert conn.execute(
+        "SELECT status, replayed_by FROM payment_events WHERE id = %s", (event,)
+    ).fetchone() == (
+        "received",
+        "ops:ann",
+    )
+    admin.post("/queues/replay-payment", data=_form(admin, provider="gw", event_id="evt-<b>1</b>"))
+    assert "is not unmatched or rejected: unchanged" in admin.get("/queues").text
+
+
+def test_retry_dead_notifications(admin: TestClient, conn) -> None:
+    notifications = pytest.importorskip("jobs.notifications")
+    from dashboard.demo.families import demo_customer
+
+    user_id, _, _ = demo_customer(conn)
+    for i in range(3):
+        notifications.enqueue_notification(conn, user_id, "demo", f"t{i}", "m", f"dash-test:{i}", wake=False)
+    ids = [r[0] for r in conn.execute("SELECT queue_id FROM notification_queue ORDER BY queue_id").fetchall()]
+    conn.execute(
+        "UPDATE notification_queue SET status = 'dead', last_error = 'sms down' WHERE queue_id = ANY(%s)",
+        (ids[:2],),
+    )
+    assert "2 dead notification(s)" in admin.get("/").text
+    admin.post("/queues/retry-notifications", data=_form(admin, ids=str(ids[0])))
+    assert "retried 1 dead notification" in admin.get("/queues").text
+    admin.post("/queues/retry-notifications", data=_form(admin, all="1"))
+    statuses = conn.execute("SELECT status FROM notification_queue ORDER BY queue_id").fetchall()
+    assert [s[0] for s in statuses][:2] == ["pending", "pending"]
