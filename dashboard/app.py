@@ -65,6 +65,11 @@ def create_app() -> Starlette:
         exception_handlers={HTTPException: web.http_error, web.Repeated: web.repeated},
     )
     app.state.users = auth.parse_users(cfg.dashboard_users)
+    if not app.state.users:
+        web.logger.warning(
+            "SKYPORT_DASHBOARD_USERS is empty: nobody can log in to the dashboard "
+            "(hashes from `skyport dashboard hash-password`)"
+        )
     app.state.login_limiter = auth.LoginLimiter()
     app.state.requests_seen = web.RequestsSeen()
     return app
