@@ -195,7 +195,8 @@ def redirect_with(request: Request, url: str, message: str) -> RedirectResponse:
 
 def safe_next(url: str | None, default: str = "/") -> str:
     """Only local paths: a login link must not send the user elsewhere."""
-    return url if url and url.startswith("/") and not url.startswith("//") else default
+    ok = url and url.startswith("/") and not url.startswith("//") and "\\" not in url
+    return url if ok else default
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

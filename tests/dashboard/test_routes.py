@@ -296,3 +296,14 @@ def test_a_double_click_runs_an_entry_once(admin: TestClient, conn) -> None:
 def test_pages_forbid_framing_and_foreign_scripts(admin: TestClient) -> None:
     headers = admin.get("/jobs").headers
     assert "default-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+
+
+def test_login_never_redirects_off_site(anonymous: TestClient) -> None:
+    token = csrf_of(anonymous.get("/login").text)
+    for target in ("//evil.example/x", "/\\evil.example", "https://evil.example/"):
+        response = anonymous.post(
+            "/login",
+            data={"username": "ann", "password": ADMIN_PASSWORD, "csrf_token": token, "next": target},
+        )
+        assert response.headers["location"] == "/", target
+        token = csrf_of(anonymous.get("/login").text)  # the login started a new session
