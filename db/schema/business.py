@@ -562,14 +562,8 @@ sa.Index(
     postgresql_where=sa.text("status = 'processing'"),
 )
 sa.Index("idx_notif_queue_dead", notification_queue.c.updated_at, postgresql_where=sa.text("status = 'dead'"))
-sa.Index(
-    "idx_notif_queue_status",
-    notification_queue.c.status,
-    notification_queue.c.next_retry_at,
-    postgresql_where=sa.text("status IN ('pending', 'failed')"),
-)
+# (0004_notifications drops the seed's idx_notif_queue_status and idx_notif_queue_dedup.)
 sa.Index("idx_notif_queue_user", notification_queue.c.user_id)
-sa.Index("idx_notif_queue_dedup", notification_queue.c.dedup_key)
 
 # --- audit_log (partitioned) ---------------------------------------------------------------------
 

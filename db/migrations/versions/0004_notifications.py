@@ -12,9 +12,12 @@ Revises: 0003_schedule
   retried"). `dead` is terminal: attempts used up or a permanent error (HTTP 4xx, invalid address,
   unknown channel); the dashboard/CLI lists these rows and ops may retry them (attempts reset).
 - `idx_notif_queue_due`: the claim walks rows in due order (`coalesce(next_retry_at, created_at)`:
-  new rows FIFO, retries when they come due) and stops after one batch. The seed's
-  `idx_notif_queue_status (status, next_retry_at)` cannot give that order for two statuses at once
-  (PostgreSQL sorts every due row for each batch), so it stays for other readers only.
+  new rows FIFO, retries when they come due) and stops after one batch. It replaces the seed's
+  `idx_notif_queue_status (status, next_retry_at)`, which cannot give that order for two statuses
+  at once (PostgreSQL sorts every due row for each batch): dropped.
+- The seed's `idx_notif_queue_dedup (dedup_key)` duplicates the index of the UNIQUE (dedup_key)
+  constraint: dropped. Every index costs each insert and each status change (non-HOT updates):
+  quote expiry inserts a notification per quote (bench/quote_expiry.py).
 """
 
 from alembic import op
@@ -46,6 +49,9 @@ def upgrade() -> None:
         CREATE INDEX idx_notif_queue_lease ON notification_queue (locked_until) WHERE status = 'processing';
         -- notification_list_dead: what ops look at.
         CREATE INDEX idx_notif_queue_dead ON notification_queue (updated_at) WHERE status = 'dead';
+
+        DROP INDEX idx_notif_queue_status;
+        DROP INDEX idx_notif_queue_dedup;
         """
     )
 
@@ -53,6 +59,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        CREATE INDEX idx_notif_queue_status ON notification_queue(status, next_retry_at)
+            WHERE status IN ('pending', 'failed');
+        CREATE INDEX idx_notif_queue_dedup ON notification_queue(dedup_key);
         DROP INDEX IF EXISTS idx_notif_queue_dead;
         DROP INDEX IF EXISTS idx_notif_queue_lease;
         DROP INDEX IF EXISTS idx_notif_queue_due;
