@@ -131,6 +131,6 @@ def replay_event(conn: psycopg.Connection, provider: str, event_id: str, by: str
             args=[row[0]],
             dedup_key=dedup_key(provider, event_id),
             conn=conn,
-            enqueued_by=f"ops:{by}",
+            enqueued_by=by if by.startswith("ops:") else f"ops:{by}",
         )
     return True

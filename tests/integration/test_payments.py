@@ -157,6 +157,7 @@ def _bad_amount(amount):
         ("no id", 400, "id"),
         ("bad currency", 400, "data.currency"),
         ("oversized", 413, None),
+        ("nul character", 400, "body"),
     ],
 )
 def test_refused_requests_store_nothing(client, conn, case, status, field):
@@ -194,6 +195,8 @@ def test_refused_requests_store_nothing(client, conn, case, status, field):
             raw = json.dumps({**body, "id": ""}).encode()
         elif case == "bad currency":
             raw = json.dumps(event(uuid.uuid4(), data={"currency": "usd"})).encode()
+        elif case == "nul character":  # valid JSON that jsonb refuses
+            raw = json.dumps(event(uuid.uuid4(), data={"failure_reason": "\u0000"})).encode()
         elif case == "oversized":
             raw = json.dumps({**body, "padding": "x" * 70_000}).encode()
         response = post(client, raw, **kw)
