@@ -11,6 +11,8 @@ answers, with `--concurrency` requests in flight. Reports:
   intake       requests/s and latency p50/p99 of POST /webhooks/payments/{provider}
   end-to-end   events/s from the first POST to the last event processed
   correctness  shipments whose amount_paid differs from the expected ledger, drift, problem events
+  steady       intake latency at --latency-rate callbacks/s, workers running
+  alone        intake rate and latency with the workers stopped
   peer         the same web process answering unsigned requests (401: HTTP + middleware, no
                database), measured in the same run: the intake's ratio to the HTTP ceiling
 """
@@ -269,6 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         steady_stats = post_events(
             url, PROVIDER, SECRET, steady.bodies, rate=args.latency_rate, concurrency=args.concurrency
         )
+        # Intake alone: the workers stopped, so only the web process, the client and the servers run.
+        workers.stop()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            alone_ships = create_demo_shipments(conn, max(1, args.latency_events // 5), seed=3)
+        alone = plan_events(alone_ships, events=2 * args.latency_events, duplicates=args.duplicates, seed=3)
+        half = len(alone.bodies) // 2
+        t0 = time.monotonic()
+        alone_sat = post_events(url, PROVIDER, SECRET, alone.bodies[:half], concurrency=args.concurrency)
+        alone_rps = half / (time.monotonic() - t0)
+        alone_steady = post_events(
+            url, PROVIDER, SECRET, alone.bodies[half:], rate=args.latency_rate, concurrency=args.concurrency
+        )
         facts = machine_facts(database_url, args.redis_url)
         intake_rps = len(plan.bodies) / intake_s
         e2e_rate = len(plan.bodies) / end_to_end_s
@@ -289,6 +303,15 @@ def main(argv: list[str] | None = None) -> int:
                 steady_stats.percentile_ms(0.99), 1
             ),
             f"steady intake at {args.latency_rate:.0f}/s: statuses": steady_stats.statuses,
+            "intake alone (workers stopped): requests/s": round(alone_rps, 1),
+            "intake alone: latency p50 / p99 ms (saturated)": (
+                round(alone_sat.percentile_ms(0.5), 1),
+                round(alone_sat.percentile_ms(0.99), 1),
+            ),
+            f"intake alone: latency p50 / p99 ms at {args.latency_rate:.0f}/s": (
+                round(alone_steady.percentile_ms(0.5), 1),
+                round(alone_steady.percentile_ms(0.99), 1),
+            ),
             "peer: unsigned 401 requests/s (same web process)": round(peer_rps, 1),
             "intake / peer ratio": round(intake_rps / peer_rps, 2),
             "inbox statuses": statuses,
