@@ -9,7 +9,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dashboard import api, auth, pages, web, webhooks
+from dashboard import api, auth, metrics, pages, web, webhooks
 from dashboard.health import healthz, readyz
 from db import settings
 
@@ -19,6 +19,7 @@ def create_app() -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics.metrics),
         # Payment-gateway callbacks (signed; outside the login, see dashboard/webhooks.py).
         Route("/webhooks/payments/{provider}", webhooks.payment_webhook, methods=["POST"]),
         Mount("/static", StaticFiles(directory=web.HERE / "static"), name="static"),

@@ -63,6 +63,8 @@ class Settings:
     sentry_dsn: str | None
     worker_processes: int
     worker_threads: int
+    # Port of the workers' Prometheus exposition (Dramatiq's middleware); None: off.
+    worker_metrics_port: int | None
     # Seconds between two heartbeats of a worker process.
     heartbeat_interval_s: float
     # A worker silent for this long is dead: its running jobs go back to the queue.
@@ -86,13 +88,6 @@ class Settings:
     dashboard_users: str = ""
     # Signs the dashboard's session cookies; unset: a random key per process (with a warning).
     secret_key: str | None = None
-    # jobs/payments: the default webhook secret (PAYMENT_WEBHOOK_SECRET_<PROVIDER> overrides it, see
-    # `payment_webhook_secret`), the allowed clock skew of a signature, the largest body accepted,
-    # how long an event for an unknown shipment (or a refund before its payment) keeps retrying.
-    payment_webhook_secret: str | None = None
-    payment_tolerance_s: float = 300.0
-    payment_max_body_bytes: int = 65536
-    payment_unmatched_retry_s: float = 900.0
     # jobs/notifications: SMTP (no host: email not configured), SMS and push providers (JSON over
     # HTTP; no URL: not configured), claim batch, lease and time budget of one dispatch job, backoff.
     smtp_host: str | None = None
@@ -116,6 +111,13 @@ class Settings:
     notify_backoff_max_s: float = 3600.0
     # jobs/quotes: quotes expired per transaction.
     quote_expiry_batch: int = 1000
+    # jobs/payments: the default webhook secret (PAYMENT_WEBHOOK_SECRET_<PROVIDER> overrides it, see
+    # `payment_webhook_secret`), the allowed clock skew of a signature, the largest body accepted,
+    # how long an event for an unknown shipment (or a refund before its payment) keeps retrying.
+    payment_webhook_secret: str | None = None
+    payment_tolerance_s: float = 300.0
+    payment_max_body_bytes: int = 65536
+    payment_unmatched_retry_s: float = 900.0
 
     @property
     def broker_kind(self) -> str:
@@ -141,6 +143,7 @@ def load() -> Settings:
         sentry_dsn=os.environ.get("SENTRY_DSN", "").strip() or None,
         worker_processes=_int("SKYPORT_WORKER_PROCESSES", 2, minimum=1),
         worker_threads=_int("SKYPORT_WORKER_THREADS", 8, minimum=1),
+        worker_metrics_port=_int("SKYPORT_WORKER_METRICS_PORT", 0) or None,
         heartbeat_interval_s=_number("SKYPORT_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1),
         worker_dead_after_s=_number("SKYPORT_WORKER_DEAD_AFTER_S", 30.0, minimum=0.5),
         republish_after_s=_number("SKYPORT_REPUBLISH_AFTER_S", 300.0, minimum=1),
@@ -153,19 +156,12 @@ def load() -> Settings:
         partition_warn_ahead=_int("SKYPORT_PARTITION_WARN_AHEAD", 2, minimum=0),
         dashboard_users=os.environ.get("SKYPORT_DASHBOARD_USERS", "").strip(),
         secret_key=os.environ.get("SKYPORT_SECRET_KEY", "").strip() or None,
+        **_notification_settings(),
         payment_webhook_secret=os.environ.get("PAYMENT_WEBHOOK_SECRET", "") or None,
         payment_tolerance_s=_number("PAYMENT_WEBHOOK_TOLERANCE_S", 300.0, minimum=1),
         payment_max_body_bytes=_int("PAYMENT_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1024),
         payment_unmatched_retry_s=_number("PAYMENT_UNMATCHED_RETRY_S", 900.0),
-        **_notification_settings(),
     )
-
-
-def payment_webhook_secret(provider: str) -> str | None:
-    """The webhook secret of a provider: PAYMENT_WEBHOOK_SECRET_<PROVIDER> (upper-cased, other
-    characters than letters and digits as _), else PAYMENT_WEBHOOK_SECRET; None: not configured."""
-    name = "PAYMENT_WEBHOOK_SECRET_" + "".join(c if c.isalnum() else "_" for c in provider.upper())
-    return os.environ.get(name, "") or get().payment_webhook_secret
 
 
 def _smtp_tls(name: str, default: str) -> str:
@@ -203,6 +199,13 @@ def _notification_settings() -> dict:
         "notify_backoff_max_s": _number("SKYPORT_NOTIFY_BACKOFF_MAX_S", 3600.0),
         "quote_expiry_batch": _int("SKYPORT_QUOTE_EXPIRY_BATCH", 1000, minimum=1),
     }
+
+
+def payment_webhook_secret(provider: str) -> str | None:
+    """The webhook secret of a provider: PAYMENT_WEBHOOK_SECRET_<PROVIDER> (upper-cased, other
+    characters than letters and digits as _), else PAYMENT_WEBHOOK_SECRET; None: not configured."""
+    name = "PAYMENT_WEBHOOK_SECRET_" + "".join(c if c.isalnum() else "_" for c in provider.upper())
+    return os.environ.get(name, "") or get().payment_webhook_secret
 
 
 @lru_cache(maxsize=1)

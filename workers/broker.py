@@ -13,6 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, ShutdownNotifications, TimeLimit
 
 from db import settings
+from workers import observability
 from workers.middleware import LedgerMiddleware
 
 # Per-actor time limit unless the actor sets `time_limit` (milliseconds, Dramatiq's unit).
@@ -30,6 +31,11 @@ def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
         ShutdownNotifications(),
         CurrentMessage(),
     ]
+    if cfg.worker_metrics_port:
+        observability.set_prometheus_env(cfg)
+        from dramatiq.middleware.prometheus import Prometheus
+
+        middleware.append(Prometheus())
     if cfg.broker_kind == "rabbitmq":
         return RabbitmqBroker(url=cfg.redis_url, middleware=middleware)
     client = redis.Redis.from_url(

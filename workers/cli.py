@@ -216,6 +216,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     _start_observability("worker")
     cfg = settings.get()
+    if cfg.worker_metrics_port:
+        from workers.observability import set_prometheus_env
+
+        set_prometheus_env(cfg)
     argv = [
         "workers.app:broker",
         "--skip-logging",

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 import time
 from typing import Any
@@ -80,6 +81,17 @@ def init_sentry(component: str) -> bool:
         environment=os.environ.get("SKYPORT_ENVIRONMENT", "production"),
     )
     return True
+
+
+def set_prometheus_env(cfg: settings.Settings) -> None:
+    """Dramatiq's Prometheus middleware reads its port and multiprocess folder from the
+    environment when its module loads, in the worker processes and in the exposition process
+    that Dramatiq's main process forks: set them before either starts. A folder per port keeps
+    two worker groups on one host apart."""
+    os.environ["dramatiq_prom_port"] = str(cfg.worker_metrics_port)  # noqa: SIM112 - Dramatiq's name
+    os.environ["dramatiq_prom_db"] = os.path.join(  # noqa: SIM112
+        tempfile.gettempdir(), f"skyport-prometheus-{cfg.worker_metrics_port}"
+    )
 
 
 # ---- job context ------------------------------------------------------------------------------

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support import WorkerProcess, scalar, wait_for
+from tests.support import WorkerProcess, free_port, scalar, wait_for
 from workers import enqueue
 from workers.observability import scrub_text
 
@@ -94,3 +95,24 @@ def test_scrub_text() -> None:
     assert scrub_text("mail bob@example.org or call +1 (555) 123-4567, card 4242-4242-4242-4242") == (
         "mail [email] or call [phone], card [card]"
     )
+
+
+def test_workers_export_dramatiq_metrics_when_asked(effects: str, redis_namespace: str) -> None:
+    port = free_port()
+    with WorkerProcess(env={"SKYPORT_WORKER_METRICS_PORT": str(port)}) as worker:
+        worker.wait_ready(effects)
+        job = enqueue("remember", ["metered"]).id
+        wait_for(
+            lambda: scalar(effects, "SELECT state FROM jobs WHERE id = %s", (job,)) == "succeeded",
+            30,
+            what=f"the job to run\n{worker.output()}",
+        )
+
+        def scrape() -> str:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+            except OSError:
+                return ""
+
+        text = wait_for(lambda: "remember" in scrape() and scrape(), 20, what=f"metrics\n{worker.output()}")
+    assert 'dramatiq_messages_total{actor_name="remember",queue_name="default"}' in text

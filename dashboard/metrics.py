@@ -1,0 +1,80 @@
+"""`/metrics`: Prometheus gauges read from the ledger and the job families at each scrape.
+
+Workers export Dramatiq's own metrics (messages, durations) through its Prometheus middleware
+(`SKYPORT_WORKER_METRICS=1`); this endpoint adds what only the database knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from db import pool
+from jobs.matviews import staleness
+from jobs.partitions import coverage
+from jobs.payments import drift
+from workers import ledger
+
+# -- job_oldest_queued_age / job_dead_last_hour -- both use partial or state indexes.
+JOB_HEALTH = """
+SELECT (SELECT extract(epoch FROM now() - min(eta)) FROM jobs WHERE state = 'queued'),
+       (SELECT count(*) FROM jobs WHERE state = 'dead' AND finished_at > now() - interval '1 hour')
+"""
+
+
+class LedgerCollector:
+    def collect(self) -> Iterator[Metric]:
+        with pool.connection() as conn:
+            by_state = ledger.count_by_state(conn)
+            oldest_queued_s, dead_last_hour = conn.execute(JOB_HEALTH).fetchone()
+            tables = coverage(conn)
+            views = staleness(conn)
+            drifting = drift(conn)
+
+        jobs = GaugeMetricFamily("skyport_jobs", "Jobs in the ledger by state", labels=["state"])
+        for state, count in sorted(by_state.items()):
+            jobs.add_metric([state], count)
+        yield jobs
+        yield GaugeMetricFamily(
+            "skyport_oldest_queued_job_age_seconds",
+            "Age of the oldest queued job (0 when none)",
+            value=oldest_queued_s or 0,
+        )
+        yield GaugeMetricFamily(
+            "skyport_dead_jobs_last_hour", "Jobs that went dead in the last hour", value=dead_last_hour
+        )
+        ahead = GaugeMetricFamily(
+            "skyport_partitions_intervals_ahead",
+            "Whole partition intervals created beyond the current one",
+            labels=["table"],
+        )
+        for table in tables:
+            ahead.add_metric([table.parent], table.ahead)
+        yield ahead
+        stale = GaugeMetricFamily(
+            "skyport_matview_staleness_seconds",
+            "Seconds since the view's last successful refresh (-1: never)",
+            labels=["view"],
+        )
+        for view in views:
+            stale.add_metric([view.view], view.staleness_s if view.staleness_s is not None else -1)
+        yield stale
+        yield GaugeMetricFamily(
+            "skyport_payment_drift_shipments",
+            "Shipments whose amount_paid differs from their payments",
+            value=len(drifting),
+        )
+
+
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(LedgerCollector())
+
+
+async def metrics(request: Request) -> Response:
+    body = await run_in_threadpool(generate_latest, _registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
