@@ -8,6 +8,9 @@ For each process count, on a freshly filled table (VACUUM ANALYZE after the fill
             dispatcher's) marking `processing`, then one UPDATE to `sent` of the claimed ids;
   dispatch  each process calls `jobs.notifications.dispatch_due` (the plain function, no broker)
             until it claims nothing: claim, deliver over the in-app channel, mark sent.
+  actor     (--actor) the same through the broker: a `skyport worker` (2 processes x 2 threads)
+            runs 4 `dispatch_notifications` jobs enqueued at once through the ledger; timed from the
+            enqueue to the last row sent (includes the relay and Redis hops, not the worker start).
 Figures: rows/s from the start signal to the last process done; duplicates = rows marked sent more
 than once (sum of the processes' counts minus distinct rows, plus rows claimed more than once).
 """
@@ -16,7 +19,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 
 import psycopg
 
@@ -127,6 +135,57 @@ def run(url: str, target, rows: int, batch: int, processes: int) -> tuple[float,
     return rows / elapsed, duplicates
 
 
+def run_actor(url: str, rows: int, batch: int, redis_url: str) -> float:
+    """4 dispatch jobs through the ledger, the relay, Redis and a real worker."""
+    import redis
+
+    fill(url, rows)
+    namespace = f"skyport-bench-notif-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "SKYPORT_BROKER_NAMESPACE": namespace,
+        "SKYPORT_NOTIFY_BATCH": str(batch),
+        "SKYPORT_NOTIFY_TIME_BUDGET_S": "600",
+    }
+    repo = Path(__file__).resolve().parent.parent
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "worker", "-p", "2", "-t", "2"],
+        env=env,
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while conn.execute("SELECT count(*) FROM workers").fetchone()[0] < 2:
+                assert time.monotonic() < deadline, "workers did not start"
+                time.sleep(0.1)
+            os.environ.update({"REDIS_URL": redis_url, "SKYPORT_BROKER_NAMESPACE": namespace})
+            from db import settings
+            from workers import JobSpec, enqueue_many
+
+            settings.get.cache_clear()
+            began = time.perf_counter()
+            enqueue_many([JobSpec("dispatch_notifications") for _ in range(4)], conn=conn)
+            while conn.execute("SELECT count(*) FROM notification_queue WHERE status <> 'sent'").fetchone()[
+                0
+            ]:
+                assert time.perf_counter() - began < 600, "not drained"
+                time.sleep(0.05)
+            return rows / (time.perf_counter() - began)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
 def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -138,6 +197,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--actor", action="store_true", help="also the actor path (worker, Redis)")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("SKYPORT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
     args = parser.parse_args()
     with bench_database("notif") as url:
         machine(url)
@@ -156,6 +219,9 @@ def main() -> None:
                 f" ({rate:,.0f}); >= {TARGET_RATIO} x raw: {met(rate >= TARGET_RATIO * raw_rate)}"
                 f" ({rate / raw_rate:.2f}); duplicates 0: {'met' if dups == 0 else 'NOT met'}"
             )
+        if args.actor:
+            rate = run_actor(url, args.rows, args.batch, args.redis_url)
+            print(f"actor path (4 dispatch jobs on 2 worker processes x 2 threads): {rate:,.0f} rows/s")
         print(f"load after: {uptime()}")
 
 
