@@ -101,6 +101,7 @@ def dispatch_due(
                 break
             stats.batches += 1
             stats.claimed += len(rows)
+            released_before = stats.released
             _deliver_batch(
                 conn,
                 worker,
@@ -111,7 +112,7 @@ def dispatch_due(
                 stats=stats,
                 clock=clock,
             )
-            if len(rows) < batch:
+            if len(rows) < batch and stats.released == released_before:  # drained
                 break
     finally:
         for channel in channels.values():
@@ -135,12 +136,22 @@ def _deliver_batch(
     for index, row in enumerate(rows):
         todo = [c for c in row.send_via if c not in row.channels_done]
         worst_case_s = sum(getattr(channels.get(c), "timeout_s", 0.0) for c in todo) + LEASE_MARGIN_S
-        if any(c != "in_app" for c in todo) and clock() + worst_case_s > lease_deadline:
-            stats.released += release(conn, worker, [r.queue_id for r in rows[index:]])
-            logger.info("lease too short for %d more notifications: given back", len(rows) - index)
-            break
+        network = any(c != "in_app" for c in todo)
+        if network and clock() + worst_case_s > lease_deadline:
+            if index > 0:
+                stats.released += release(conn, worker, [r.queue_id for r in rows[index:]])
+                logger.info("lease too short for %d more notifications: given back", len(rows) - index)
+                break
+            # Even a fresh lease is too short for this row's timeouts: a configuration error
+            # (giving the row back would only loop). Go on, and say so.
+            logger.error(
+                "lease shorter than notification %s's channel timeouts (%.1f s): raise "
+                "SKYPORT_NOTIFY_LEASE_S or lower the timeouts",
+                row.queue_id,
+                worst_case_s,
+            )
         failure = _deliver_row(row, todo, channels, backoff)
-        if any(c != "in_app" for c in todo):
+        if network:
             # It left the building: record it at once, so that a crash now re-sends this row
             # only, not the whole batch.
             _finish(

@@ -311,3 +311,17 @@ def test_four_concurrent_dispatchers_send_2000_rows_exactly_once(database_url: s
     assert counts == {"sent": 2000}
     # Each row claimed once: no claim was lost or repeated.
     assert conn.execute("SELECT min(attempts), max(attempts) FROM notification_queue").fetchone() == (1, 1)
+
+
+def test_rows_the_lease_cannot_cover_are_given_back_not_sent_late(conn: psycopg.Connection) -> None:
+    user = make_user(conn)
+    for i in range(5):
+        add(conn, user, f"slow-{i}", send_via=("sms",))
+    with HttpProvider() as sms:
+        sms.delay_s = 0.3
+        # Each row may take its 0.5 s timeout + 1 s margin: a 2 s lease covers the first rows only.
+        stats = dispatch(conn, channels(sms=sms, timeout_s=0.5), batch=5, lease_s=2.0)
+        assert stats.released >= 3 and stats.sent == 5, stats
+        assert sorted(sms.received) == [f"slow-{i}:sms" for i in range(5)]
+    # A row given back did not use an attempt.
+    assert conn.execute("SELECT min(attempts), max(attempts) FROM notification_queue").fetchone() == (1, 1)
