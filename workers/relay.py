@@ -19,17 +19,31 @@ logger = logging.getLogger("skyport.relay")
 
 NOTIFY_CHANNEL = "skyport_jobs"
 
-# -- job_claim_publishable -- due rows not yet handed to the broker (scheduled and retrying
-# rows whose eta passed become queued here). A new message id per publication.
+# -- job_promote_due -- scheduled and retrying jobs whose eta passed become queued, committed on
+# their own before they are published: a worker that gets the message at once must find its
+# job `queued` (its conditional UPDATE waits for the publishing transaction's row lock, then sees
+# the committed row; a row still `retrying` in the committed snapshot would be skipped instead).
+JOB_PROMOTE_DUE = """
+WITH due AS MATERIALIZED (
+    SELECT id FROM jobs
+     WHERE published_at IS NULL AND state IN ('scheduled', 'retrying') AND eta <= now()
+     ORDER BY eta
+     LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED)
+UPDATE jobs j SET state = 'queued' FROM due WHERE j.id = due.id
+"""
+
+# -- job_claim_publishable -- queued rows not yet handed to the broker; a new message id per
+# publication. The row locks are held until the messages are out (or the broker refused).
 JOB_CLAIM_PUBLISHABLE = """
 WITH due AS MATERIALIZED (
     SELECT id FROM jobs
-     WHERE published_at IS NULL AND state IN ('scheduled', 'queued', 'retrying') AND eta <= now()
+     WHERE published_at IS NULL AND state = 'queued' AND eta <= now()
      ORDER BY eta
      LIMIT %(batch)s
        FOR UPDATE SKIP LOCKED)
 UPDATE jobs j
-   SET state = 'queued', published_at = now(), message_id = gen_random_uuid()::text
+   SET published_at = now(), message_id = gen_random_uuid()::text
   FROM due
  WHERE j.id = due.id
 RETURNING j.id, j.actor, j.queue, j.args, j.kwargs, j.message_id
@@ -38,7 +52,10 @@ RETURNING j.id, j.actor, j.queue, j.args, j.kwargs, j.message_id
 
 def publish_due(conn: psycopg.Connection, broker: dramatiq.Broker, batch: int) -> int:
     """Publish one batch of due jobs; returns how many. Raises (and publishes nothing as far as
-    the ledger knows) when the broker refuses."""
+    the ledger knows) when the broker refuses. `conn` must be in autocommit mode."""
+    if not conn.autocommit:
+        raise ValueError("publish_due needs an autocommit connection (promotions commit first)")
+    conn.execute(JOB_PROMOTE_DUE, {"batch": batch})
     with conn.transaction():
         rows = conn.execute(JOB_CLAIM_PUBLISHABLE, {"batch": batch}).fetchall()
         declared = broker.get_declared_queues()

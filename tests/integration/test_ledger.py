@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 import redis
@@ -9,7 +11,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from db import settings
 from tests.conftest import TEST_REDIS_URL
-from tests.support import free_port
+from tests.support import free_port, wait_for
 from workers import enqueue, ledger, lifeline
 from workers.relay import publish_due
 
@@ -162,3 +164,55 @@ def test_prune_keeps_recent_and_dead_jobs_longer(conn: psycopg.Connection) -> No
     assert ledger.prune_finished(conn, keep_succeeded_days=7, keep_dead_days=30) == 2
     left = {r[0] for r in conn.execute("SELECT id FROM jobs").fetchall()}
     assert left == {ids["new-ok"], ids["old-dead"]}
+
+
+class _FastWorkerBroker:
+    """A broker whose 'worker' takes each message the moment it is published, while the relay's
+    transaction is still open (as a real worker can)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.worker_conn = psycopg.connect(database_url, autocommit=True)
+        self.threads: list[threading.Thread] = []
+        self.started: list[object] = []
+
+    def get_declared_queues(self) -> set[str]:
+        return {"default"}
+
+    def declare_queue(self, name: str) -> None:
+        pass
+
+    def _waiting_on_a_lock(self) -> bool:
+        with psycopg.connect(self.database_url, autocommit=True) as c:
+            row = c.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                (self.worker_conn.info.backend_pid,),
+            ).fetchone()
+        return row is not None and row[0] == "Lock"
+
+    def enqueue(self, message: object) -> None:
+        def take() -> None:
+            self.started.append(
+                ledger.job_start(
+                    self.worker_conn, message.options["job_id"], "fast-worker", message.message_id
+                )
+            )
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        self.threads.append(thread)
+        # Return (and let the relay commit) only once the worker has decided or is waiting for us.
+        wait_for(lambda: not thread.is_alive() or self._waiting_on_a_lock(), 10, what="the worker to try")
+
+
+def test_a_retry_published_is_found_queued_by_the_fastest_worker(
+    conn: psycopg.Connection, database_url: str
+) -> None:
+    job = enqueue("remember", ["x"]).id
+    _run_to_failure(conn, job, "w1", retry_in_s=0)  # retrying, due at once
+    broker = _FastWorkerBroker(database_url)
+    assert publish_due(conn, broker, batch=10) == 1
+    for thread in broker.threads:
+        thread.join(10)
+    broker.worker_conn.close()
+    assert broker.started == [ledger.StartedAttempt(job, 2, 4)]  # not skipped as "not queued"
