@@ -325,3 +325,20 @@ def test_rows_the_lease_cannot_cover_are_given_back_not_sent_late(conn: psycopg.
         assert sorted(sms.received) == [f"slow-{i}:sms" for i in range(5)]
     # A row given back did not use an attempt.
     assert conn.execute("SELECT min(attempts), max(attempts) FROM notification_queue").fetchone() == (1, 1)
+
+
+def test_a_wake_up_while_the_dispatch_job_runs_enqueues_a_follow_up(conn: psycopg.Connection) -> None:
+    from jobs.notifications.queue import WAKE_FOLLOWUP_KEY
+    from workers import ledger
+
+    user = make_user(conn)
+    enqueue_notification(conn, user, "t", "a", "b", "first")
+    job_id = scalar_of(conn, f"SELECT id FROM jobs WHERE dedup_key = '{WAKE_KEY}'")
+    # That dispatch job is running (it may have made its last claim before the next row commits).
+    assert ledger.job_start(conn, job_id, "test-worker", "message-1") is not None
+    enqueue_notification(conn, user, "t", "a", "b", "second")
+    enqueue_notification(conn, user, "t", "a", "b", "third")
+    assert conn.execute("SELECT dedup_key, state FROM jobs ORDER BY id").fetchall() == [
+        (WAKE_KEY, "running"),
+        (WAKE_FOLLOWUP_KEY, "queued"),
+    ]
