@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,21 +142,27 @@ def _never_called() -> None:  # pragma: no cover - LedgerExecutor fires ticks it
 
 def main() -> int:
     """Validate the schedule (fail fast, naming the entry), then fire ticks until SIGTERM."""
+    stopping = threading.Event()
+    scheduler: BlockingScheduler | None = None
+
+    def stop(signum: int, frame: Any) -> None:
+        # Also during start-up (validation, partitions): then the scheduler never starts.
+        logger.info("scheduler stopping (signal %d)", signum)
+        stopping.set()
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     jobs = schedule.load_schedule()
     schedule.validate(jobs)
     from jobs.partitions.actors import ensure_at_startup  # partitions exist before any tick
 
     ensure_at_startup()
     scheduler = build_scheduler(jobs)
-
-    def stop(signum: int, frame: Any) -> None:
-        logger.info("scheduler stopping (signal %d)", signum)
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     for job in jobs:
         logger.info("schedule: %-24s %-20s %s", job.name, job.trigger, "on" if job.enabled else "off")
-    scheduler.start()
+    if not stopping.is_set():
+        scheduler.start()
     logger.info("scheduler stopped")
     return 0
