@@ -57,6 +57,8 @@ def publish_due(conn: psycopg.Connection, broker: dramatiq.Broker, batch: int) -
         raise ValueError("publish_due needs an autocommit connection (promotions commit first)")
     conn.execute(JOB_PROMOTE_DUE, {"batch": batch})
     with conn.transaction():
+        # A publication lost with a crash only means the rows are published again (harmless).
+        conn.execute("SET LOCAL synchronous_commit = off")
         rows = conn.execute(JOB_CLAIM_PUBLISHABLE, {"batch": batch}).fetchall()
         declared = broker.get_declared_queues()
         for job_id, actor, queue, args, kwargs, message_id in rows:
