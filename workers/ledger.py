@@ -41,7 +41,8 @@ UPDATE jobs
  WHERE id = %(job_id)s
    AND (state = 'queued'
         OR (state = 'running' AND worker_id = %(worker_id)s AND message_id = %(message_id)s))
-RETURNING attempts, max_attempts
+RETURNING attempts, max_attempts,
+          set_config('synchronous_commit', 'off', true)  -- this statement's commit only
 """
 
 
