@@ -102,7 +102,7 @@ class SkyportProcess:
         return Path(self.log.name).read_text(errors="replace")[-6000:]
 
     def __enter__(self) -> SkyportProcess:
-        return self.start()
+        return self if self.proc is not None else self.start()  # `with` on a started process: no second one
 
     def __exit__(self, *exc: object) -> None:
         if self.alive():
