@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from db import pool, settings
-from jobs.notifications.dispatch import Backoff, dispatch_due
+from db import pool
+from jobs.notifications.dispatch import dispatch_configured
 from workers import actor
 
 logger = logging.getLogger("skyport.notifications")
@@ -16,14 +16,7 @@ logger = logging.getLogger("skyport.notifications")
 @actor(queue_name="notifications", max_retries=3, min_backoff_s=1, time_limit=10 * 60_000)
 def dispatch_notifications() -> None:
     """Deliver due notifications until none is due or the time budget is spent."""
-    cfg = settings.get()
     with pool.connection() as conn:
-        stats = dispatch_due(
-            conn,
-            batch=cfg.notify_batch,
-            lease_s=cfg.notify_lease_s,
-            time_budget_s=cfg.notify_time_budget_s,
-            backoff=Backoff(cfg.notify_backoff_base_s, cfg.notify_backoff_max_s),
-        )
+        stats = dispatch_configured(conn)
     if stats.claimed or stats.reaped:
         logger.info("notifications dispatched: %s", stats)

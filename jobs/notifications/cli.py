@@ -69,18 +69,11 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from db import pool, settings
-    from jobs.notifications.dispatch import Backoff, dispatch_due
+    from db import pool
+    from jobs.notifications.dispatch import dispatch_configured
 
-    cfg = settings.get()
     with pool.connection() as conn:
-        stats = dispatch_due(
-            conn,
-            batch=cfg.notify_batch,
-            lease_s=cfg.notify_lease_s,
-            time_budget_s=cfg.notify_time_budget_s,
-            backoff=Backoff(cfg.notify_backoff_base_s, cfg.notify_backoff_max_s),
-        )
+        stats = dispatch_configured(conn)
     print(stats)
     return 0
 

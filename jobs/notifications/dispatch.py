@@ -69,6 +69,20 @@ def dispatcher_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def dispatch_configured(conn: psycopg.Connection) -> DispatchStats:
+    """`dispatch_due` with the batch, lease, budget and backoff of the settings (actor and CLI)."""
+    from db import settings
+
+    cfg = settings.get()
+    return dispatch_due(
+        conn,
+        batch=cfg.notify_batch,
+        lease_s=cfg.notify_lease_s,
+        time_budget_s=cfg.notify_time_budget_s,
+        backoff=Backoff(cfg.notify_backoff_base_s, cfg.notify_backoff_max_s),
+    )
+
+
 def dispatch_due(
     conn: psycopg.Connection,
     *,
