@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dashboard import actions, auth, data, queries
-from dashboard.pages import _ids, _int_param, who
+from dashboard.pages import _ids, _int_param, periodic_verb, who
 from dashboard.web import ApiResponse, change_request, db
 from workers.ledger import DedupKeyTaken
 
@@ -104,18 +104,7 @@ async def periodic(request: Request) -> Response:
 
 
 async def periodic_action(request: Request) -> Response:
-    await change_request(request)
-    name, verb = request.path_params["name"], request.path_params["verb"]
-    try:
-        if verb == "run":
-            result = await db(actions.run_entry_now, who(request), name)
-        elif verb in ("enable", "disable"):
-            result = await db(actions.set_entry_enabled, who(request), name, verb == "enable")
-        else:
-            raise HTTPException(404, f"unknown action {verb!r}")
-    except actions.ActionError as exc:
-        raise HTTPException(404, str(exc)) from None
-    return ApiResponse(result.as_dict())
+    return ApiResponse((await periodic_verb(request)).as_dict())
 
 
 async def domain_queues(request: Request) -> Response:

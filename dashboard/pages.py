@@ -185,18 +185,22 @@ async def _run(request: Request, verb: str, ids: list[int]) -> actions.ActionRes
         return actions.ActionResult(str(exc))
 
 
-async def periodic_action(request: Request) -> Response:
+async def periodic_verb(request: Request) -> actions.ActionResult:
+    """Run now / enable / disable a schedule entry (the page and the JSON API)."""
     await change_request(request)
     name, verb = request.path_params["name"], request.path_params["verb"]
     try:
         if verb == "run":
-            result = await db(actions.run_entry_now, who(request), name)
-        elif verb in ("enable", "disable"):
-            result = await db(actions.set_entry_enabled, who(request), name, verb == "enable")
-        else:
-            raise HTTPException(400, f"unknown action {verb!r}")
+            return await db(actions.run_entry_now, who(request), name)
+        if verb in ("enable", "disable"):
+            return await db(actions.set_entry_enabled, who(request), name, verb == "enable")
     except actions.ActionError as exc:
         raise HTTPException(404, str(exc)) from None
+    raise HTTPException(404, f"unknown action {verb!r}")
+
+
+async def periodic_action(request: Request) -> Response:
+    result = await periodic_verb(request)
     return redirect_with(request, "/periodic", result.message)
 
 
