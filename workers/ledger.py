@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from db.schema.ledger import JobState
+from db.states import JobState
 
 # The dedup key columns when a job reaches a final state: released now, or after its window.
 _RELEASE_DEDUP_ON_FINISH = """

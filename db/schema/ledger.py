@@ -6,32 +6,12 @@ succeeded; running -> retrying -> queued ...; -> dead; non-final -> cancelled.
 after it finished); a unique index on it is what makes dedup keys race-free.
 """
 
-from enum import StrEnum
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from db.schema.base import metadata
+from db.states import FINAL_STATES, JOB_STATES, JobState  # noqa: F401  (re-exported)
 
-
-class JobState(StrEnum):
-    """A job's state, spelled as in the `jobs.state` column."""
-
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    SUCCEEDED = "succeeded"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATES
-
-
-JOB_STATES = tuple(JobState)
-FINAL_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
 ATTEMPT_OUTCOMES = ("succeeded", "failed", "lost", "interrupted")
 
 
