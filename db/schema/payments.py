@@ -4,12 +4,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from db.schema.base import metadata
-
-# Event types a gateway sends, spelled as in the webhook body and `payment_events.event_type`.
-EVENT_TYPES = ("payment.processing", "payment.succeeded", "payment.failed", "payment.refunded")
-# Where an inbox event stands (see the migration for each meaning).
-EVENT_STATUSES = ("received", "processing", "applied", "ignored", "unmatched", "rejected")
-FINAL_EVENT_STATUSES = ("applied", "ignored", "unmatched", "rejected")
+from db.states import EVENT_STATUSES, EVENT_TYPES, FINAL_EVENT_STATUSES
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from db.schema.payments import FINAL_EVENT_STATUSES
+from db.states import FINAL_EVENT_STATUSES
 from jobs.payments.events import EventError, parse_document
 
 # The transaction status each event type moves a payment to.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from db.schema.payments import EVENT_TYPES
+from db.states import EVENT_TYPES
 
 SIGNATURE_HEADER = "Skyport-Signature"
 # Payment methods the payment_transactions.payment_method CHECK accepts.
