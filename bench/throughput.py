@@ -644,12 +644,17 @@ def main(argv: list[str] | None = None) -> int:
             run(args, database_url, bare_ns, ledger_ns, log_dir)
         ok = True
     finally:
-        print(f"\nload average after: {_load()} (before: {load_before})")
-        if ok and not args.keep_logs:
-            shutil.rmtree(log_dir, ignore_errors=True)
-        else:
-            print(f"worker logs kept in {log_dir}")
+        finish_run(log_dir, keep=not ok or args.keep_logs, load_before=load_before)
     return 0
+
+
+def finish_run(log_dir: Path, *, keep: bool, load_before: str) -> None:
+    """The end of a bench run: the load it left, and its logs removed unless kept."""
+    print(f"\nload average after: {_load()} (before: {load_before})")
+    if keep:
+        print(f"logs kept in {log_dir}")
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, database_url: str, bare_ns: str, ledger_ns: str, log_dir: Path) -> None:

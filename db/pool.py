@@ -1,8 +1,16 @@
-"""The process-wide psycopg connection pool (created lazily, recreated after a fork)."""
+"""The process-wide psycopg connection pool (created lazily, recreated after a fork).
+
+A connection is checked as it is handed out, at no cost while it is healthy: an idle connection
+has nothing to read, unless its server went away (a restart, a crash, a terminated backend), which
+leaves the termination notice or end-of-file on the socket. Only then is a round trip spent, and
+the pool drops the dead connection and hands out another: after a PostgreSQL restart no caller
+gets one of the connections the restart cut.
+"""
 
 from __future__ import annotations
 
 import os
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,11 +46,22 @@ def get_pool() -> ConnectionPool:
                 min_size=1,
                 max_size=cfg.worker_threads + DEFAULT_EXTRA_CONNECTIONS,
                 kwargs={"autocommit": True},
+                check=check_idle_connection,
                 open=True,
                 name="skyport",
             )
             _pool_key = key
         return _pool
+
+
+def check_idle_connection(conn: psycopg.Connection) -> None:
+    """Raise when a connection leaving the pool is dead; free for one that has nothing to read."""
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    if poller.poll(0):  # a termination notice, end-of-file (or, rarely, a parameter change): look closer
+        ConnectionPool.check_connection(conn)
 
 
 @contextmanager

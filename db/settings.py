@@ -109,8 +109,9 @@ class Settings:
     notify_time_budget_s: float = 50.0
     notify_backoff_base_s: float = 30.0
     notify_backoff_max_s: float = 3600.0
-    # jobs/quotes: quotes expired per transaction.
+    # jobs/quotes: quotes expired per transaction, loops working a backlog at once.
     quote_expiry_batch: int = 1000
+    quote_expiry_expirers: int = 2
     # jobs/payments: the default webhook secret (PAYMENT_WEBHOOK_SECRET_<PROVIDER> overrides it, see
     # `payment_webhook_secret`), the allowed clock skew of a signature, the largest body accepted,
     # how long an event for an unknown shipment (or a refund before its payment) keeps retrying.
@@ -118,6 +119,9 @@ class Settings:
     payment_tolerance_s: float = 300.0
     payment_max_body_bytes: int = 65536
     payment_unmatched_retry_s: float = 900.0
+    # `skyport web`: processes serving the one port (uvicorn workers), and one log line per request.
+    web_concurrency: int = 1
+    web_access_log: bool = True
 
     @property
     def broker_kind(self) -> str:
@@ -161,7 +165,20 @@ def load() -> Settings:
         payment_tolerance_s=_number("PAYMENT_WEBHOOK_TOLERANCE_S", 300.0, minimum=1),
         payment_max_body_bytes=_int("PAYMENT_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1024),
         payment_unmatched_retry_s=_number("PAYMENT_UNMATCHED_RETRY_S", 900.0),
+        web_concurrency=_int("WEB_CONCURRENCY", 1, minimum=1),
+        web_access_log=_flag("SKYPORT_WEB_ACCESS_LOG", True),
     )
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1/0 (true/false, on/off), got {raw!r}")
 
 
 def _smtp_tls(name: str, default: str) -> str:
@@ -198,6 +215,7 @@ def _notification_settings() -> dict:
         "notify_backoff_base_s": _number("SKYPORT_NOTIFY_BACKOFF_BASE_S", 30.0),
         "notify_backoff_max_s": _number("SKYPORT_NOTIFY_BACKOFF_MAX_S", 3600.0),
         "quote_expiry_batch": _int("SKYPORT_QUOTE_EXPIRY_BATCH", 1000, minimum=1),
+        "quote_expiry_expirers": _int("SKYPORT_QUOTE_EXPIRY_EXPIRERS", 2, minimum=1),
     }
 
 

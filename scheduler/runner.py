@@ -16,7 +16,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+)
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -162,6 +168,13 @@ def main() -> int:
     scheduler = build_scheduler(jobs)
     for job in jobs:
         logger.info("schedule: %-24s %-20s %s", job.name, job.trigger, "on" if job.enabled else "off")
+
+    def stop_if_asked_while_starting(event: Any) -> None:
+        # A signal inside start(), before the scheduler counts as running, only set `stopping`.
+        if stopping.is_set() and scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    scheduler.add_listener(stop_if_asked_while_starting, EVENT_SCHEDULER_STARTED)
     if not stopping.is_set():
         scheduler.start()
     logger.info("scheduler stopped")

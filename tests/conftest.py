@@ -77,8 +77,9 @@ def fresh_db_name() -> Iterator[str]:
 
 
 @pytest.fixture
-def database_url(template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A migrated database of this test's own; DATABASE_URL points at it."""
+def database_url(template_db: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated database of this test's own; DATABASE_URL points at it. With it comes a Redis
+    namespace of the test's own: enqueue() sends jobs to Redis right after they commit."""
     name = f"skyport_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(

@@ -18,8 +18,8 @@ from workers.middleware import LedgerMiddleware
 
 # Per-actor time limit unless the actor sets `time_limit` (milliseconds, Dramatiq's unit).
 DEFAULT_TIME_LIMIT_MS = 10 * 60 * 1000
-# A Redis that stops answering fails calls after this long instead of hanging them (the relay
-# holds row locks while it publishes).
+# A Redis that stops answering fails calls after this long instead of hanging them (a relay
+# batch waits for it, claimed but not yet handed over).
 DEFAULT_REDIS_SOCKET_TIMEOUT_S = 10.0
 
 

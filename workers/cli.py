@@ -27,6 +27,8 @@ from db import settings
 
 # Seconds a worker may take to finish running jobs after SIGTERM before giving them back.
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
+# How long Dramatiq's main process waits for its worker processes' boot (its default: 30 s).
+DEFAULT_WORKER_FORK_TIMEOUT_MS = 1000
 # Modules with `add_commands(subparsers)`: the job families' own commands.
 COMMAND_MODULES: tuple[str, ...] = (
     "jobs.partitions.cli",
@@ -78,6 +80,19 @@ def _parser() -> argparse.ArgumentParser:
     cmd = sub.add_parser("web", help="run the web process (dashboard, webhooks, health, metrics)")
     cmd.add_argument("--host", default="127.0.0.1")
     cmd.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
+    cmd.add_argument(
+        "--workers",
+        "-w",
+        type=int,
+        default=None,
+        help="processes serving the port (default: $WEB_CONCURRENCY or 1)",
+    )
+    cmd.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one log line per request (default: $SKYPORT_WEB_ACCESS_LOG or on)",
+    )
     cmd.set_defaults(run=_web)
 
     cmd = sub.add_parser("worker", help="run Dramatiq worker processes")
@@ -204,9 +219,20 @@ def _web(args: argparse.Namespace) -> int:
     import uvicorn
 
     _start_observability("web")
+    cfg = settings.get()
     port = args.port or int(os.environ.get("PORT") or 8000)
+    workers = cfg.web_concurrency if args.workers is None else args.workers
+    if workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {workers}")
     uvicorn.run(
-        "dashboard.app:app", host=args.host, port=port, log_level="info", proxy_headers=True, log_config=None
+        "dashboard.app:app",
+        host=args.host,
+        port=port,
+        workers=workers,
+        access_log=cfg.web_access_log if args.access_log is None else args.access_log,
+        log_level="info",
+        proxy_headers=True,
+        log_config=None,
     )
     return 0
 
@@ -229,6 +255,11 @@ def _worker(args: argparse.Namespace) -> int:
         str(args.threads or cfg.worker_threads),
         "--worker-shutdown-timeout",
         str(int(args.shutdown_timeout * 1000)),
+        # Dramatiq's main process waits this long for its worker processes to report ready before
+        # it starts fork processes (we have none) and watches for dead ones: a worker killed during
+        # boot (by a job it took at once) would otherwise go unnoticed for 30 s.
+        "--worker-fork-timeout",
+        str(DEFAULT_WORKER_FORK_TIMEOUT_MS),
     ]
     if args.queues:
         argv += ["--queues", *args.queues]

@@ -1,15 +1,21 @@
-"""The apps' way in: `enqueue` and `enqueue_many` write ledger rows, nothing else.
+"""The apps' way in: `enqueue` and `enqueue_many` write ledger rows.
 
 A row is the job. Given the app's connection, the row is written in the app's open transaction
 and exists only if that transaction commits; the relay hands committed rows to the broker.
+Without one, the rows commit at once and enqueue hands them to Redis itself right after, as
+Dramatiq's `send` would (the relay takes over if Redis refuses them).
 Dedup keys are enforced by the unique index on `jobs.dedup_lock` (INSERT .. ON CONFLICT DO
 NOTHING), never by a check-then-insert.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
+import logging
+import os
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,13 +24,22 @@ from typing import Any
 
 import dramatiq
 import psycopg
+import redis
 
-from db import pool
+from db import pool, settings
+from workers import relay
 
 # Retries an actor gets unless it sets `max_retries` (so max_retries + 1 attempts in all).
 DEFAULT_MAX_RETRIES = 10
 # Attempts to resolve a dedup conflict whose holder is finishing at the same moment.
 _DEDUP_RESOLVE_TRIES = 5
+# After Redis refused jobs sent at enqueue, enqueue leaves publishing to the relay this long.
+DEFAULT_SEND_PAUSE_S = 5.0
+# A Redis that does not answer within this long makes enqueue leave its jobs to the relay.
+DEFAULT_SEND_TIMEOUT_S = 1.0
+
+logger = logging.getLogger("skyport.enqueue")
+_sending_paused_until = 0.0
 
 
 class EnqueueError(ValueError):
@@ -65,7 +80,9 @@ class _Row:
     delay_s: float | None
     eta: datetime | None
     max_attempts: int
+    call: tuple[list[Any], dict[str, Any]]  # the arguments as given (for a message sent at once)
     ref: JobRef | None = field(default=None)
+    message_id: str | None = None  # set when the row was inserted published (sent at once)
 
 
 def enqueue(
@@ -86,7 +103,7 @@ def enqueue(
     `delay` (seconds or timedelta) or `eta` (aware datetime) hold the job as `scheduled` until
     then. `dedup_window` keeps the dedup key blocked that long after the job finished. `conn` is
     the app's psycopg connection, SQLAlchemy Connection or Session: the job then commits or
-    rolls back with the app's transaction. Without it the job is committed at once.
+    rolls back with the app's transaction. Without it the job is committed at once and sent to Redis.
     """
     spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue)
     return enqueue_many([spec], conn=conn, enqueued_by=enqueued_by)[0]
@@ -97,33 +114,94 @@ def enqueue_many(jobs: Iterable[JobSpec], *, conn: Any = None, enqueued_by: str 
     rows = [validate_spec(spec) for spec in jobs]
     if not rows:
         return []
+    send = _sends_at_once(conn)
     with _psycopg_connection(conn) as pg:
-        if pg.autocommit:
+        idle = pg.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if pg.autocommit and idle and len(rows) > 1:
             with pg.transaction():
-                _insert(pg, rows, enqueued_by)
-        else:
-            _insert(pg, rows, enqueued_by)
+                _insert(pg, rows, enqueued_by, send)
+        else:  # the caller's transaction (no savepoint), or one job: its INSERT commits on its own
+            _insert(pg, rows, enqueued_by, send)
+        if send:
+            _send(pg, [row for row in rows if row.message_id is not None])
     return [row.ref for row in rows if row.ref is not None]
+
+
+def _send(conn: psycopg.Connection, rows: list[_Row]) -> None:
+    """Hand jobs that just committed (inserted as published) to Redis, as the relay would.
+    If Redis refuses, they are marked unpublished for the relay, which publishes them when Redis
+    is back, and enqueue stops sending for a while; if even that write fails, the lifeline
+    publishes them again after `republish_after_s`. Either way the jobs are enqueued."""
+    global _sending_paused_until
+    if not rows:
+        return
+    messages = [
+        relay.job_message(r.ref.id, r.actor, r.queue, r.call[0], r.call[1], r.message_id)  # type: ignore[union-attr]
+        for r in rows
+    ]
+    cfg = settings.get()
+    try:
+        relay.send_to_redis(_redis_client(cfg.redis_url), cfg.redis_namespace, messages)
+    except redis.RedisError as exc:
+        _sending_paused_until = time.monotonic() + DEFAULT_SEND_PAUSE_S
+        logger.warning("Redis refused %d new jobs (%s); the relay publishes them", len(rows), exc)
+        relay.give_back(conn, [m.options["job_id"] for m in messages], [m.message_id for m in messages])
+
+
+@functools.lru_cache(maxsize=4)
+def _redis_client_of_process(pid: int, url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=DEFAULT_SEND_TIMEOUT_S, socket_connect_timeout=DEFAULT_SEND_TIMEOUT_S
+    )
+
+
+def _redis_client(url: str) -> redis.Redis:
+    return _redis_client_of_process(os.getpid(), url)  # a forked child gets its own connections
+
+
+def _sends_at_once(conn: Any) -> bool:
+    """Jobs enqueued outside a caller's transaction are sent to Redis right after their commit."""
+    if conn is not None or time.monotonic() < _sending_paused_until:
+        return False
+    return settings.get().broker_kind == "redis"
 
 
 # -- job_insert -- one statement for the whole batch; ids follow the input order (ORDER BY ord).
 JOB_INSERT = """
 INSERT INTO jobs (actor, queue, args, kwargs, state, dedup_key, dedup_lock, dedup_window,
-                  max_attempts, eta, enqueued_by)
-SELECT i.actor, i.queue, i.args, i.kwargs,
-       CASE WHEN e.eta > now() THEN 'scheduled' ELSE 'queued' END,
+                  max_attempts, eta, enqueued_by, published_at, message_id)
+SELECT i.actor, i.queue, i.args, i.kwargs, e.state,
        i.dedup_key, i.dedup_key, make_interval(secs => i.dedup_window_s),
-       i.max_attempts, e.eta, %(enqueued_by)s
+       i.max_attempts, e.eta, %(enqueued_by)s,
+       CASE WHEN %(send)s AND e.state = 'queued' THEN now() END,
+       CASE WHEN %(send)s AND e.state = 'queued' THEN gen_random_uuid()::text END
   FROM unnest(%(actor)s::text[], %(queue)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
               %(dedup_key)s::text[], %(dedup_window_s)s::float8[], %(delay_s)s::float8[],
               %(eta)s::timestamptz[], %(max_attempts)s::int[])
        WITH ORDINALITY AS i(actor, queue, args, kwargs, dedup_key, dedup_window_s, delay_s,
                             eta, max_attempts, ord)
- CROSS JOIN LATERAL (SELECT coalesce(i.eta, now() + make_interval(secs => coalesce(i.delay_s, 0)))
-                     AS eta) e
+ CROSS JOIN LATERAL (SELECT d.eta, CASE WHEN d.eta > now() THEN 'scheduled' ELSE 'queued' END AS state
+                       FROM (SELECT coalesce(i.eta, now() + make_interval(secs => coalesce(i.delay_s, 0)))
+                             AS eta) d) e
  ORDER BY i.ord
     ON CONFLICT (dedup_lock) WHERE dedup_lock IS NOT NULL DO NOTHING
-RETURNING id, dedup_lock, state
+RETURNING id, dedup_lock, state, message_id
+"""
+
+# -- job_insert_one -- job_insert for a single job, with plain parameters (cheaper to send).
+JOB_INSERT_ONE = """
+INSERT INTO jobs (actor, queue, args, kwargs, state, dedup_key, dedup_lock, dedup_window,
+                  max_attempts, eta, enqueued_by, published_at, message_id)
+SELECT %(actor)s, %(queue)s, %(args)s::jsonb, %(kwargs)s::jsonb, e.state,
+       %(dedup_key)s, %(dedup_key)s, make_interval(secs => %(dedup_window_s)s::float8),
+       %(max_attempts)s, e.eta, %(enqueued_by)s,
+       CASE WHEN %(send)s AND e.state = 'queued' THEN now() END,
+       CASE WHEN %(send)s AND e.state = 'queued' THEN gen_random_uuid()::text END
+  FROM (SELECT d.eta, CASE WHEN d.eta > now() THEN 'scheduled' ELSE 'queued' END AS state
+          FROM (SELECT coalesce(%(eta)s::timestamptz,
+                                now() + make_interval(secs => coalesce(%(delay_s)s::float8, 0))) AS eta) d) e
+    ON CONFLICT (dedup_lock) WHERE dedup_lock IS NOT NULL DO NOTHING
+RETURNING id, dedup_lock, state, message_id
 """
 
 # -- job_find_dedup -- the jobs holding some dedup keys, and whether their window has passed.
@@ -139,22 +217,27 @@ UPDATE jobs SET dedup_lock = NULL
 """
 
 
-def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str) -> None:
+def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str, send: bool) -> None:
+    """Insert the rows (marked published when `send`: the caller sends them right after the
+    commit); each row gets its reference, an existing job's for a dedup key that is taken."""
     pending = rows
     for _ in range(_DEDUP_RESOLVE_TRIES):
-        returned = conn.execute(JOB_INSERT, _columns(pending, enqueued_by)).fetchall()
+        if len(pending) == 1:
+            returned = conn.execute(JOB_INSERT_ONE, _one(pending[0], enqueued_by, send)).fetchall()
+        else:
+            returned = conn.execute(JOB_INSERT, _columns(pending, enqueued_by, send)).fetchall()
         fresh = [r for r in pending if r.dedup_key is None]
-        by_key = {key: (job_id, state) for job_id, key, state in returned if key is not None}
-        ids_without_key = sorted((job_id, state) for job_id, key, state in returned if key is None)
-        for row, (job_id, state) in zip(fresh, ids_without_key, strict=True):
-            row.ref = JobRef(job_id, True, state)
+        by_key = {key: (job_id, state, mid) for job_id, key, state, mid in returned if key is not None}
+        without_key = sorted((job_id, state, mid) for job_id, key, state, mid in returned if key is None)
+        for row, (job_id, state, message_id) in zip(fresh, without_key, strict=True):
+            row.ref, row.message_id = JobRef(job_id, True, state), message_id
         conflicted: list[_Row] = []
         for row in pending:
             if row.dedup_key is None:
                 continue
             if row.dedup_key in by_key:
-                job_id, state = by_key.pop(row.dedup_key)
-                row.ref = JobRef(job_id, True, state)
+                job_id, state, message_id = by_key.pop(row.dedup_key)
+                row.ref, row.message_id = JobRef(job_id, True, state), message_id
             else:
                 conflicted.append(row)
         if not conflicted:
@@ -180,19 +263,27 @@ def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str) -> Non
     raise EnqueueError(f"could not settle dedup keys {[r.dedup_key for r in pending]}: they keep changing")
 
 
-def _columns(rows: list[_Row], enqueued_by: str) -> dict[str, Any]:
-    return {
-        "enqueued_by": enqueued_by,
-        "actor": [r.actor for r in rows],
-        "queue": [r.queue for r in rows],
-        "args": [r.args for r in rows],
-        "kwargs": [r.kwargs for r in rows],
-        "dedup_key": [r.dedup_key for r in rows],
-        "dedup_window_s": [r.dedup_window_s for r in rows],
-        "delay_s": [r.delay_s for r in rows],
-        "eta": [r.eta for r in rows],
-        "max_attempts": [r.max_attempts for r in rows],
-    }
+# The _Row fields that are statement parameters.
+_PARAMETERS = (
+    "actor",
+    "queue",
+    "args",
+    "kwargs",
+    "dedup_key",
+    "dedup_window_s",
+    "delay_s",
+    "eta",
+    "max_attempts",
+)
+
+
+def _one(row: _Row, enqueued_by: str, send: bool) -> dict[str, Any]:
+    return {"enqueued_by": enqueued_by, "send": send} | {name: getattr(row, name) for name in _PARAMETERS}
+
+
+def _columns(rows: list[_Row], enqueued_by: str, send: bool) -> dict[str, Any]:
+    columns = {name: [getattr(r, name) for r in rows] for name in _PARAMETERS}
+    return {"enqueued_by": enqueued_by, "send": send} | columns
 
 
 # ---- validation -------------------------------------------------------------------------------
@@ -207,6 +298,10 @@ def resolve_actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
     except dramatiq.ActorNotFound:
         known = ", ".join(sorted(broker.get_declared_actors())) or "none"
         raise EnqueueError(f"unknown actor {name!r} (known actors: {known})") from None
+
+
+# Computing a signature costs more than the rest of the validation; an actor's function is fixed.
+_signature = functools.lru_cache(maxsize=1024)(inspect.signature)
 
 
 def _seconds(name: str, value: timedelta | float | None) -> float | None:
@@ -237,7 +332,7 @@ def validate_spec(spec: JobSpec) -> _Row:
     args = list(spec.args)
     kwargs = dict(spec.kwargs or {})
     try:
-        inspect.signature(actor.fn).bind(*args, **kwargs)
+        _signature(actor.fn).bind(*args, **kwargs)
     except TypeError as exc:
         raise EnqueueError(f"invalid arguments for {actor.actor_name}: {exc}") from None
     if spec.eta is not None and spec.delay is not None:
@@ -259,6 +354,7 @@ def validate_spec(spec: JobSpec) -> _Row:
         delay_s=_seconds("delay", spec.delay),
         eta=spec.eta,
         max_attempts=max_retries + 1,
+        call=(args, kwargs),
     )
 
 

@@ -29,51 +29,92 @@ class StartedAttempt:
     max_attempts: int
 
 
-# -- job_start -- a message arrived: queued -> running. Also accepts the same message again
-# (a retried statement whose first try committed), without counting a second attempt.
-JOB_START = """
-UPDATE jobs
+# HOT_PATH_PLANNING: the batched statements of the hot path are not prepared, so each is planned
+# for the table as it is now. psycopg prepares a statement after 5 executions and PostgreSQL then
+# keeps a generic plan, built once: prepared while `jobs` was small or just emptied (a new
+# deployment, a prune; autovacuum off or not there yet), it stays a seq scan or a walk of a
+# whole index once the table holds thousands of rows (bench/RESULTS.md, throughput, measured
+# at 244 jobs/s). Planning once per batch costs far less than that.
+
+# -- job_start_many -- messages arrived: queued -> running, for a batch of one worker's messages
+# (group commit). Also accepts the same message again (a retried statement whose first try
+# committed), without counting a second attempt. Two messages for one job in a batch: the row is
+# updated once and only one of them comes back (the other is skipped).
+JOB_START_MANY = """
+UPDATE jobs j
    SET state = 'running',
-       attempts = attempts + (state = 'queued')::int,
+       attempts = j.attempts + (j.state = 'queued')::int,
        worker_id = %(worker_id)s,
-       message_id = %(message_id)s,
-       started_at = CASE WHEN state = 'queued' THEN now() ELSE started_at END
- WHERE id = %(job_id)s
-   AND (state = 'queued'
-        OR (state = 'running' AND worker_id = %(worker_id)s AND message_id = %(message_id)s))
-RETURNING attempts, max_attempts,
-          set_config('synchronous_commit', 'off', true)  -- this statement's commit only
+       message_id = m.message_id,
+       started_at = CASE WHEN j.state = 'queued' THEN now() ELSE j.started_at END
+  FROM unnest(%(job_ids)s::bigint[], %(message_ids)s::text[]) AS m(job_id, message_id)
+ WHERE j.id = m.job_id
+   -- A CASE, not an OR of states: the planner must find the rows by id (an OR of states lets
+   -- it scan every queued row through the state indexes when statistics say there are few).
+   AND CASE j.state WHEN 'queued' THEN true
+                    WHEN 'running' THEN j.worker_id = %(worker_id)s AND j.message_id = m.message_id
+                    ELSE false END
+RETURNING m.message_id, j.attempts, j.max_attempts,
+          set_config('synchronous_commit', 'off', true)
 """
+
+
+def job_start_many(
+    conn: psycopg.Connection, worker_id: str, messages: list[tuple[int, str]]
+) -> dict[str, StartedAttempt]:
+    """Start the jobs of (job_id, message_id) pairs; the started ones by message id."""
+    by_message = {message_id: job_id for job_id, message_id in messages}
+    rows = conn.execute(
+        JOB_START_MANY,
+        {
+            "worker_id": worker_id,
+            "job_ids": [job_id for job_id, _ in messages],
+            "message_ids": [message_id for _, message_id in messages],
+        },
+        prepare=False,  # planned for each batch: see HOT_PATH_PLANNING
+    ).fetchall()
+    return {m: StartedAttempt(by_message[m], attempts, max_attempts) for m, attempts, max_attempts, _ in rows}
+
+
+# -- job_succeed_many -- running -> succeeded, and the attempt's record, for a batch of one worker's
+# attempts (group commit).
+JOB_SUCCEED_MANY = f"""
+WITH done AS (
+    UPDATE jobs j
+       SET state = 'succeeded', finished_at = now(), last_error = NULL,{_RELEASE_DEDUP_ON_FINISH}
+      FROM unnest(%(job_ids)s::bigint[], %(attempts)s::int[]) AS a(job_id, attempt)
+     WHERE j.id = a.job_id AND j.state = 'running'
+       AND j.worker_id = %(worker_id)s AND j.attempts = a.attempt
+ RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.finished_at)
+INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
+SELECT id, attempts, worker_id, started_at, finished_at, 'succeeded' FROM done
+RETURNING job_id
+"""
+
+
+def job_succeed_many(conn: psycopg.Connection, worker_id: str, attempts: list[StartedAttempt]) -> set[int]:
+    """Record successful attempts; returns the job ids whose outcome was recorded."""
+    rows = conn.execute(
+        JOB_SUCCEED_MANY,
+        {
+            "worker_id": worker_id,
+            "job_ids": [a.job_id for a in attempts],
+            "attempts": [a.attempt for a in attempts],
+        },
+        prepare=False,  # see HOT_PATH_PLANNING
+    ).fetchall()
+    return {job_id for (job_id,) in rows}
 
 
 def job_start(
     conn: psycopg.Connection, job_id: int, worker_id: str, message_id: str
 ) -> StartedAttempt | None:
     """Move a queued job to running; None when it is not queued (skip the message)."""
-    row = conn.execute(
-        JOB_START, {"job_id": job_id, "worker_id": worker_id, "message_id": message_id}
-    ).fetchone()
-    return StartedAttempt(job_id, row[0], row[1]) if row else None
-
-
-# -- job_succeed -- running -> succeeded, and the attempt's record.
-JOB_SUCCEED = f"""
-WITH done AS (
-    UPDATE jobs
-       SET state = 'succeeded', finished_at = now(), last_error = NULL,{_RELEASE_DEDUP_ON_FINISH}
-     WHERE id = %(job_id)s AND state = 'running'
-       AND worker_id = %(worker_id)s AND attempts = %(attempt)s
- RETURNING id, attempts, worker_id, started_at, finished_at)
-INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
-SELECT id, attempts, worker_id, started_at, finished_at, 'succeeded' FROM done
-"""
+    return job_start_many(conn, worker_id, [(job_id, message_id)]).get(message_id)
 
 
 def job_succeed(conn: psycopg.Connection, attempt: StartedAttempt, worker_id: str) -> bool:
-    cur = conn.execute(
-        JOB_SUCCEED, {"job_id": attempt.job_id, "worker_id": worker_id, "attempt": attempt.attempt}
-    )
-    return cur.rowcount == 1
+    return attempt.job_id in job_succeed_many(conn, worker_id, [attempt])
 
 
 # -- job_fail -- running -> retrying (eta = now + backoff) or dead, and the attempt's record.

@@ -1,8 +1,13 @@
 """Worker liveness and the ledger's self-repair.
 
-Each worker process heartbeats into `workers` from its own thread. The maintenance pass (run
-by every worker every few heartbeats, and by the scheduler) puts the running jobs of silent
-workers back in the queue, and republishes queued jobs the broker seems to have lost.
+Each worker process heartbeats into `workers` from its own thread, on a connection of its own
+(opened again at the next beat when it breaks). The maintenance pass (run by every worker every
+few heartbeats, and by the scheduler) puts the running jobs of silent workers back in the queue,
+and republishes queued jobs the broker seems to have lost.
+
+A PostgreSQL restart silences every worker at once: nobody can heartbeat while it is down. So
+for `worker_dead_after_s` after the server started, the pass recovers nothing: the workers that
+are alive get that long to beat again before their running jobs count as lost.
 """
 
 from __future__ import annotations
@@ -15,21 +20,25 @@ import uuid
 
 import psycopg
 
-from db import pool, settings
-from db.transient import retry_transient
+from db import settings
 from workers import ledger
 
 logger = logging.getLogger("skyport.lifeline")
 
 # The maintenance pass runs every this many heartbeats.
 DEFAULT_MAINTENANCE_EVERY = 3
+# Seconds the heartbeat thread waits for a new connection to PostgreSQL.
+DEFAULT_CONNECT_TIMEOUT_S = 5
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-@retry_transient()
+# Neither function below retries: both are handed a connection, and a lost connection stays lost.
+# Their callers run them again with a new one (the next beat, the next pass).
+
+
 def heartbeat(conn: psycopg.Connection, worker_id: str, queues: list[str] | None) -> None:
     conn.execute(
         """INSERT INTO workers (worker_id, hostname, pid, queues) VALUES (%s, %s, %s, %s)
@@ -42,11 +51,17 @@ def forget_worker(conn: psycopg.Connection, worker_id: str) -> None:
     conn.execute("DELETE FROM workers WHERE worker_id = %s", (worker_id,))
 
 
-@retry_transient()
 def maintenance_pass(conn: psycopg.Connection, cfg: settings.Settings | None = None) -> dict[str, int]:
     """Recover jobs of dead workers and republish stale queued jobs; returns the counts."""
     cfg = cfg or settings.get()
-    recovered = ledger.recover_lost_jobs(conn, cfg.worker_dead_after_s)
+    if _server_started_within(conn, cfg.worker_dead_after_s):
+        logger.info(
+            "PostgreSQL started less than %.0fs ago: no job recovery until the workers could beat again",
+            cfg.worker_dead_after_s,
+        )
+        recovered = []
+    else:
+        recovered = ledger.recover_lost_jobs(conn, cfg.worker_dead_after_s)
     for job_id, state in recovered:
         logger.warning("job %s: its worker stopped heartbeating; now %s", job_id, state)
     if recovered:
@@ -59,6 +74,12 @@ def maintenance_pass(conn: psycopg.Connection, cfg: settings.Settings | None = N
         (cfg.worker_dead_after_s,),
     )
     return {"recovered": len(recovered), "republished": republished}
+
+
+def _server_started_within(conn: psycopg.Connection, seconds: float) -> bool:
+    return conn.execute(
+        "SELECT pg_postmaster_start_time() > now() - make_interval(secs => %s::float8)", (seconds,)
+    ).fetchone()[0]
 
 
 class Heartbeat(threading.Thread):
@@ -76,12 +97,30 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         beats = 0
-        while not self.stopping.wait(self.cfg.heartbeat_interval_s):
-            beats += 1
-            try:
-                with pool.connection() as conn:
+        conn: psycopg.Connection | None = None
+        try:
+            while not self.stopping.wait(self.cfg.heartbeat_interval_s):
+                beats += 1
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(
+                            self.cfg.database_url, autocommit=True, connect_timeout=DEFAULT_CONNECT_TIMEOUT_S
+                        )
                     heartbeat(conn, self.worker_id, self.queues)
                     if beats % DEFAULT_MAINTENANCE_EVERY == 0:
                         maintenance_pass(conn, self.cfg)
-            except Exception:
-                logger.exception("heartbeat failed")
+                except psycopg.OperationalError as exc:  # PostgreSQL away: beat again next time
+                    logger.warning("heartbeat failed: %s", _one_line(exc))
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                except Exception:
+                    logger.exception("heartbeat failed")
+        finally:
+            if conn is not None:
+                conn.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

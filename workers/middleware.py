@@ -2,8 +2,9 @@
 
 Before a message runs, its job moves queued -> running (a conditional UPDATE); a message whose
 job is not queued (running elsewhere, finished, cancelled: a duplicate or a late redelivery) is
-skipped. After it runs, the job becomes succeeded, retrying (with an eta) or dead. In each
-worker process it also runs the relay and the heartbeat threads.
+skipped. After it runs, the job becomes succeeded, retrying (with an eta) or dead. Starts and
+successes of a process's threads are written in groups (workers/group_commit.py). In each worker
+process it also runs the relay and the heartbeat threads.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from db import pool, settings
 from db.transient import retry_transient
 from workers import ledger, lifeline, observability, retry_policy
+from workers.group_commit import GroupCommit
 from workers.relay import Relay
 
 logger = logging.getLogger("skyport.worker")
@@ -41,6 +43,8 @@ class LedgerMiddleware(Middleware):
         self._attempts: dict[str, ledger.StartedAttempt] = {}
         self._relay: Relay | None = None
         self._heartbeat: lifeline.Heartbeat | None = None
+        self._starts = GroupCommit("skyport-ledger-starts", self._write_starts)
+        self._successes = GroupCommit("skyport-ledger-successes", self._write_successes)
 
     # ---- worker process lifecycle -------------------------------------------------------------
 
@@ -64,6 +68,8 @@ class LedgerMiddleware(Middleware):
             lifeline.heartbeat(conn, self.worker_id, queues)
         self._heartbeat = lifeline.Heartbeat(self.worker_id, queues, cfg)
         self._heartbeat.start()
+        self._starts.start()
+        self._successes.start()
         self._relay = Relay(cfg.database_url, broker, batch=cfg.relay_batch, sweep_s=cfg.relay_sweep_s)
         self._relay.start()
         logger.info("worker %s started (queues: %s)", self.worker_id, ", ".join(queues or ["all"]))
@@ -73,6 +79,8 @@ class LedgerMiddleware(Middleware):
             self._relay.stop()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._starts.stop()
+        self._successes.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
         if self.worker_id is None:
@@ -101,7 +109,7 @@ class LedgerMiddleware(Middleware):
                 message.actor_name,
             )
             raise SkipMessage("no ledger job")
-        started = _start(job_id, self.worker_id or "unknown", message.message_id)
+        started = self._starts.submit((job_id, message.message_id))
         if started is None:
             logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
             raise SkipMessage("job not queued")
@@ -134,7 +142,8 @@ class LedgerMiddleware(Middleware):
     ) -> None:
         worker_id = self.worker_id or "unknown"
         if exception is None:
-            _record(ledger.job_succeed, started, worker_id)
+            if not self._successes.submit(started):
+                _log_ignored(started)
             return
         try:
             options = broker.get_actor(message.actor_name).options
@@ -171,22 +180,34 @@ class LedgerMiddleware(Middleware):
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         self._attempts.pop(message.message_id, None)
 
+    # ---- group-committed writes (on the groups' threads) ----------------------------------------
 
-@retry_transient(max_delay_s=60.0)
-def _start(job_id: int, worker_id: str, message_id: str) -> ledger.StartedAttempt | None:
-    with pool.connection() as conn:
-        return ledger.job_start(conn, job_id, worker_id, message_id)
+    @retry_transient(max_delay_s=60.0)
+    def _write_starts(self, messages: list[tuple[int, str]]) -> list[ledger.StartedAttempt | None]:
+        with pool.connection() as conn:
+            started = ledger.job_start_many(conn, self.worker_id or "unknown", messages)
+        return [started.get(message_id) for _, message_id in messages]
+
+    @retry_transient(max_delay_s=DEFAULT_RECORD_OUTCOME_FOR_S)
+    def _write_successes(self, attempts: list[ledger.StartedAttempt]) -> list[bool]:
+        with pool.connection() as conn:
+            recorded = ledger.job_succeed_many(conn, self.worker_id or "unknown", attempts)
+        return [a.job_id in recorded for a in attempts]
 
 
 @retry_transient(max_delay_s=DEFAULT_RECORD_OUTCOME_FOR_S)
 def _record(write: Any, started: ledger.StartedAttempt, worker_id: str, **kwargs: Any) -> None:
     with pool.connection() as conn:
         if not write(conn, started, worker_id, **kwargs):
-            logger.warning(
-                "job %s: outcome of attempt %d ignored (cancelled or recovered meanwhile)",
-                started.job_id,
-                started.attempt,
-            )
+            _log_ignored(started)
+
+
+def _log_ignored(started: ledger.StartedAttempt) -> None:
+    logger.warning(
+        "job %s: outcome of attempt %d ignored (cancelled or recovered meanwhile)",
+        started.job_id,
+        started.attempt,
+    )
 
 
 def _format_traceback(exception: BaseException) -> str:

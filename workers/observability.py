@@ -100,6 +100,8 @@ def set_prometheus_env(cfg: settings.Settings) -> None:
 def set_job_context(job_id: int, actor: str, queue: str, attempt: int) -> None:
     """Called when a job starts in this thread: logs and Sentry events then name it."""
     _job.context = {"job_id": job_id, "actor": actor, "attempt": attempt}
+    if not sentry_sdk.get_client().is_active():
+        return
     sentry_sdk.set_tag("job_id", str(job_id))
     sentry_sdk.set_tag("actor", actor)
     sentry_sdk.set_tag("queue", queue)

@@ -1,28 +1,32 @@
 """The outbox relay: hands committed, due, unpublished ledger rows to the broker.
 
-It claims a batch with SKIP LOCKED (several relays share the work), publishes each row as a
-Dramatiq message carrying the job id, and commits. If the broker is down the transaction rolls
-back and the rows wait in the ledger. Publishing twice is harmless: the worker runs a message
-only if its job is still `queued`. Woken by NOTIFY at commit, and sweeping on a timer for jobs
-whose eta came due.
+It claims a batch with SKIP LOCKED (several relays share the work) and marks it published in
+one statement, then publishes each row as a Dramatiq message carrying the job id (the whole
+batch in one round trip on Redis). If the broker refuses, the batch is marked unpublished
+again; if even that fails, the lifeline publishes those rows again after `republish_after_s`.
+Publishing twice is harmless: a worker runs a message only if its job is still `queued`.
+Woken by NOTIFY at commit, and sweeping on a timer for jobs whose eta came due.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Sequence
+from typing import Any
 
 import dramatiq
 import psycopg
+import redis
+from dramatiq.brokers.redis import RedisBroker
 
 logger = logging.getLogger("skyport.relay")
 
 NOTIFY_CHANNEL = "skyport_jobs"
 
-# -- job_promote_due -- scheduled and retrying jobs whose eta passed become queued, committed on
-# their own before they are published: a worker that gets the message at once must find its
-# job `queued` (its conditional UPDATE waits for the publishing transaction's row lock, then sees
-# the committed row; a row still `retrying` in the committed snapshot would be skipped instead).
+# -- job_promote_due -- scheduled and retrying jobs whose eta passed become queued; the relay
+# claims them as any queued job (run on the sweep timer, and when asked to).
 JOB_PROMOTE_DUE = """
 WITH due AS MATERIALIZED (
     SELECT id FROM jobs
@@ -33,8 +37,9 @@ WITH due AS MATERIALIZED (
 UPDATE jobs j SET state = 'queued' FROM due WHERE j.id = due.id
 """
 
-# -- job_claim_publishable -- queued rows not yet handed to the broker; a new message id per
-# publication. The row locks are held until the messages are out (or the broker refused).
+# -- job_claim_publishable -- queued rows not yet handed to the broker, marked published with a
+# new message id, committed before the messages go out (asynchronously: a claim lost with a
+# crash of the server only means the rows are published again).
 JOB_CLAIM_PUBLISHABLE = """
 WITH due AS MATERIALIZED (
     SELECT id FROM jobs
@@ -46,36 +51,97 @@ UPDATE jobs j
    SET published_at = now(), message_id = gen_random_uuid()::text
   FROM due
  WHERE j.id = due.id
-RETURNING j.id, j.actor, j.queue, j.args, j.kwargs, j.message_id
+RETURNING j.id, j.actor, j.queue, j.args, j.kwargs, j.message_id,
+          set_config('synchronous_commit', 'off', true)
+"""
+
+# -- job_unclaim -- the broker refused the batch: its rows wait for the next relay pass.
+JOB_UNCLAIM = """
+UPDATE jobs SET published_at = NULL
+ WHERE id = ANY(%(ids)s::bigint[]) AND state = 'queued' AND message_id = ANY(%(message_ids)s::text[])
 """
 
 
-def publish_due(conn: psycopg.Connection, broker: dramatiq.Broker, batch: int) -> int:
-    """Publish one batch of due jobs; returns how many. Raises (and publishes nothing as far as
-    the ledger knows) when the broker refuses. `conn` must be in autocommit mode."""
+def promote_due(conn: psycopg.Connection, batch: int) -> int:
+    """Scheduled and retrying jobs that came due become queued; returns how many."""
+    return conn.execute(JOB_PROMOTE_DUE, {"batch": batch}).rowcount
+
+
+def publish_due(
+    conn: psycopg.Connection, broker: dramatiq.Broker, batch: int, *, promote: bool = True
+) -> int:
+    """Publish one batch of due jobs (promoting due scheduled/retrying jobs first unless
+    `promote` is false); returns how many. Raises when the broker refuses, after giving the batch
+    back to the ledger. `conn` must be in autocommit mode."""
     if not conn.autocommit:
-        raise ValueError("publish_due needs an autocommit connection (promotions commit first)")
-    conn.execute(JOB_PROMOTE_DUE, {"batch": batch})
-    with conn.transaction():
-        # A publication lost with a crash only means the rows are published again (harmless).
-        conn.execute("SET LOCAL synchronous_commit = off")
-        rows = conn.execute(JOB_CLAIM_PUBLISHABLE, {"batch": batch}).fetchall()
-        declared = broker.get_declared_queues()
-        for job_id, actor, queue, args, kwargs, message_id in rows:
-            if queue not in declared:
-                broker.declare_queue(queue)
-                declared = broker.get_declared_queues()
-            broker.enqueue(
-                dramatiq.Message(
-                    queue_name=queue,
-                    actor_name=actor,
-                    args=tuple(args),
-                    kwargs=kwargs,
-                    options={"job_id": job_id},
-                    message_id=message_id,
-                )
-            )
+        raise ValueError("publish_due needs an autocommit connection (each step commits)")
+    if promote:
+        promote_due(conn, batch)
+    # Not prepared: planned for the table as it is now (workers/ledger.py, HOT_PATH_PLANNING).
+    rows = conn.execute(JOB_CLAIM_PUBLISHABLE, {"batch": batch}, prepare=False).fetchall()
+    if not rows:
+        return 0
+    messages = [job_message(*row[:6]) for row in rows]
+    try:
+        enqueue_all(broker, messages)
+    except Exception:
+        give_back(conn, [r[0] for r in rows], [m.message_id for m in messages])
+        raise
     return len(rows)
+
+
+def job_message(
+    job_id: int, actor: str, queue: str, args: list[Any], kwargs: dict[str, Any], message_id: str
+) -> dramatiq.Message:
+    """The Dramatiq message of one publication of a job (the message id is new each time)."""
+    return dramatiq.Message(
+        queue_name=queue,
+        actor_name=actor,
+        args=tuple(args),
+        kwargs=kwargs,
+        options={"job_id": job_id, "redis_message_id": message_id},
+        message_id=message_id,
+    )
+
+
+def give_back(conn: psycopg.Connection, job_ids: list[int], message_ids: list[str]) -> None:
+    """The broker refused these publications: the rows wait for a relay (woken at once)."""
+    try:
+        with conn.transaction():
+            conn.execute(JOB_UNCLAIM, {"ids": job_ids, "message_ids": message_ids})
+            conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+    except psycopg.Error as exc:
+        count = len(job_ids)
+        logger.warning("%d jobs not given back (%s); the lifeline republishes them", count, _one_line(exc))
+
+
+def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message]) -> None:
+    """Hand messages to the broker; on Redis, the whole batch in one round trip."""
+    declared = broker.get_declared_queues()
+    for queue in {m.queue_name for m in messages} - declared:
+        broker.declare_queue(queue)
+    if isinstance(broker, RedisBroker):
+        send_to_redis(broker.client, broker.namespace, messages)
+    else:
+        for message in messages:
+            broker.enqueue(message)
+
+
+def send_to_redis(client: redis.Redis, namespace: str, messages: Sequence[dramatiq.Message]) -> None:
+    """Dramatiq's Redis broker has no batch enqueue, so this writes, for a whole batch, what its
+    enqueue script writes for one message: the encoded message under its Redis id in the hash
+    `<namespace>:<queue>.msgs`, then the id at the tail of the list `<namespace>:<queue>`.
+    The message id, new at each publication, is the Redis id (`redis_message_id`, which the
+    consumer acknowledges). Tested against Dramatiq's own consumer (tests/integration)."""
+    by_queue: dict[str, dict[str, bytes]] = {}
+    for message in messages:
+        by_queue.setdefault(message.queue_name, {})[message.options["redis_message_id"]] = message.encode()
+    with client.pipeline(transaction=False) as pipe:
+        for queue, encoded in by_queue.items():
+            key = f"{namespace}:{queue}"
+            pipe.hset(f"{key}.msgs", mapping=encoded)  # type: ignore[arg-type]
+            pipe.rpush(key, *encoded)
+        pipe.execute()
 
 
 class Relay(threading.Thread):
@@ -106,13 +172,20 @@ class Relay(threading.Thread):
                 backoff_s = min(backoff_s * 2, 5.0)
 
     def _loop(self, conn: psycopg.Connection) -> None:
+        next_sweep = 0.0
         while not self.stopping.is_set():
-            published = publish_due(conn, self.broker, self.batch)
+            now = time.monotonic()
+            sweep = now >= next_sweep
+            if sweep:
+                next_sweep = now + self.sweep_s
+            published = publish_due(conn, self.broker, self.batch, promote=sweep)
             if published:
                 logger.debug("relay: published %d jobs", published)
             if published < self.batch:
-                # Wait for a NOTIFY (a commit that inserted jobs), or the sweep timer.
-                for _ in conn.notifies(timeout=self.sweep_s, stop_after=1):
+                # Wait for NOTIFYs (commits that inserted jobs; all those received are taken at
+                # once), or the sweep timer.
+                timeout_s = max(0.0, next_sweep - time.monotonic())
+                for _ in conn.notifies(timeout=timeout_s, stop_after=1):
                     pass
 
 

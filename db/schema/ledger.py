@@ -54,9 +54,10 @@ jobs = sa.Table(
 sa.Index(
     "jobs_dedup_lock_key", jobs.c.dedup_lock, unique=True, postgresql_where=jobs.c.dedup_lock.isnot(None)
 )
-# The relay's work: rows not yet handed to the broker, in eta order.
+# The relay's work: rows not yet handed to the broker, per state in eta order (0009).
 sa.Index(
     "jobs_publishable_idx",
+    jobs.c.state,
     jobs.c.eta,
     postgresql_where=sa.text("published_at IS NULL AND state IN ('scheduled', 'queued', 'retrying')"),
 )
@@ -67,7 +68,6 @@ sa.Index("jobs_published_queued_idx", jobs.c.published_at, postgresql_where=sa.t
 # Listing by state (dashboard, CLI), newest first with keyset pagination.
 sa.Index("jobs_state_id_idx", jobs.c.state, jobs.c.id)
 sa.Index("jobs_actor_id_idx", jobs.c.actor, jobs.c.id)
-sa.Index("jobs_enqueued_by_id_idx", jobs.c.enqueued_by, jobs.c.id)
 # Pruning finished rows.
 sa.Index("jobs_finished_at_idx", jobs.c.finished_at, postgresql_where=jobs.c.finished_at.isnot(None))
 # The dashboard's jobs list filters (migration 0007_dashboard).

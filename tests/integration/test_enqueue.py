@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from db import settings
-from tests.support import wait_for
+from tests.conftest import TEST_REDIS_URL
+from tests.support import free_port, wait_for
 from workers import EnqueueError, JobSpec, enqueue, enqueue_many, ledger
 from workers.ledger import StartedAttempt
+
+enqueue_module = importlib.import_module("workers.enqueue")  # the package exports the function
 
 
 def _count(conn: psycopg.Connection, where: str = "true", params: tuple = ()) -> int:
@@ -193,3 +199,63 @@ def test_started_attempt_is_guarded(conn: psycopg.Connection) -> None:
     assert ledger.job_succeed(conn, StartedAttempt(ref.id, 1, 4), "w1")
     assert not ledger.job_succeed(conn, StartedAttempt(ref.id, 1, 4), "w1")  # already final
     assert ledger.job_start(conn, ref.id, "w1", "m3") is None
+
+
+def test_batched_starts_and_successes_are_guarded_per_job(conn: psycopg.Connection) -> None:
+    a, b, c = (enqueue("remember", [name]).id for name in "abc")
+    ledger.job_start(conn, c, "elsewhere", "mc")  # c runs on another worker
+    # Two messages for `a` in one batch (a duplicate publication): one starts, the other skips.
+    started = ledger.job_start_many(conn, "w1", [(a, "ma1"), (a, "ma2"), (b, "mb"), (c, "mc2")])
+    assert sorted(started.values(), key=lambda s: s.job_id) == [
+        StartedAttempt(a, 1, 4),
+        StartedAttempt(b, 1, 4),
+    ]
+    assert len(started) == 2 and "mb" in started and len({"ma1", "ma2"} & set(started)) == 1
+    # Successes: only the attempts this worker runs are recorded, each once.
+    recorded = ledger.job_succeed_many(
+        conn, "w1", [StartedAttempt(a, 1, 4), StartedAttempt(b, 2, 4), StartedAttempt(c, 1, 4)]
+    )
+    assert recorded == {a}
+    states = dict(conn.execute("SELECT id, state FROM jobs WHERE id = ANY(%s)", ([a, b, c],)).fetchall())
+    assert states == {a: "succeeded", b: "running", c: "running"}
+    assert _count_attempts(conn, a) == 1 and _count_attempts(conn, b) == 0
+
+
+def _count_attempts(conn: psycopg.Connection, job_id: int) -> int:
+    return conn.execute("SELECT count(*) FROM job_attempts WHERE job_id = %s", (job_id,)).fetchone()[0]
+
+
+def test_enqueue_outside_a_transaction_sends_the_job_to_redis_at_once(
+    conn: psycopg.Connection, redis_namespace: str
+) -> None:
+    ref = enqueue("remember", ["now"])
+    published, message_id = conn.execute(
+        "SELECT published_at IS NOT NULL, message_id FROM jobs WHERE id = %s", (ref.id,)
+    ).fetchone()
+    assert published and message_id
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    assert client.lrange(f"{redis_namespace}:default", 0, -1) == [message_id.encode()]
+    message = json.loads(client.hget(f"{redis_namespace}:default.msgs", message_id))
+    assert message["actor_name"] == "remember" and message["args"] == ["now"]
+    assert message["options"]["job_id"] == ref.id
+    # In the caller's transaction nothing is sent: the relay publishes after the commit.
+    with conn.transaction():
+        later = enqueue("remember", ["later"], conn=conn)
+    assert conn.execute("SELECT published_at FROM jobs WHERE id = %s", (later.id,)).fetchone()[0] is None
+    assert client.llen(f"{redis_namespace}:default") == 1
+
+
+def test_a_send_refused_by_redis_leaves_the_job_to_the_relay(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    settings.get.cache_clear()
+    monkeypatch.setattr(enqueue_module, "_sending_paused_until", 0.0)
+    ref = enqueue("remember", ["x"])  # no error: the job is in the ledger
+    assert conn.execute("SELECT state, published_at FROM jobs WHERE id = %s", (ref.id,)).fetchone() == (
+        "queued",
+        None,
+    )
+    assert enqueue_module._sending_paused_until > time.monotonic()  # the relay's job for a while
+    second = enqueue("remember", ["y"])
+    assert conn.execute("SELECT published_at FROM jobs WHERE id = %s", (second.id,)).fetchone()[0] is None

@@ -32,8 +32,9 @@ def broker(redis_namespace: str) -> RedisBroker:
 def test_relay_publishes_due_jobs_once(
     conn: psycopg.Connection, broker: RedisBroker, redis_namespace: str
 ) -> None:
-    due = [enqueue("remember", [str(i)]).id for i in range(5)]
-    later = enqueue("remember", ["later"], delay=3600).id
+    # Through the caller's connection, so that the relay publishes them (no send at enqueue).
+    due = [enqueue("remember", [str(i)], conn=conn).id for i in range(5)]
+    later = enqueue("remember", ["later"], delay=3600, conn=conn).id
     assert publish_due(conn, broker, batch=100) == 5
     assert publish_due(conn, broker, batch=100) == 0  # nothing is published twice
     assert _queue_length(redis_namespace) == 5
@@ -41,6 +42,25 @@ def test_relay_publishes_due_jobs_once(
         "SELECT id, state, published_at IS NOT NULL, message_id IS NOT NULL FROM jobs ORDER BY id"
     ).fetchall()
     assert rows == [(i, "queued", True, True) for i in due] + [(later, "scheduled", False, False)]
+
+
+def test_a_published_batch_is_consumed_and_acknowledged_by_dramatiqs_own_consumer(
+    conn: psycopg.Connection, broker: RedisBroker, redis_namespace: str
+) -> None:
+    jobs = {enqueue("remember", [f"m{i}"], conn=conn).id: f"m{i}" for i in range(30)}
+    assert publish_due(conn, broker, batch=100) == 30
+    consumer = broker.consume("default", prefetch=100, timeout=100)
+    received = {}
+    for message in consumer:
+        if message is None:
+            break
+        received[message.options["job_id"]] = message.args[0]
+        consumer.ack(message)
+    consumer.close()
+    assert received == jobs
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    assert client.hlen(f"{redis_namespace}:default.msgs") == 0  # every message acknowledged
+    assert client.llen(f"{redis_namespace}:default") == 0
 
 
 def test_relay_promotes_scheduled_jobs_when_due(conn: psycopg.Connection, broker: RedisBroker) -> None:
@@ -52,7 +72,7 @@ def test_relay_promotes_scheduled_jobs_when_due(conn: psycopg.Connection, broker
 
 def test_broker_down_leaves_jobs_in_the_ledger(conn: psycopg.Connection) -> None:
     dead_broker = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0", namespace="nowhere", middleware=[])
-    job = enqueue("remember", ["x"]).id
+    job = enqueue("remember", ["x"], conn=conn).id
     with pytest.raises(Exception, match=r"(?i)connect"):
         publish_due(conn, dead_broker, batch=10)
     assert conn.execute("SELECT published_at FROM jobs WHERE id = %s", (job,)).fetchone()[0] is None
@@ -135,7 +155,7 @@ def test_lifeline_requeues_jobs_of_silent_workers_and_kills_crash_loops(conn: ps
 
 
 def test_stale_queued_jobs_are_published_again(conn: psycopg.Connection, broker: RedisBroker) -> None:
-    job = enqueue("remember", ["x"]).id
+    job = enqueue("remember", ["x"], conn=conn).id
     publish_due(conn, broker, batch=10)
     assert ledger.republish_stale(conn, after_s=60) == 0
     conn.execute("UPDATE jobs SET published_at = now() - interval '2 minutes' WHERE id = %s", (job,))

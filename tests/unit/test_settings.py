@@ -17,6 +17,15 @@ def test_defaults_point_at_local_servers(monkeypatch: pytest.MonkeyPatch) -> Non
     assert cfg.sqlalchemy_url == "postgresql+psycopg://postgres@127.0.0.1:5432/skyport"
 
 
+def test_web_processes_and_access_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.delenv("SKYPORT_WEB_ACCESS_LOG", raising=False)
+    assert (settings.load().web_concurrency, settings.load().web_access_log) == (1, True)
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("SKYPORT_WEB_ACCESS_LOG", "off")
+    assert (settings.load().web_concurrency, settings.load().web_access_log) == (3, False)
+
+
 def test_amqp_url_selects_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "amqp://guest:guest@127.0.0.1:5672/")
     assert settings.load().broker_kind == "rabbitmq"
@@ -31,6 +40,8 @@ def test_amqp_url_selects_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
         ("REDIS_URL", "redis://", "REDIS_URL has no host"),
         ("SKYPORT_WORKER_THREADS", "many", "SKYPORT_WORKER_THREADS must be a number"),
         ("SKYPORT_WORKER_THREADS", "0", "SKYPORT_WORKER_THREADS must be >= 1"),
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be >= 1"),
+        ("SKYPORT_WEB_ACCESS_LOG", "maybe", "SKYPORT_WEB_ACCESS_LOG must be 1/0"),
     ],
 )
 def test_malformed_values_name_the_variable(
