@@ -52,6 +52,13 @@ def poison(key: str) -> None:
     raise ValueError("poison message: fails every time")
 
 
+@actor(queue_name="default", max_retries=4, min_backoff_s=0.5, max_backoff_s=1)
+def poison_slowly(key: str) -> None:
+    """A poison message whose retries take a few seconds to run out."""
+    record(key)
+    raise ValueError("poison message: fails every time")
+
+
 @actor(queue_name="default", max_retries=5)
 def refuse(key: str) -> None:
     record(key)
@@ -62,6 +69,24 @@ def refuse(key: str) -> None:
 def slow(key: str, seconds: float) -> None:
     record(f"{key}:start")
     time.sleep(seconds)
+    record(f"{key}:done")
+
+
+@actor(queue_name="default", max_retries=3, min_backoff_s=0.2, max_backoff_s=1)
+def step(key: str, seconds: float) -> None:
+    """Works `seconds`, then records its effect: one effect row per successful run."""
+    time.sleep(seconds)
+    record(key)
+
+
+@actor(queue_name="default", max_retries=2, min_backoff_s=0.2, max_backoff_s=0.5, time_limit=1000)
+def overrun_once(key: str, seconds: float) -> None:
+    """Overruns its 1 s time limit the first time (in short sleeps: the limit's exception is only
+    raised between Python bytecodes), then finishes at once."""
+    if record(f"{key}:start") == 1:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
     record(f"{key}:done")
 
 

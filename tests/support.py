@@ -1,9 +1,12 @@
-"""Helpers for tests that run real processes: workers, private Redis servers, polling."""
+"""Helpers for tests that run real processes: workers, private Redis and PostgreSQL servers, polling."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -179,8 +182,101 @@ class PrivateRedis:
         self.stop()
 
 
+def rabbitmq_queues(amqp_url: str) -> list[str]:
+    """The queues of the URL's RabbitMQ virtual host (to see that messages really went through it)."""
+    vhost = amqp_url.rsplit("/", 1)[1]
+    return subprocess.run(
+        ["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name"], capture_output=True, text=True, timeout=60
+    ).stdout.split()
+
+
 def _pings(client: Any) -> bool:
     try:
         return bool(client.ping())
     except Exception:
         return False
+
+
+def postgres_bindir() -> Path | None:
+    """This machine's PostgreSQL server binaries (the newest of /usr/lib/postgresql/*/bin), if any."""
+    found = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin") if (Path(p) / "pg_ctl").exists()]
+    found.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return found[-1] if found else None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb + pg_ctl in a temporary directory, on a free
+    port), for tests that stop and restart it; the shared server is never touched. As root, the
+    server runs as the `postgres` user (PostgreSQL refuses root)."""
+
+    def __init__(self, bindir: Path | None = None) -> None:
+        bindir = bindir or postgres_bindir()
+        if bindir is None:
+            raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
+        self.bindir = bindir
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="skyport-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def _run(self, program: str, *args: str, timeout_s: float = 60) -> None:
+        argv = [str(self.bindir / program), *args]
+        if self._as_postgres:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"{program} {args[-1]} failed: {done.stderr or done.stdout}\n{self.output()}")
+
+    def init(self) -> PrivatePostgres:
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        return self
+
+    def start(self) -> PrivatePostgres:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c full_page_writes=off -c max_connections=100"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m fast` (disconnects every client, checkpoints) or `-m immediate` (a crash)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    def __enter__(self) -> PrivatePostgres:
+        try:
+            return self.init().start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self.running():
+            with contextlib.suppress(Exception):
+                self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)

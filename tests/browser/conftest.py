@@ -47,7 +47,9 @@ def _ensure_chromium() -> None:
             _unavailable(f"{' '.join(command)} failed: {done.stderr[-500:]}")
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an asyncio loop running in the main thread while it
+# is open, and later tests call asyncio.run() there (the payments simulator, the intake batcher).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     _ensure_chromium()
     try:

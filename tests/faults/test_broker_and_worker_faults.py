@@ -3,56 +3,60 @@ and the RabbitMQ broker. Afterwards the database says what happened."""
 
 from __future__ import annotations
 
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 
+import psycopg
 import pytest
 
-from tests.conftest import ON_CI
-from tests.support import PrivateRedis, WorkerProcess, job_states, scalar, wait_for
+from db import settings
+from tests.faults.consistency import check_consistency
+from tests.support import PrivateRedis, WorkerProcess, job_states, rabbitmq_queues, scalar, wait_for
 from workers import JobSpec, enqueue, enqueue_many, ledger
 
 pytestmark = pytest.mark.slow
 
 
-def _each_effect_once(url: str, keys: list[str]) -> None:
-    counts = dict(
-        scalar(
-            url,
-            "SELECT coalesce(array_agg(ARRAY[key, n::text]), '{}') FROM "
-            "(SELECT key, count(*) n FROM effects GROUP BY key) s",
-        )
-        or []
-    )
-    assert sorted(counts) == sorted(keys)
-    assert {k: v for k, v in counts.items() if v != "1"} == {}
+def _use_redis(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """The test process's broker URL: where enqueue() sends jobs (to Redis, right after they commit)."""
+    monkeypatch.setenv("REDIS_URL", url)
+    settings.get.cache_clear()
 
 
-def test_redis_down_at_enqueue_loses_nothing(effects: str) -> None:
+@pytest.mark.timeout(90)
+def test_redis_down_at_enqueue_loses_nothing(effects: str, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [f"down-{i}" for i in range(100)]
     with PrivateRedis() as redis_server, WorkerProcess(env={"REDIS_URL": redis_server.url}) as worker:
+        _use_redis(monkeypatch, redis_server.url)  # the app's enqueue sends to the workers' Redis
         worker.wait_ready(effects)
         redis_server.stop()
-        enqueue_many([JobSpec("remember", [k]) for k in keys])
+        enqueue_many([JobSpec("remember", [k]) for k in keys])  # sending fails: left to the relay
         time.sleep(1)  # the relay tries, fails, and keeps the jobs in the ledger
         assert job_states(effects) == {"queued": 100}
-        assert scalar(effects, "SELECT count(*) FROM jobs WHERE published_at IS NOT NULL") == 0
+        # Each relay attempt claims the rows (marked published) and gives them back when Redis
+        # refuses; between its attempts none is marked published.
+        wait_for(
+            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE published_at IS NOT NULL") == 0,
+            10,
+            what="the relay to give the refused batch back",
+        )
         redis_server.start()  # same port, empty
         wait_for(
             lambda: job_states(effects) == {"succeeded": 100},
             60,
             what=f"all 100 to succeed: {job_states(effects)}\n{worker.output()}",
         )
-    _each_effect_once(effects, keys)
+    check_consistency(effects, effects=dict.fromkeys(keys, 1), effect_actors=["remember"])
 
 
-def test_redis_restarted_empty_after_publishing_still_runs_everything_once(effects: str) -> None:
+@pytest.mark.timeout(90)
+def test_redis_restarted_empty_after_publishing_still_runs_everything_once(
+    effects: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keys = [f"lost-{i}" for i in range(100)]
     env = {"SKYPORT_REPUBLISH_AFTER_S": "2"}
     with PrivateRedis() as redis_server:
         env["REDIS_URL"] = redis_server.url
+        _use_redis(monkeypatch, redis_server.url)
         # A worker that consumes another queue: its relay publishes, nobody takes the jobs.
         with WorkerProcess(env=env, args=["--queues", "other"]) as relay_only:
             relay_only.wait_ready(effects)
@@ -70,9 +74,10 @@ def test_redis_restarted_empty_after_publishing_still_runs_everything_once(effec
                 60,
                 what=f"all 100 to succeed: {job_states(effects)}\n{worker.output()}",
             )
-    _each_effect_once(effects, keys)
+    check_consistency(effects, effects=dict.fromkeys(keys, 1), effect_actors=["remember"])
 
 
+@pytest.mark.timeout(90)
 def test_kill_9_during_a_job_runs_it_again_to_success(effects: str, redis_namespace: str) -> None:
     with WorkerProcess() as worker:
         worker.wait_ready(effects)
@@ -93,10 +98,10 @@ def test_kill_9_during_a_job_runs_it_again_to_success(effects: str, redis_namesp
     with worker_db(effects) as conn:
         history = ledger.get_job(conn, job)["history"]
     assert [h["outcome"] for h in history] == ["lost", "succeeded"]
-    assert scalar(effects, "SELECT count(*) FROM effects WHERE key = 'killed:start'") == 2
-    assert scalar(effects, "SELECT count(*) FROM effects WHERE key = 'killed:done'") == 1
+    check_consistency(effects, effects={"killed:start": 2, "killed:done": 1})
 
 
+@pytest.mark.timeout(150)
 def test_a_job_that_always_kills_its_worker_ends_dead(effects: str, redis_namespace: str) -> None:
     job = enqueue("crash_worker", ["crash"]).id  # max_retries=2: 3 attempts
     deadline = time.monotonic() + 120
@@ -112,32 +117,14 @@ def test_a_job_that_always_kills_its_worker_ends_dead(effects: str, redis_namesp
     with worker_db(effects) as conn:
         detail = ledger.get_job(conn, job)
     assert [h["outcome"] for h in detail["history"]] == ["lost", "lost", "lost"]
-    assert scalar(effects, "SELECT count(*) FROM effects WHERE key = 'crash'") == 3
+    check_consistency(effects, effects={"crash": 3})
 
 
-@pytest.fixture
-def rabbitmq_url() -> Iterator[str]:
-    """A RabbitMQ virtual host of this test's own (queue names are global per vhost)."""
-    vhost = f"skyport-test-{uuid.uuid4().hex[:8]}"
-    try:
-        subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True, timeout=60)
-        subprocess.run(
-            ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        if ON_CI:
-            pytest.fail(f"RabbitMQ is not available: {exc}")
-        pytest.skip(f"RabbitMQ is not available: {exc}")
-    try:
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    finally:
-        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
-
-
-def test_rabbitmq_broker_runs_retries_and_buries_jobs(effects: str, rabbitmq_url: str) -> None:
+@pytest.mark.timeout(90)
+def test_rabbitmq_broker_runs_retries_and_buries_jobs(
+    effects: str, rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _use_redis(monkeypatch, rabbitmq_url)  # the app's broker too (its jobs then go by the relay)
     with WorkerProcess(env={"REDIS_URL": rabbitmq_url}) as worker:
         worker.wait_ready(effects)
         ok = enqueue("remember", ["rabbit-ok"]).id
@@ -149,20 +136,50 @@ def test_rabbitmq_broker_runs_retries_and_buries_jobs(effects: str, rabbitmq_url
                 40,
                 what=f"job {job} to be {state}\n{worker.output()}",
             )
-        vhost = rabbitmq_url.rsplit("/", 1)[1]
-        queues = subprocess.run(
-            ["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout.split()
-        assert "default" in queues  # the messages really went through RabbitMQ
+        assert "default" in rabbitmq_queues(rabbitmq_url)  # the messages really went through RabbitMQ
     with worker_db(effects) as conn:
         assert [h["outcome"] for h in ledger.get_job(conn, flaky)["history"]] == ["failed", "succeeded"]
         assert [h["outcome"] for h in ledger.get_job(conn, poison)["history"]] == ["failed"] * 3
+    check_consistency(effects, effects={"rabbit-ok": 1, "rabbit-flaky": 2, "rabbit-poison": 3})
 
 
-def worker_db(url: str):
-    import psycopg
+@pytest.mark.timeout(90)
+def test_rabbitmq_kill_9_during_jobs_runs_each_again_once(
+    effects: str, rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _use_redis(monkeypatch, rabbitmq_url)
+    env = {"REDIS_URL": rabbitmq_url}
+    keys = [f"rabbit-slow-{i}" for i in range(4)]  # 2 threads: two run, two wait prefetched (unacked)
+    with WorkerProcess(threads=2, env=env) as worker:
+        worker.wait_ready(effects)
+        refs = enqueue_many([JobSpec("slow", [k], {"seconds": 2}) for k in keys])
+        jobs = {k: ref.id for k, ref in zip(keys, refs, strict=True)}
+        wait_for(
+            lambda: (
+                scalar(effects, "SELECT count(*) FROM effects WHERE key LIKE 'rabbit-slow-%%:start'") == 2
+            ),
+            20,
+            what=f"two jobs to start\n{worker.output()}",
+        )
+        worker.kill()  # RabbitMQ hands the dead connection's unacked messages out again
+    killed = [
+        k for k in keys if scalar(effects, "SELECT state FROM jobs WHERE id = %s", (jobs[k],)) == "running"
+    ]
+    assert len(killed) == 2
+    with WorkerProcess(threads=2, env=env) as worker:
+        wait_for(
+            lambda: job_states(effects) == {"succeeded": 4},
+            40,
+            what=f"every job to succeed: {job_states(effects)}\n{worker.output()}",
+        )
+        assert "default" in rabbitmq_queues(rabbitmq_url)
+    with worker_db(effects) as conn:
+        outcomes = {k: [h["outcome"] for h in ledger.get_job(conn, jobs[k])["history"]] for k in keys}
+    # The two cut short: recovered by the lifeline, run again (their redelivered messages skipped).
+    assert outcomes == {k: ["lost", "succeeded"] if k in killed else ["succeeded"] for k in keys}
+    starts = {f"{k}:start": 2 if k in killed else 1 for k in keys}
+    check_consistency(effects, effects={**starts, **{f"{k}:done": 1 for k in keys}})
 
+
+def worker_db(url: str) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True)
