@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -52,17 +51,7 @@ def create_app() -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[
-            Middleware(
-                SessionMiddleware,
-                secret_key=web.secret_key(cfg),
-                session_cookie="skyport_session",
-                max_age=web.DEFAULT_SESSION_MAX_AGE_S,
-                same_site="lax",
-                https_only=False,
-            ),
-            Middleware(web.LoginGate),
-        ],
+        middleware=[Middleware(web.DashboardGate, secret_key=web.secret_key(cfg))],
         exception_handlers={HTTPException: web.http_error, web.Repeated: web.repeated},
     )
     app.state.users = auth.parse_users(cfg.dashboard_users)

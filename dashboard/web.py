@@ -17,18 +17,22 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashboard import auth
 from db import pool, settings
 
 logger = logging.getLogger("skyport.dashboard")
 HERE = Path(__file__).resolve().parent
-# Paths reachable without a login (health probes, metrics, webhooks, the login itself, static files).
-PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/", "/login", "/api/login", "/static/")
+# Paths of machine clients (probes, Prometheus, payment gateways): no session, no login, no page headers.
+MACHINE_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/")
+# Paths reachable without a login (the machine paths, the login itself, static files).
+PUBLIC_PREFIXES = (*MACHINE_PREFIXES, "/login", "/api/login", "/static/")
 # Session cookie lifetime in seconds.
 DEFAULT_SESSION_MAX_AGE_S = 12 * 3600
 # Request ids of state changes remembered per web process (double-click protection).
@@ -92,23 +96,54 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-class LoginGate(BaseHTTPMiddleware):
-    """No page or API call without a login: pages redirect to /login, the API answers 401."""
+class DashboardGate:
+    """The session and the login, for the dashboard only (a pure ASGI middleware: no task, stream
+    or Request per machine request). Probes, metrics and webhooks (MACHINE_PREFIXES) go straight to
+    the app, without a session cookie or security headers. Every other path gets the session; pages
+    and API calls outside PUBLIC_PREFIXES need a login (pages redirect to /login, the API answers
+    401); responses carry SECURITY_HEADERS."""
 
-    async def dispatch(self, request: Request, call_next: Callable) -> Response:
-        path = request.url.path
+    def __init__(self, app: ASGIApp, *, secret_key: str) -> None:
+        self.app = app
+        self.dashboard = SessionMiddleware(
+            self._login_gate,
+            secret_key=secret_key,
+            session_cookie="skyport_session",
+            max_age=DEFAULT_SESSION_MAX_AGE_S,
+            same_site="lax",
+            https_only=False,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(MACHINE_PREFIXES):
+            await self.app(scope, receive, send)
+        else:
+            await self.dashboard(scope, receive, send)
+
+    async def _login_gate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
         if path == "/" or not path.startswith(PUBLIC_PREFIXES):
+            request = Request(scope)
             user = auth.current_user(request)
             if user is None:
-                if is_api(request):
-                    return ApiResponse({"error": "login required (POST /api/login)"}, status_code=401)
-                target = quote(path + (f"?{request.url.query}" if request.url.query else ""), safe="")
-                return RedirectResponse(f"/login?next={target}", status_code=303)
-            request.state.user = user
-        response = await call_next(request)
-        if not path.startswith(("/healthz", "/readyz", "/metrics", "/webhooks/")):
-            response.headers.update(SECURITY_HEADERS)
-        return response
+                await _login_required(request)(scope, receive, send)
+                return
+            request.state.user = user  # kept in the scope: the endpoint's Request sees it
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(SECURITY_HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _login_required(request: Request) -> Response:
+    if is_api(request):
+        return ApiResponse({"error": "login required (POST /api/login)"}, status_code=401)
+    path, query = request.url.path, request.url.query
+    target = quote(path + (f"?{query}" if query else ""), safe="")
+    return RedirectResponse(f"/login?next={target}", status_code=303)
 
 
 async def db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -202,6 +237,6 @@ def safe_next(url: str | None, default: str = "/") -> str:
 async def http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "error")
-    if is_api(request) or not hasattr(request, "session"):
+    if is_api(request) or "session" not in request.scope:  # machine paths have no session
         return ApiResponse({"error": detail}, status_code=status)
     return render(request, "error.html", status_code=status, status=status, detail=detail)

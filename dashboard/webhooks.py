@@ -8,14 +8,17 @@ Outside the dashboard login: the signature is the authentication.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from dashboard.batches import DEFAULT_WRITERS, LoopBatcher
 from db import pool, settings
 from jobs.payments.events import (
     SIGNATURE_HEADER,
@@ -25,7 +28,7 @@ from jobs.payments.events import (
     parse_event,
     verify_signature,
 )
-from jobs.payments.inbox import Received, receive
+from jobs.payments.inbox import Received, receive_many
 
 logger = logging.getLogger("skyport.webhooks")
 
@@ -52,9 +55,44 @@ def _error(status: int, error: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": error, **extra}, status_code=status)
 
 
-def _store(provider: str, event: PaymentEvent, body: bytes) -> Received:
+Delivery = tuple[str, PaymentEvent, bytes]  # provider, event, raw body
+
+# Threads of the intake's batches (shared by the event loops of this process; one, but for tests).
+_executor: ThreadPoolExecutor | None = None
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBatcher[Delivery, Received]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def store_deliveries(deliveries: list[Delivery]) -> list[Received | BaseException]:
+    """A batch of accepted deliveries in one transaction; when one body is refused by the database
+    (psycopg.DataError, e.g. a \\u0000 that jsonb refuses), each is stored on its own, so that only
+    that request gets the error."""
     with pool.connection() as conn:
-        return receive(conn, provider, event, body)
+        try:
+            return list(receive_many(conn, deliveries))
+        except psycopg.DataError:
+            if len(deliveries) == 1:
+                raise
+        results: list[Received | BaseException] = []
+        for delivery in deliveries:
+            try:
+                results.append(receive_many(conn, [delivery])[0])
+            except psycopg.DataError as exc:
+                results.append(exc)
+        return results
+
+
+def _intake() -> LoopBatcher[Delivery, Received]:
+    """This event loop's batcher of deliveries (dashboard/batches.py)."""
+    global _executor
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(DEFAULT_WRITERS, thread_name_prefix="webhook-intake")
+        batcher = _batchers[loop] = LoopBatcher(store_deliveries, _executor)
+    return batcher
 
 
 async def payment_webhook(request: Request) -> JSONResponse:
@@ -78,7 +116,7 @@ async def payment_webhook(request: Request) -> JSONResponse:
     except EventError as exc:
         return _error(400, "invalid event", field=exc.field, detail=exc.message)
     try:
-        received = await run_in_threadpool(_store, provider, event, body)
+        received = await _intake().submit((provider, event, body))
     except psycopg.DataError as exc:  # e.g. a \u0000 in a string, which jsonb refuses
         return _error(400, "invalid event", field="body", detail=str(exc).splitlines()[0])
     if received.duplicate:

@@ -37,6 +37,8 @@ TARGET_STATUS = {
 _RANK = {"pending": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2, "refunded": 3}
 # How long an event for an unknown shipment (or an early refund) waits when the caller says nothing.
 DEFAULT_UNMATCHED_AFTER_S = 900.0
+# Transactions one event gets when its guarded writes keep finding the payment changed meanwhile.
+CONFLICT_ATTEMPTS = 3
 
 
 class Outcome(StrEnum):
@@ -54,69 +56,86 @@ class Result:
     reason: str | None = None
 
 
-# -- payment_event_lock -- the event row, locked for the whole processing transaction.
+# -- payment_event_lock -- the event, its shipment and its payment, locked in that order for the whole
+# processing transaction, in one statement: the shipment (primary key) only while the event is open, the
+# payment (payment_transactions_idempotency_key_key) only when the shipment exists. Money on a shipment
+# moves only under its lock.
 PAYMENT_EVENT_LOCK = """
-SELECT id, provider, event_id, status, payload::text AS payload,
-       now() - greatest(received_at, replayed_at) > make_interval(secs => %(unmatched_after_s)s)
-           AS window_passed
-  FROM payment_events WHERE id = %(id)s
-   FOR UPDATE
+WITH event AS MATERIALIZED (
+    SELECT id, provider, status, payload::text AS payload, shipment_id, idempotency_key,
+           now() - greatest(received_at, replayed_at) > make_interval(secs => %(unmatched_after_s)s)
+               AS window_passed
+      FROM payment_events WHERE id = %(id)s
+       FOR UPDATE),
+ship AS MATERIALIZED (
+    SELECT shipment_id, total_cost, amount_paid, currency, payment_status
+      FROM shipments
+     WHERE shipment_id = (SELECT shipment_id FROM event WHERE status IN ('received', 'processing'))
+       FOR UPDATE),
+txn AS MATERIALIZED (
+    SELECT transaction_id, shipment_id, amount, currency, transaction_type, transaction_status
+      FROM payment_transactions
+     WHERE idempotency_key = (SELECT idempotency_key FROM event WHERE EXISTS (SELECT FROM ship))
+       FOR UPDATE)
+SELECT event.*,
+       ship.shipment_id IS NOT NULL AS ship_found, ship.total_cost AS ship_total_cost,
+       ship.amount_paid AS ship_amount_paid, ship.currency AS ship_currency,
+       ship.payment_status AS ship_payment_status,
+       txn.transaction_id AS txn_transaction_id, txn.shipment_id AS txn_shipment_id, txn.amount AS txn_amount,
+       txn.currency AS txn_currency, txn.transaction_type AS txn_transaction_type,
+       txn.transaction_status AS txn_transaction_status
+  FROM event LEFT JOIN ship ON true LEFT JOIN txn ON true
 """
 
-# -- shipment_lock_for_payment -- money on a shipment moves only under this lock (primary key).
-SHIPMENT_LOCK_FOR_PAYMENT = """
-SELECT shipment_id, total_cost, amount_paid, currency, payment_status
-  FROM shipments WHERE shipment_id = %(shipment_id)s
-   FOR UPDATE
+# -- payment_event_apply -- an applied event's writes in one statement: the payment (created when
+# `transaction_id` is NULL, else moved from the status it is `expected` to have), the shipment's
+# amounts (when `move_shipment`; guarded by the amount it is expected to have: we hold its lock), and
+# the event's outcome. Returns the rows the payment and the shipment parts changed: anything but one
+# each (the shipment: when moved) is a conflict, and the caller rolls the transaction back.
+PAYMENT_EVENT_APPLY = """
+WITH created AS (
+    INSERT INTO payment_transactions (shipment_id, idempotency_key, external_transaction_id, amount, currency,
+                                      transaction_type, payment_method, transaction_status, gateway_provider,
+                                      gateway_response, processed_at, failed_reason)
+    SELECT %(shipment_id)s, %(key)s, %(external_id)s, %(amount)s, %(currency)s, 'payment', %(method)s,
+           %(status)s::varchar, %(provider)s, %(response)s::jsonb,
+           CASE WHEN %(status)s::varchar IN ('completed', 'failed') THEN LOCALTIMESTAMP END, %(failed_reason)s
+     WHERE %(transaction_id)s::uuid IS NULL
+        ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING 1),
+moved AS (
+    UPDATE payment_transactions
+       SET transaction_status = %(status)s::varchar,
+           external_transaction_id = coalesce(%(external_id)s, external_transaction_id),
+           payment_method = coalesce(%(method)s, payment_method),
+           gateway_provider = %(provider)s,
+           gateway_response = %(response)s::jsonb,
+           processed_at = CASE WHEN %(status)s::varchar IN ('completed', 'failed') THEN LOCALTIMESTAMP
+                               ELSE processed_at END,
+           failed_reason = coalesce(%(failed_reason)s, failed_reason),
+           updated_at = LOCALTIMESTAMP
+     WHERE transaction_id = %(transaction_id)s::uuid AND transaction_status = %(expected)s
+    RETURNING 1),
+shipment AS (
+    UPDATE shipments
+       SET amount_paid = amount_paid + %(delta)s,
+           amount_due = CASE WHEN total_cost IS NULL THEN amount_due
+                             ELSE total_cost - (amount_paid + %(delta)s) END,
+           payment_status = %(payment_status)s,
+           updated_at = LOCALTIMESTAMP
+     WHERE %(move_shipment)s AND shipment_id = %(shipment_id)s AND amount_paid = %(expected_paid)s
+    RETURNING 1),
+finished AS (
+    UPDATE payment_events
+       SET status = 'applied', error = NULL, attempts = attempts + 1, processed_at = now()
+     WHERE id = %(id)s AND status IN ('received', 'processing')
+    RETURNING 1)
+SELECT (SELECT count(*) FROM created) + (SELECT count(*) FROM moved) AS payment_rows,
+       (SELECT count(*) FROM shipment) AS shipment_rows
 """
 
-# -- payment_transaction_lock -- the payment by its idempotency key
-# (payment_transactions_idempotency_key_key).
-PAYMENT_TRANSACTION_LOCK = """
-SELECT transaction_id, shipment_id, amount, currency, transaction_type, transaction_status
-  FROM payment_transactions WHERE idempotency_key = %(key)s
-   FOR UPDATE
-"""
-
-# -- payment_transaction_insert -- the first event of a payment creates it.
-PAYMENT_TRANSACTION_INSERT = """
-INSERT INTO payment_transactions (shipment_id, idempotency_key, external_transaction_id, amount, currency,
-                                  transaction_type, payment_method, transaction_status, gateway_provider,
-                                  gateway_response, processed_at, failed_reason)
-VALUES (%(shipment_id)s, %(key)s, %(external_id)s, %(amount)s, %(currency)s, 'payment', %(method)s,
-        %(status)s::varchar, %(provider)s, %(response)s::jsonb,
-        CASE WHEN %(status)s::varchar IN ('completed', 'failed') THEN LOCALTIMESTAMP END, %(failed_reason)s)
-    ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING transaction_id
-"""
-
-# -- payment_transaction_transition -- guarded by the status it expects.
-PAYMENT_TRANSACTION_TRANSITION = """
-UPDATE payment_transactions
-   SET transaction_status = %(status)s::varchar,
-       external_transaction_id = coalesce(%(external_id)s, external_transaction_id),
-       payment_method = coalesce(%(method)s, payment_method),
-       gateway_provider = %(provider)s,
-       gateway_response = %(response)s::jsonb,
-       processed_at = CASE WHEN %(status)s::varchar IN ('completed', 'failed') THEN LOCALTIMESTAMP
-                           ELSE processed_at END,
-       failed_reason = coalesce(%(failed_reason)s, failed_reason),
-       updated_at = LOCALTIMESTAMP
- WHERE transaction_id = %(transaction_id)s AND transaction_status = %(expected)s
-"""
-
-# -- shipment_apply_payment -- the delta, guarded by the amount it expects (we hold the lock).
-SHIPMENT_APPLY_PAYMENT = """
-UPDATE shipments
-   SET amount_paid = amount_paid + %(delta)s,
-       amount_due = CASE WHEN total_cost IS NULL THEN amount_due
-                         ELSE total_cost - (amount_paid + %(delta)s) END,
-       payment_status = %(payment_status)s,
-       updated_at = LOCALTIMESTAMP
- WHERE shipment_id = %(shipment_id)s AND amount_paid = %(expected_paid)s
-"""
-
-# -- payment_event_finish -- the event's outcome (it is locked: no one else writes it now).
+# -- payment_event_finish -- the outcome of an event that changes no money (it is locked: no one
+# else writes it now).
 PAYMENT_EVENT_FINISH = """
 UPDATE payment_events
    SET status = %(status)s::varchar, error = %(error)s, attempts = attempts + 1,
@@ -134,7 +153,23 @@ def process_event(
     conn: psycopg.Connection, event_pk: int, *, unmatched_after_s: float = DEFAULT_UNMATCHED_AFTER_S
 ) -> Result:
     """Process one inbox event in one transaction; returns what happened. Safe to call any
-    number of times: an event already processed changes nothing."""
+    number of times: an event already processed changes nothing.
+
+    Two statements between BEGIN and COMMIT: the locks (PAYMENT_EVENT_LOCK), then the writes
+    (PAYMENT_EVENT_APPLY, or only the outcome: PAYMENT_EVENT_FINISH). The locks' statement reads
+    the payment with the snapshot it started with: a payment another transaction created while
+    this one waited for the shipment's lock is not seen, the guarded writes then change nothing,
+    and the event starts over in a new transaction (which sees it)."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return _process_once(conn, event_pk, unmatched_after_s)
+        except ProcessingConflict:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _process_once(conn: psycopg.Connection, event_pk: int, unmatched_after_s: float) -> Result:
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             PAYMENT_EVENT_LOCK, {"id": event_pk, "unmatched_after_s": unmatched_after_s}
@@ -143,29 +178,42 @@ def process_event(
             return Result(Outcome.DONE_BEFORE, f"no payment event {event_pk}")
         if row["status"] in FINAL_EVENT_STATUSES:
             return Result(Outcome.DONE_BEFORE, f"already {row['status']}")
-        result = _decide_and_apply(cur, row)
+        result, writes = _decide(row)
+        if writes is not None:
+            payment_rows, shipment_rows = (
+                cur.execute(PAYMENT_EVENT_APPLY, {**writes, "id": event_pk}).fetchone().values()
+            )
+            if payment_rows != 1:
+                raise ProcessingConflict(f"payment {writes['key']!r} was created or changed concurrently")
+            if shipment_rows != (1 if writes["move_shipment"] else 0):
+                raise ProcessingConflict(f"shipment {writes['shipment_id']} changed under its lock")
+            return result
         if result.outcome is Outcome.WAITING and row["window_passed"]:
             result = Result(Outcome.UNMATCHED, f"{result.reason}; gave up after {unmatched_after_s:.0f}s")
         cur.execute(
-            PAYMENT_EVENT_FINISH,
-            {"id": event_pk, "status": str(result.outcome), "error": result.reason},
+            PAYMENT_EVENT_FINISH, {"id": event_pk, "status": str(result.outcome), "error": result.reason}
         )
         return result
 
 
-def _decide_and_apply(cur: psycopg.Cursor, row: dict[str, Any]) -> Result:
+def _decide(row: dict[str, Any]) -> tuple[Result, dict[str, Any] | None]:
+    """The outcome of an open event given its locked shipment and payment (PAYMENT_EVENT_LOCK's
+    row), and the parameters of PAYMENT_EVENT_APPLY when it applies. No SQL here."""
+    ship = _prefixed(row, "ship_") if row["ship_found"] else None
+    txn = _prefixed(row, "txn_") if row["txn_transaction_id"] is not None else None
     try:
         event = parse_document(json.loads(row["payload"], parse_float=Decimal))
     except (EventError, ValueError) as exc:  # stored before a contract change: refuse it visibly
-        return Result(Outcome.REJECTED, f"invalid event: {exc}")
-    ship = cur.execute(SHIPMENT_LOCK_FOR_PAYMENT, {"shipment_id": event.shipment_id}).fetchone()
-    if ship is None:
-        return Result(Outcome.WAITING, f"shipment {event.shipment_id} not found")
-    if ship["currency"] is not None and ship["currency"] != event.currency:
+        return Result(Outcome.REJECTED, f"invalid event: {exc}"), None
+    if event.shipment_id != row["shipment_id"] or event.idempotency_key != row["idempotency_key"]:
         return Result(
-            Outcome.REJECTED, f"currency {event.currency} differs from the shipment's ({ship['currency']})"
-        )
-    txn = cur.execute(PAYMENT_TRANSACTION_LOCK, {"key": event.idempotency_key}).fetchone()
+            Outcome.REJECTED, "the payload's shipment or idempotency key differs from the row's"
+        ), None
+    if ship is None:
+        return Result(Outcome.WAITING, f"shipment {event.shipment_id} not found"), None
+    if ship["currency"] is not None and ship["currency"] != event.currency:
+        reason = f"currency {event.currency} differs from the shipment's ({ship['currency']})"
+        return Result(Outcome.REJECTED, reason), None
     if txn is not None and (
         txn["shipment_id"] != event.shipment_id
         or txn["amount"] != event.amount
@@ -175,25 +223,25 @@ def _decide_and_apply(cur: psycopg.Cursor, row: dict[str, Any]) -> Result:
             Outcome.REJECTED,
             f"idempotency key {event.idempotency_key!r} belongs to another payment "
             f"({txn['transaction_id']}: {txn['amount']} {txn['currency']} on shipment {txn['shipment_id']})",
-        )
+        ), None
     current = txn["transaction_status"] if txn is not None else None
     target = TARGET_STATUS[event.type]
 
     if target == "refunded":
         if current in (None, "pending", "processing"):
-            return Result(
-                Outcome.WAITING, f"refund before its payment completed (payment is {current or 'unknown'})"
-            )
+            reason = f"refund before its payment completed (payment is {current or 'unknown'})"
+            return Result(Outcome.WAITING, reason), None
         if current in ("failed", "cancelled"):
-            return Result(Outcome.REJECTED, f"refund of a payment that is {current}: nothing was paid")
+            return Result(Outcome.REJECTED, f"refund of a payment that is {current}: nothing was paid"), None
         if current == "refunded":
-            return Result(Outcome.IGNORED, "payment already refunded")
+            return Result(Outcome.IGNORED, "payment already refunded"), None
         delta = -event.amount
     else:
         if current is not None and (
             current in ("completed", "failed", "cancelled", "refunded") or _RANK[target] <= _RANK[current]
         ):
-            return Result(Outcome.IGNORED, f"late or repeated {event.type}: the payment is already {current}")
+            reason = f"late or repeated {event.type}: the payment is already {current}"
+            return Result(Outcome.IGNORED, reason), None
         delta = event.amount if target == "completed" else Decimal(0)
 
     paid = ship["amount_paid"]
@@ -203,9 +251,12 @@ def _decide_and_apply(cur: psycopg.Cursor, row: dict[str, Any]) -> Result:
             Outcome.REJECTED,
             f"{event.amount} would bring shipment {event.shipment_id} to {paid + delta} paid "
             f"of a total of {total if total is not None else 'NULL (no total yet)'}",
-        )
+        ), None
 
-    params = {
+    new_status = _payment_status(ship["payment_status"], paid + delta, total, target)
+    writes = {
+        "transaction_id": txn["transaction_id"] if txn is not None else None,
+        "expected": current,
         "key": event.idempotency_key,
         "shipment_id": event.shipment_id,
         "external_id": event.transaction_id,
@@ -216,32 +267,16 @@ def _decide_and_apply(cur: psycopg.Cursor, row: dict[str, Any]) -> Result:
         "provider": row["provider"],
         "response": row["payload"],
         "failed_reason": event.failure_reason if target == "failed" else None,
+        "move_shipment": delta != 0 or new_status != ship["payment_status"],
+        "delta": delta,
+        "payment_status": new_status,
+        "expected_paid": paid,
     }
-    if txn is None:
-        if cur.execute(PAYMENT_TRANSACTION_INSERT, params).fetchone() is None:
-            raise ProcessingConflict(f"payment {event.idempotency_key!r} was created concurrently")
-    else:
-        cur.execute(
-            PAYMENT_TRANSACTION_TRANSITION,
-            {**params, "transaction_id": txn["transaction_id"], "expected": current},
-        )
-        if cur.rowcount != 1:
-            raise ProcessingConflict(f"payment {event.idempotency_key!r} changed concurrently")
+    return Result(Outcome.APPLIED, None), writes
 
-    new_status = _payment_status(ship["payment_status"], paid + delta, total, target)
-    if delta != 0 or new_status != ship["payment_status"]:
-        cur.execute(
-            SHIPMENT_APPLY_PAYMENT,
-            {
-                "delta": delta,
-                "payment_status": new_status,
-                "shipment_id": event.shipment_id,
-                "expected_paid": paid,
-            },
-        )
-        if cur.rowcount != 1:
-            raise ProcessingConflict(f"shipment {event.shipment_id} changed under its lock")
-    return Result(Outcome.APPLIED, None)
+
+def _prefixed(row: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
 
 
 def _payment_status(current: str | None, paid: Decimal, total: Decimal | None, target: str) -> str:

@@ -5,6 +5,7 @@ the unique key and changes nothing. Ops functions for the dashboard live here to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from jobs.payments.events import PaymentEvent
-from workers import enqueue
+from workers import JobSpec, enqueue, enqueue_many
 
 # The actor that processes one inbox event (jobs/payments/actors.py).
 PROCESS_ACTOR = "process_payment_event"
@@ -28,42 +29,67 @@ class Received:
     duplicate: bool
 
 
-# -- payment_event_insert -- the unique key (provider, event_id) makes a duplicate a no-op.
+# -- payment_event_insert -- a batch of events in one statement; the unique key (provider, event_id)
+# makes an event already received, or a second copy in the same batch, return no row.
 PAYMENT_EVENT_INSERT = """
 INSERT INTO payment_events (provider, event_id, event_type, payload, shipment_id, idempotency_key, created_at)
-VALUES (%(provider)s, %(event_id)s, %(event_type)s, %(payload)s::jsonb, %(shipment_id)s, %(idempotency_key)s,
-        to_timestamp(%(created)s))
+SELECT e.provider, e.event_id, e.event_type, e.payload, e.shipment_id, e.idempotency_key,
+       to_timestamp(e.created)
+  FROM unnest(%(provider)s::varchar[], %(event_id)s::varchar[], %(event_type)s::varchar[],
+              %(payload)s::jsonb[], %(shipment_id)s::uuid[], %(idempotency_key)s::varchar[],
+              %(created)s::bigint[])
+       WITH ORDINALITY AS e(provider, event_id, event_type, payload, shipment_id, idempotency_key,
+                            created, ord)
+ ORDER BY e.ord
     ON CONFLICT (provider, event_id) DO NOTHING
-RETURNING id
+RETURNING id, provider, event_id
 """
 
 
 def receive(conn: psycopg.Connection, provider: str, event: PaymentEvent, body: bytes) -> Received:
     """Store an event (its raw body) and enqueue its processing job, atomically; a duplicate
     changes nothing."""
+    return receive_many(conn, [(provider, event, body)])[0]
+
+
+def receive_many(
+    conn: psycopg.Connection, events: Sequence[tuple[str, PaymentEvent, bytes]]
+) -> list[Received]:
+    """Store events (provider, event, raw body) and enqueue the processing jobs of the new ones, in
+    one transaction: one statement for the events, one for their jobs (per provider). A duplicate,
+    of an event received before or earlier in the same batch, changes nothing."""
+    columns: dict[str, list[Any]] = {
+        "provider": [],
+        "event_id": [],
+        "event_type": [],
+        "payload": [],
+        "shipment_id": [],
+        "idempotency_key": [],
+        "created": [],
+    }
+    for provider, event, body in events:
+        columns["provider"].append(provider)
+        columns["event_id"].append(event.id)
+        columns["event_type"].append(event.type)
+        columns["payload"].append(body.decode())
+        columns["shipment_id"].append(event.shipment_id)
+        columns["idempotency_key"].append(event.idempotency_key)
+        columns["created"].append(event.created)
     with conn.transaction():
-        row = conn.execute(
-            PAYMENT_EVENT_INSERT,
-            {
-                "provider": provider,
-                "event_id": event.id,
-                "event_type": event.type,
-                "payload": body.decode(),
-                "shipment_id": event.shipment_id,
-                "idempotency_key": event.idempotency_key,
-                "created": event.created,
-            },
-        ).fetchone()
-        if row is None:
-            return Received(None, True)
-        enqueue(
-            PROCESS_ACTOR,
-            args=[row[0]],
-            dedup_key=dedup_key(provider, event.id),
-            conn=conn,
-            enqueued_by=f"webhook:{provider}",
-        )
-        return Received(row[0], False)
+        stored = {
+            (provider, event_id): pk for pk, provider, event_id in conn.execute(PAYMENT_EVENT_INSERT, columns)
+        }
+        received: list[Received] = []
+        jobs: dict[str, list[JobSpec]] = {}
+        for provider, event, _ in events:
+            pk = stored.pop((provider, event.id), None)  # popped: a second copy in the batch is a duplicate
+            received.append(Received(pk, pk is None))
+            if pk is not None:
+                spec = JobSpec(PROCESS_ACTOR, args=[pk], dedup_key=dedup_key(provider, event.id))
+                jobs.setdefault(provider, []).append(spec)
+        for provider, specs in jobs.items():
+            enqueue_many(specs, conn=conn, enqueued_by=f"webhook:{provider}")
+    return received
 
 
 # ---- ops (the dashboard calls these) -----------------------------------------------------------

@@ -8,19 +8,19 @@ idempotency key); some succeeded payments are later refunded. The expected final
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
+from jobs.payments.delivery import Connection, Endpoint, ProtocolError
 from jobs.payments.events import signature_header
 
 # Demo shipments' totals are drawn between these (USD).
@@ -252,44 +252,52 @@ def post_events(
     timeout_s: float = 30.0,
 ) -> PostStats:
     """Sign and POST every body to `<url>/webhooks/payments/<provider>`; `rate` events/s (0: as fast
-    as the server answers, with `concurrency` requests in flight)."""
-    import httpx
+    as the server answers, with `concurrency` requests in flight on as many keep-alive connections).
+    Each body is signed just before it is sent. Runs an event loop of its own (call it from
+    synchronous code, any thread)."""
+    endpoint = Endpoint.parse(f"{url.rstrip('/')}/webhooks/payments/{provider}")
+    return asyncio.run(_post_all(endpoint, secrets, list(bodies), rate, max(1, concurrency), timeout_s))
 
-    endpoint = f"{url.rstrip('/')}/webhooks/payments/{provider}"
+
+async def _post_all(
+    endpoint: Endpoint,
+    secrets: str | list[str],
+    bodies: list[dict[str, Any]],
+    rate: float,
+    concurrency: int,
+    timeout_s: float,
+) -> PostStats:
     stats = PostStats()
-    lock = threading.Lock()
     start = time.monotonic()
-    local = threading.local()
+    pending = iter(enumerate(bodies))  # shared by the senders (one event loop: no lock needed)
 
-    def client() -> httpx.Client:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=timeout_s)
-        return local.client
-
-    def send(index_body: tuple[int, dict[str, Any]]) -> None:
-        index, body = index_body
-        if rate > 0:
-            delay = start + index / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        raw = json.dumps(body).encode()
-        headers = {"Skyport-Signature": signature_header(secrets, raw), "Content-Type": "application/json"}
-        t0 = time.perf_counter()
+    async def sender() -> None:
+        connection = Connection(endpoint)
         try:
-            response = client().post(endpoint, content=raw, headers=headers)
-            status = response.status_code
-            error = None if status == 200 else f"{status}: {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            status, error = 0, f"{type(exc).__name__}: {exc}"
-        latency = time.perf_counter() - t0
-        with lock:
-            stats.statuses[status] = stats.statuses.get(status, 0) + 1
-            stats.latencies_s.append(latency)
-            if error and len(stats.errors) < 20:
-                stats.errors.append(error)
+            for index, body in pending:
+                if rate > 0:
+                    delay = start + index / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                raw = json.dumps(body).encode()
+                headers = {
+                    "Skyport-Signature": signature_header(secrets, raw),
+                    "Content-Type": "application/json",
+                }
+                t0 = time.perf_counter()
+                try:
+                    status, answer = await asyncio.wait_for(connection.post(raw, headers), timeout_s)
+                    error = None if status == 200 else f"{status}: {answer[:200].decode(errors='replace')}"
+                except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError, ValueError) as exc:
+                    status, error = 0, f"{type(exc).__name__}: {exc}"
+                stats.latencies_s.append(time.perf_counter() - t0)
+                stats.statuses[status] = stats.statuses.get(status, 0) + 1
+                if error and len(stats.errors) < 20:
+                    stats.errors.append(error)
+        finally:
+            connection.close()
 
-    with ThreadPoolExecutor(max_workers=concurrency) as executor:
-        list(executor.map(send, enumerate(bodies)))
+    await asyncio.gather(*(sender() for _ in range(min(concurrency, max(1, len(bodies))))))
     stats.elapsed_s = time.monotonic() - start
     return stats
 

@@ -296,6 +296,20 @@ def test_a_double_click_runs_an_entry_once(admin: TestClient, conn) -> None:
 def test_pages_forbid_framing_and_foreign_scripts(admin: TestClient) -> None:
     headers = admin.get("/jobs").headers
     assert "default-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+    assert admin.get("/login").headers["x-frame-options"] == "DENY"
+
+
+def test_machine_paths_skip_the_session_and_the_page_headers(anonymous: TestClient) -> None:
+    """Probes, metrics and webhooks are served without the dashboard's session and login layer."""
+    for response in (
+        anonymous.get("/healthz"),
+        anonymous.post("/webhooks/payments/nobody", content=b"{}"),  # 404: no secret for it
+        anonymous.get("/webhooks/payments/nobody"),  # 405: POST only
+    ):
+        assert response.status_code in (200, 404, 405), response.text
+        assert "set-cookie" not in response.headers and "x-frame-options" not in response.headers
+    assert anonymous.get("/webhooks/payments/nobody").json() == {"error": "Method Not Allowed"}
+    assert "x-frame-options" in anonymous.get("/login").headers
 
 
 def test_login_never_redirects_off_site(anonymous: TestClient) -> None:

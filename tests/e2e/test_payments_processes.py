@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from jobs.payments.simulator import create_demo_shipments, mismatches, plan_events, post_events
+from tests.faults.consistency import check_consistency
 from tests.support import SkyportProcess, WorkerProcess, free_port, job_states, scalar, wait_for
 
 pytestmark = pytest.mark.slow
@@ -168,6 +169,13 @@ def test_worker_killed_mid_processing_recovers_without_double_payment(
                     "WHERE transaction_status = 'completed'"
                 ).fetchone()[0]
                 assert completed == sum(plan.expected_paid.values())
+            # Every job final and agreeing with its event, no drift, each payment applied once.
+            wait_for(
+                lambda: set(job_states(database_url)) <= {"succeeded", "dead", "cancelled"},
+                30,
+                what=f"every job to finish: {job_states(database_url)}\n{second.output()}",
+            )
+        check_consistency(database_url, expected_paid=plan.expected_paid)
 
 
 def test_unknown_shipment_ends_unmatched_and_dead_then_ops_replay_applies_it(

@@ -128,6 +128,29 @@ def test_accepted_event_is_stored_with_its_job_and_a_duplicate_changes_nothing(c
     assert counts(conn) == (2, 2)
 
 
+def test_a_batch_of_deliveries_stores_each_event_once_and_refuses_only_the_bad_body(conn):
+    """The web process stores concurrent deliveries in shared batches (dashboard/webhooks.py)."""
+    from dashboard import webhooks
+
+    first, second = event(uuid.uuid4()), event(uuid.uuid4())
+    receive(conn, first)  # received before: its copy in the batch is a duplicate
+    bad = event(uuid.uuid4(), data={"failure_reason": "\u0000"})  # jsonb refuses it
+    batch = [first, second, second, bad, {**second, "id": f"evt_{uuid.uuid4().hex}"}]
+    deliveries = [("stripe", parse_event(raw), raw) for raw in (json.dumps(b).encode() for b in batch)]
+    results = webhooks.store_deliveries(deliveries)
+    assert [getattr(r, "duplicate", None) for r in results] == [True, False, True, None, False]
+    assert isinstance(results[3], psycopg.DataError)
+    assert counts(conn) == (3, 3)  # first, second, the last one; nothing of the bad body
+    jobs = conn.execute(
+        "SELECT args->>0, dedup_key, enqueued_by FROM jobs WHERE actor = 'process_payment_event' ORDER BY id"
+    ).fetchall()
+    events = dict(conn.execute("SELECT event_id, id::text FROM payment_events").fetchall())
+    assert [(k, by) for _, k, by in jobs] == [
+        (f"payment-event:stripe:{b['id']}", "webhook:stripe") for b in (first, second, batch[4])
+    ]
+    assert sorted(pk for pk, _, _ in jobs) == sorted(events.values())
+
+
 def test_rotated_secrets_any_v1_matches(client, conn):
     assert post(client, event(uuid.uuid4()), secret=["whsec_old", SECRET]).status_code == 200
     assert post(client, event(uuid.uuid4()), secret=["whsec_old", "whsec_other"]).status_code == 401
