@@ -79,10 +79,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _expire(args: argparse.Namespace) -> int:
-    from db import pool, settings
-    from jobs.quotes.expiry import expire_due_quotes
+    from db import pool
+    from jobs.quotes.expiry import expire_configured
 
     with pool.connection() as conn:
-        stats = expire_due_quotes(conn, batch=settings.get().quote_expiry_batch)
+        stats = expire_configured(conn)
     print(stats)
     return 0

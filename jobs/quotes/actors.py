@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from db import pool, settings
-from jobs.quotes.expiry import expire_due_quotes
+from db import pool
+from jobs.quotes.expiry import expire_configured
 from workers import actor
 
 logger = logging.getLogger("skyport.quotes")
@@ -15,6 +15,6 @@ logger = logging.getLogger("skyport.quotes")
 def expire_quotes() -> None:
     """Expire quoted quotes past valid_until, with their notifications and audit rows."""
     with pool.connection() as conn:
-        stats = expire_due_quotes(conn, batch=settings.get().quote_expiry_batch)
+        stats = expire_configured(conn)
     if stats.expired:
         logger.info("quotes expired: %s", stats)

@@ -5,6 +5,7 @@ partial index, and a conversion racing the expiry on the same quote."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -12,8 +13,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
-from jobs.quotes.expiry import PERFORMED_BY, QUOTE_EXPIRE_DUE, expire_batch, expire_due_quotes
+from jobs.quotes.expiry import (
+    PERFORMED_BY,
+    QUOTE_EXPIRE_DUE,
+    expire_batch,
+    expire_configured,
+    expire_due_quotes,
+)
 from tests.integration.test_seed_functions import make_country, make_service, make_user, quote_version
 from tests.support import scalar, wait_for
 
@@ -132,6 +140,100 @@ def test_several_workers_at_once_expire_each_quote_once(database_url: str, conn:
         3000,
         3000,
     )
+
+
+def make_due_quotes(conn: psycopg.Connection, n: int) -> None:
+    user, a, b, service = make_user(conn), make_country(conn), make_country(conn), make_service(conn)
+    conn.execute(
+        """
+        INSERT INTO quotes (user_id, origin_country_id, destination_country_id, service_id, quote_status,
+                            valid_until)
+        SELECT %s, %s, %s, %s, 'quoted', LOCALTIMESTAMP - g * interval '1 second'
+          FROM generate_series(1, %s) g
+        """,
+        (user, a, b, service, n),
+    )
+
+
+def each_quote_expired_once(conn: psycopg.Connection, n: int) -> bool:
+    return conn.execute(
+        """
+        SELECT (SELECT count(*) FROM quotes WHERE quote_status = 'expired'),
+               (SELECT count(DISTINCT dedup_key) FROM notification_queue),
+               (SELECT count(*) FROM notification_queue),
+               (SELECT count(DISTINCT record_id) FROM audit_log),
+               (SELECT count(*) FROM audit_log)
+        """
+    ).fetchone() == (n, n, n, n, n)
+
+
+def test_a_backlog_is_worked_by_several_loops_on_connections_of_their_own(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    make_due_quotes(conn, 3000)
+    opened: list[int] = []
+
+    @contextlib.contextmanager
+    def connect():
+        with psycopg.connect(database_url, autocommit=True) as c:
+            opened.append(c.info.backend_pid)
+            yield c
+
+    stats = expire_due_quotes(conn, batch=100, expirers=3, connect=connect, wake=False)
+
+    assert (stats.expired, stats.notified, stats.expirers) == (3000, 3000, 3)
+    assert len(set(opened)) == 2 and conn.info.backend_pid not in opened
+    assert each_quote_expired_once(conn, 3000)
+
+
+def test_no_helper_loop_when_the_first_batch_is_not_full(database_url: str, conn: psycopg.Connection) -> None:
+    make_due_quotes(conn, 50)
+    opened: list[str] = []
+
+    def connect():
+        opened.append("helper")
+        return psycopg.connect(database_url, autocommit=True)
+
+    stats = expire_due_quotes(conn, batch=100, expirers=4, connect=connect, wake=False)
+    assert (stats.expired, stats.batches, stats.expirers, opened) == (50, 1, 1, [])
+
+
+def test_a_helper_without_a_free_pooled_connection_is_left_out(database_url: str) -> None:
+    pool = ConnectionPool(database_url, min_size=1, max_size=1, kwargs={"autocommit": True})
+    with pool, pool.connection() as conn:  # the pool's only connection
+        make_due_quotes(conn, 500)
+        connect = functools.partial(pool.connection, timeout=0.2)
+        stats = expire_due_quotes(conn, batch=100, expirers=2, connect=connect, wake=False)
+        assert (stats.expired, stats.expirers) == (500, 1)
+        assert each_quote_expired_once(conn, 500)
+
+
+def test_a_failing_helper_is_raised_after_the_others_committed_and_woke_the_dispatcher(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    make_due_quotes(conn, 500)
+    missing = database_url.rsplit("/", 1)[0] + "/skyport_no_such_database"
+    connect = functools.partial(psycopg.connect, missing, autocommit=True)
+    with pytest.raises(psycopg.OperationalError):
+        expire_due_quotes(conn, batch=100, expirers=2, connect=connect)
+    assert each_quote_expired_once(conn, 500)
+    assert conn.execute("SELECT actor FROM jobs WHERE dedup_key = 'notifications:dispatch'").fetchall() == [
+        ("dispatch_notifications",)
+    ]
+
+
+def test_the_actor_runs_the_configured_loops_on_pooled_connections(
+    database_url: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db import settings
+
+    monkeypatch.setenv("SKYPORT_QUOTE_EXPIRY_BATCH", "100")
+    monkeypatch.setenv("SKYPORT_QUOTE_EXPIRY_EXPIRERS", "2")
+    settings.get.cache_clear()
+    make_due_quotes(conn, 1000)
+    stats = expire_configured(conn)
+    assert (stats.expired, stats.expirers) == (1000, 2)
+    assert each_quote_expired_once(conn, 1000)
 
 
 def test_the_claim_walks_the_partial_valid_until_index(conn: psycopg.Connection) -> None:
@@ -257,14 +359,17 @@ def test_conversions_racing_expiries_end_in_exactly_one_outcome(database_url: st
                 with contextlib.suppress(LookupError, psycopg.Error):
                     accept_and_convert(c, q)
 
-    def expirer() -> None:
+    def expirer(expirers: int) -> None:
+        connect = functools.partial(psycopg.connect, database_url, autocommit=True)
         with psycopg.connect(database_url, autocommit=True) as c:
             barrier.wait(10)
             for _ in range(40):
-                expire_due_quotes(c, batch=1, wake=False, time_budget_s=0.01)
+                expire_due_quotes(
+                    c, batch=1, wake=False, time_budget_s=0.01, expirers=expirers, connect=connect
+                )
 
     with ThreadPoolExecutor(3) as pool:
-        for f in [pool.submit(converter), pool.submit(expirer), pool.submit(expirer)]:
+        for f in [pool.submit(converter), pool.submit(expirer, 1), pool.submit(expirer, 2)]:
             f.result(60)
     expire_due_quotes(conn, wake=False)  # whatever the race left quoted
     results = [outcome(conn, q) for q in quotes]
