@@ -240,6 +240,8 @@ def _web(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from dramatiq import cli as dramatiq_cli
 
+    from workers import boot_gate
+
     _start_observability("worker")
     cfg = settings.get()
     if cfg.worker_metrics_port:
@@ -263,6 +265,7 @@ def _worker(args: argparse.Namespace) -> int:
     ]
     if args.queues:
         argv += ["--queues", *args.queues]
+    boot_gate.install()
     return dramatiq_cli.main(dramatiq_cli.make_argument_parser().parse_args(argv))
 
 

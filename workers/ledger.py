@@ -193,7 +193,10 @@ recorded AS (
 SELECT id, state FROM released
 """
 
-_LOST = """NOT EXISTS (
+# A job is lost when its worker has not heartbeat for `dead_after_s`; one that started less than
+# that long ago is not (its worker may be younger than the last maintenance pass's look).
+_LOST = """j.started_at < now() - make_interval(secs => %(dead_after_s)s::float8)
+       AND NOT EXISTS (
            SELECT 1 FROM workers w
             WHERE w.worker_id = j.worker_id
               AND w.heartbeat_at > now() - make_interval(secs => %(dead_after_s)s::float8))"""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import traceback
 from typing import Any
 
@@ -19,7 +20,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 
 from db import pool, settings
 from db.transient import retry_transient
-from workers import ledger, lifeline, observability, retry_policy
+from workers import boot_gate, ledger, lifeline, observability, retry_policy
 from workers.group_commit import GroupCommit
 from workers.relay import Relay
 
@@ -45,6 +46,10 @@ class LedgerMiddleware(Middleware):
         self._heartbeat: lifeline.Heartbeat | None = None
         self._starts = GroupCommit("skyport-ledger-starts", self._write_starts)
         self._successes = GroupCommit("skyport-ledger-successes", self._write_successes)
+        # Consumers start before after_worker_boot: jobs wait until the worker has an id, a
+        # heartbeat row and its writers, and Dramatiq's main process knows it booted (boot_gate).
+        self._booted = threading.Event()
+        self._ready = False
 
     # ---- worker process lifecycle -------------------------------------------------------------
 
@@ -72,6 +77,7 @@ class LedgerMiddleware(Middleware):
         self._successes.start()
         self._relay = Relay(cfg.database_url, broker, batch=cfg.relay_batch, sweep_s=cfg.relay_sweep_s)
         self._relay.start()
+        self._booted.set()
         logger.info("worker %s started (queues: %s)", self.worker_id, ", ".join(queues or ["all"]))
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -100,6 +106,10 @@ class LedgerMiddleware(Middleware):
     # ---- messages -----------------------------------------------------------------------------
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        if not self._ready:
+            self._booted.wait()
+            boot_gate.wait_until_reported()
+            self._ready = True
         job_id = message.options.get("job_id")
         if job_id is None:
             logger.error(

@@ -108,7 +108,8 @@ def test_a_job_that_always_kills_its_worker_ends_dead(effects: str, redis_namesp
     worker = WorkerProcess()
     try:
         while scalar(effects, "SELECT state FROM jobs WHERE id = %s", (job,)) != "dead":
-            assert time.monotonic() < deadline, f"job never died: {job_states(effects)}\n{worker.output()}"
+            report = f"{_job_report(effects, job)}\n{worker.output()}"
+            assert time.monotonic() < deadline, f"job never died: {report}"
             if not worker.alive():  # the crash takes the whole worker down: restart it, as a supervisor would
                 worker = WorkerProcess().start()
             time.sleep(0.2)
@@ -118,6 +119,21 @@ def test_a_job_that_always_kills_its_worker_ends_dead(effects: str, redis_namesp
         detail = ledger.get_job(conn, job)
     assert [h["outcome"] for h in detail["history"]] == ["lost", "lost", "lost"]
     check_consistency(effects, effects={"crash": 3})
+
+
+def _job_report(database_url: str, job: int) -> str:
+    """The job's row, its attempts and the workers table: what a failed wait needs to be read."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT state, attempts, max_attempts, worker_id, started_at, published_at, now()"
+            " FROM jobs WHERE id = %s",
+            (job,),
+        ).fetchone()
+        attempts = conn.execute(
+            "SELECT attempt, worker_id, outcome FROM job_attempts WHERE job_id = %s ORDER BY attempt", (job,)
+        ).fetchall()
+        workers = conn.execute("SELECT worker_id, started_at, heartbeat_at FROM workers").fetchall()
+    return f"job {row}\nattempts {attempts}\nworkers {workers}"
 
 
 @pytest.mark.timeout(90)

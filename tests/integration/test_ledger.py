@@ -144,10 +144,17 @@ def test_lifeline_requeues_jobs_of_silent_workers_and_kills_crash_loops(conn: ps
     ledger.job_start(conn, mine, "alive", "m1")
     ledger.job_start(conn, lost, "silent", "m2")
     ledger.job_start(conn, last_try, "silent", "m3")
+    just_started = enqueue("remember", ["young"]).id
+    ledger.job_start(conn, just_started, "no-row-yet", "m4")  # its worker has not beaten yet
+    conn.execute(
+        "UPDATE jobs SET started_at = now() - interval '1 minute' WHERE id = ANY(%s)",
+        ([mine, lost, last_try],),
+    )
 
     counts = lifeline.maintenance_pass(conn, settings.get())
     assert counts["recovered"] == 2
     assert _state(conn, mine) == "running"
+    assert _state(conn, just_started) == "running"
     assert _state(conn, lost) == "queued"
     assert _state(conn, last_try) == "dead"
     history = ledger.get_job(conn, lost)["history"]
