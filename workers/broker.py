@@ -9,11 +9,11 @@ from __future__ import annotations
 import dramatiq
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, ShutdownNotifications, TimeLimit
 
 from db import settings
 from workers import observability
+from workers.consumer import ClaimingRedisBroker
 from workers.middleware import LedgerMiddleware
 
 # Per-actor time limit unless the actor sets `time_limit` (milliseconds, Dramatiq's unit).
@@ -25,8 +25,9 @@ DEFAULT_REDIS_SOCKET_TIMEOUT_S = 10.0
 
 def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
     cfg = cfg or settings.get()
+    ledger_middleware = LedgerMiddleware()
     middleware = [
-        LedgerMiddleware(),
+        ledger_middleware,
         TimeLimit(time_limit=DEFAULT_TIME_LIMIT_MS),
         ShutdownNotifications(),
         CurrentMessage(),
@@ -44,7 +45,12 @@ def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
         socket_connect_timeout=DEFAULT_REDIS_SOCKET_TIMEOUT_S,
         health_check_interval=30,
     )
-    return RedisBroker(client=client, namespace=cfg.redis_namespace, middleware=middleware)
+    return ClaimingRedisBroker(
+        claim=ledger_middleware.claim_messages,
+        client=client,
+        namespace=cfg.redis_namespace,
+        middleware=middleware,
+    )
 
 
 broker = build_broker()

@@ -1,7 +1,8 @@
 """Group commit: a worker process's threads hand their ledger writes to one thread, which runs
 the writes that queued up meanwhile as one statement and one commit, and hands each thread its
-result. A thread still waits for its own write to commit (the outcome is durable before the
-message is acknowledged); under load the statement, the round trip and the commit are shared.
+result. A thread either waits for its own write to commit (`submit`) or leaves it to the group
+(`submit_nowait`, at most `max_pending` such writes outstanding); under load the statement, the
+round trip and the commit are shared.
 """
 
 from __future__ import annotations
@@ -25,13 +26,19 @@ DEFAULT_MAX_BATCH = 256
 DEFAULT_LINGER_S = 0.001
 
 
+# The most writes left to the group by submit_nowait and not yet done; more wait for a slot.
+DEFAULT_MAX_PENDING = 4 * DEFAULT_MAX_BATCH
+
+
 class _Pending(Generic[Item, Result]):
     __slots__ = ("done", "error", "item", "result")
 
-    def __init__(self, item: Item) -> None:
+    def __init__(self, item: Item, waited_for: bool = True) -> None:
         self.item = item
-        self.done = threading.Lock()  # held until the write is done: the lightest hand-off
-        self.done.acquire()
+        self.done: threading.Lock | None = None
+        if waited_for:
+            self.done = threading.Lock()  # held until the write is done: the lightest hand-off
+            self.done.acquire()
         self.result: Result | None = None
         self.error: BaseException | None = None
 
@@ -46,6 +53,7 @@ class GroupCommit(Generic[Item, Result]):
         write: Callable[[list[Item]], Sequence[Result]],
         max_batch: int = DEFAULT_MAX_BATCH,
         linger_s: float = DEFAULT_LINGER_S,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.name = name
         self.write = write
@@ -54,6 +62,7 @@ class GroupCommit(Generic[Item, Result]):
         self._queue: queue.SimpleQueue[_Pending[Item, Result] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # a write is queued before the stop sentinel, or not at all
+        self._unwaited = threading.BoundedSemaphore(max_pending)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -77,10 +86,21 @@ class GroupCommit(Generic[Item, Result]):
                 self._queue.put(pending)
         if not running:
             return self.write([item])[0]
-        pending.done.acquire()
+        pending.done.acquire()  # type: ignore[union-attr]
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[return-value]
+
+    def submit_nowait(self, item: Item) -> None:
+        """Leave one write to the group and return; a failed write is logged, not raised."""
+        self._unwaited.acquire()  # back-pressure: waits while max_pending writes are outstanding
+        pending: _Pending[Item, Result] = _Pending(item, waited_for=False)
+        with self._lock:
+            running = self._thread is not None
+            if running:
+                self._queue.put(pending)
+        if not running:
+            self._write([pending])
 
     def _run(self) -> None:
         while True:
@@ -111,5 +131,10 @@ class GroupCommit(Generic[Item, Result]):
         except BaseException as exc:  # every waiting thread gets the error, none hangs
             for pending in batch:
                 pending.error = exc
+            if any(p.done is None for p in batch):
+                logger.error("%s: %d writes failed", self.name, len(batch), exc_info=True)
         for pending in batch:
-            pending.done.release()
+            if pending.done is None:
+                self._unwaited.release()
+            else:
+                pending.done.release()

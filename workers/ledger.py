@@ -106,6 +106,34 @@ def job_succeed_many(conn: psycopg.Connection, worker_id: str, attempts: list[St
     return {job_id for (job_id,) in rows}
 
 
+# -- job_release_unstarted -- jobs a worker claimed when it fetched their messages but never
+# started (it is shutting down): queued again, and the attempt their claim counted is not spent.
+JOB_RELEASE_UNSTARTED = """
+UPDATE jobs j
+   SET state = 'queued', attempts = j.attempts - 1, published_at = NULL, eta = now()
+  FROM unnest(%(job_ids)s::bigint[], %(attempts)s::int[]) AS a(job_id, attempt)
+ WHERE j.id = a.job_id AND j.state = 'running'
+   AND j.worker_id = %(worker_id)s AND j.attempts = a.attempt
+RETURNING j.id
+"""
+
+
+def job_release_unstarted(
+    conn: psycopg.Connection, worker_id: str, attempts: list[StartedAttempt]
+) -> list[int]:
+    if not attempts:
+        return []
+    rows = conn.execute(
+        JOB_RELEASE_UNSTARTED,
+        {
+            "worker_id": worker_id,
+            "job_ids": [a.job_id for a in attempts],
+            "attempts": [a.attempt for a in attempts],
+        },
+    ).fetchall()
+    return [job_id for (job_id,) in rows]
+
+
 def job_start(
     conn: psycopg.Connection, job_id: int, worker_id: str, message_id: str
 ) -> StartedAttempt | None:

@@ -42,6 +42,9 @@ class LedgerMiddleware(Middleware):
     def __init__(self) -> None:
         self.worker_id: str | None = None
         self._attempts: dict[str, ledger.StartedAttempt] = {}
+        # Jobs claimed by a consumer at fetch time (workers/consumer.py), by message id, until a
+        # worker thread takes the message.
+        self._claimed: dict[str, ledger.StartedAttempt] = {}
         self._relay: Relay | None = None
         self._heartbeat: lifeline.Heartbeat | None = None
         self._starts = GroupCommit("skyport-ledger-starts", self._write_starts)
@@ -93,10 +96,14 @@ class LedgerMiddleware(Middleware):
             return
         try:
             with pool.connection() as conn:
+                unstarted = ledger.job_release_unstarted(conn, self.worker_id, list(self._claimed.values()))
+                self._claimed.clear()
                 given_back = ledger.give_back_running(conn, self.worker_id)
-                if given_back:
+                if unstarted or given_back:
                     conn.execute("SELECT pg_notify('skyport_jobs', '')")
                 lifeline.forget_worker(conn, self.worker_id)
+            if unstarted:
+                logger.info("%d fetched jobs that no thread started are queued again", len(unstarted))
             for job_id, state in given_back:
                 logger.warning("job %s: not finished within the shutdown grace period; now %s", job_id, state)
         except Exception:
@@ -119,7 +126,9 @@ class LedgerMiddleware(Middleware):
                 message.actor_name,
             )
             raise SkipMessage("no ledger job")
-        started = self._starts.submit((job_id, message.message_id))
+        started = self._claimed.pop(message.message_id, None)
+        if started is None:  # not claimed at fetch time (RabbitMQ): claim it now
+            started = self._starts.submit((job_id, message.message_id))
         if started is None:
             logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
             raise SkipMessage("job not queued")
@@ -152,8 +161,9 @@ class LedgerMiddleware(Middleware):
     ) -> None:
         worker_id = self.worker_id or "unknown"
         if exception is None:
-            if not self._successes.submit(started):
-                _log_ignored(started)
+            # Not waited for: the job ran, and its outcome is written with the next group. Until
+            # then the job is running in the ledger; a crash now makes it run again (at least once).
+            self._successes.submit_nowait(started)
             return
         try:
             options = broker.get_actor(message.actor_name).options
@@ -190,6 +200,26 @@ class LedgerMiddleware(Middleware):
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         self._attempts.pop(message.message_id, None)
 
+    # ---- claims at fetch time (on the consumer threads, workers/consumer.py) --------------------
+
+    def claim_messages(self, messages: list[dramatiq.MessageProxy]) -> list[dramatiq.MessageProxy]:
+        """Claim the jobs of fetched messages in one statement; returns the messages to run."""
+        self._booted.wait()
+        jobs = [(m.options["job_id"], m.message_id) for m in messages if m.options.get("job_id") is not None]
+        results = self._write_starts(jobs) if jobs else []
+        started = dict(zip((message_id for _, message_id in jobs), results, strict=True))
+        runnable = []
+        for message in messages:
+            if message.message_id not in started:  # no ledger job: before_process_message says so
+                runnable.append(message)
+            elif (attempt := started[message.message_id]) is not None:
+                self._claimed[message.message_id] = attempt
+                runnable.append(message)
+            else:
+                job_id = message.options["job_id"]
+                logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
+        return runnable
+
     # ---- group-committed writes (on the groups' threads) ----------------------------------------
 
     @retry_transient(max_delay_s=60.0)
@@ -202,6 +232,9 @@ class LedgerMiddleware(Middleware):
     def _write_successes(self, attempts: list[ledger.StartedAttempt]) -> list[bool]:
         with pool.connection() as conn:
             recorded = ledger.job_succeed_many(conn, self.worker_id or "unknown", attempts)
+        for attempt in attempts:
+            if attempt.job_id not in recorded:
+                _log_ignored(attempt)
         return [a.job_id in recorded for a in attempts]
 
 

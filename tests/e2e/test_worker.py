@@ -148,6 +148,41 @@ def test_sigterm_finishes_short_jobs_and_gives_back_long_ones(effects: str, redi
     assert _effects(effects, "long:done") == 1
 
 
+def test_sigterm_hands_back_fetched_jobs_no_thread_started_without_spending_an_attempt(
+    effects: str, redis_namespace: str
+) -> None:
+    # One thread: the consumer fetches (and claims) two messages, the busy job's and one more.
+    worker = WorkerProcess(threads=1, args=["--shutdown-timeout", "1"]).start()
+    try:
+        worker.wait_ready(effects)
+        busy = enqueue("slow", ["busy"], {"seconds": 3}).id
+        wait_for(lambda: _effects(effects, "busy:start"), 20, what="the busy job to start")
+        waiting = [enqueue("remember", [f"waiting-{i}"]).id for i in range(3)]
+        wait_for(
+            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state = 'running'") == 2,
+            10,
+            what=f"a second job to be claimed\n{worker.output()}",
+        )
+        assert worker.stop(timeout_s=30) == 0, worker.output()
+    finally:
+        worker.kill()
+    assert _state(effects, busy) == "queued"  # interrupted: that attempt counts
+    assert scalar(effects, "SELECT attempts FROM jobs WHERE id = %s", (busy,)) == 1
+    with psycopg.connect(effects, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT state, attempts, (SELECT count(*) FROM job_attempts a WHERE a.job_id = j.id)"
+            " FROM jobs j WHERE id = ANY(%s)",
+            (waiting,),
+        ).fetchall()
+    assert rows == [("queued", 0, 0)] * 3  # the claimed one too: it never ran
+    with WorkerProcess() as again:
+        again.wait_ready(effects)
+        for job in waiting:
+            _wait_state(effects, job, "succeeded", 30, again)
+    assert [_effects(effects, f"waiting-{i}") for i in range(3)] == [1, 1, 1]
+    assert scalar(effects, "SELECT max(attempts) FROM jobs WHERE id = ANY(%s)", (waiting,)) == 1
+
+
 def test_delayed_and_retrying_jobs_survive_a_restart_of_every_worker(
     effects: str, redis_namespace: str
 ) -> None:

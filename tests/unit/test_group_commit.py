@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -61,3 +62,35 @@ def test_writes_run_on_the_callers_thread_when_the_group_is_not_running() -> Non
     assert group.submit("after") == "after"
     me = threading.current_thread().name
     assert threads == [me, "test-group", me]
+
+
+def test_unwaited_writes_are_bounded_drained_at_stop_and_their_errors_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    written: list[int] = []
+    gate = threading.Event()
+
+    def write(items: list[int]) -> list[None]:
+        gate.wait(5)
+        if 13 in items:
+            raise RuntimeError("unlucky batch")
+        written.extend(items)
+        return [None] * len(items)
+
+    group = GroupCommit("test-group", write, max_batch=2, max_pending=3)
+    group.start()
+    for i in range(3):
+        group.submit_nowait(i)  # returns at once: the writer is held
+    fourth = threading.Thread(target=group.submit_nowait, args=(3,))
+    fourth.start()
+    fourth.join(0.2)
+    assert fourth.is_alive()  # three outstanding: the fourth waits for a slot
+    gate.set()
+    fourth.join(5)
+    deadline = time.monotonic() + 5
+    while len(written) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    group.submit_nowait(13)  # alone in its batch
+    group.stop()  # runs what is queued
+    assert sorted(written) == [0, 1, 2, 3]
+    assert "test-group: 1 writes failed" in caplog.text

@@ -1,0 +1,110 @@
+"""The claiming Redis consumer (workers/consumer.py) on the real Redis: batches, acks, refills."""
+
+from __future__ import annotations
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.broker import MessageProxy
+
+from tests.conftest import TEST_REDIS_URL
+from workers.consumer import ClaimingConsumer, ClaimingRedisBroker
+
+QUEUE = "default"
+
+
+class _Claims:
+    """Runs the messages whose first argument is even; records each batch it was handed."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.failing = False
+
+    def __call__(self, messages: list[MessageProxy]) -> list[MessageProxy]:
+        if self.failing:
+            raise RuntimeError("ledger out of reach")
+        self.batches.append([m.args[0] for m in messages])
+        return [m for m in messages if m.args[0] % 2 == 0]
+
+
+@pytest.fixture
+def claims() -> _Claims:
+    return _Claims()
+
+
+@pytest.fixture
+def broker(redis_namespace: str, claims: _Claims) -> ClaimingRedisBroker:
+    broker = ClaimingRedisBroker(claim=claims, url=TEST_REDIS_URL, namespace=redis_namespace, middleware=[])
+    broker.declare_queue(QUEUE)
+    return broker
+
+
+def _send(broker: ClaimingRedisBroker, numbers: range) -> None:
+    for n in numbers:
+        message = dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(n,), kwargs={}, options={})
+        broker.enqueue(message)
+
+
+def _take(consumer: ClaimingConsumer, count: int) -> list[MessageProxy]:
+    taken = []
+    for _ in range(count * 10):
+        if (message := next(consumer)) is not None:
+            taken.append(message)
+        if len(taken) == count:
+            return taken
+    raise AssertionError(f"took {len(taken)} of {count} messages")
+
+
+def _stored(redis_namespace: str) -> int:
+    """Messages Redis still holds for the queue (acknowledged ones are deleted)."""
+    return redis.Redis.from_url(TEST_REDIS_URL).hlen(f"{redis_namespace}:{QUEUE}.msgs")
+
+
+def test_a_fetch_is_claimed_as_one_batch_and_unclaimed_messages_are_acknowledged(
+    broker: ClaimingRedisBroker, claims: _Claims, redis_namespace: str
+) -> None:
+    _send(broker, range(10))
+    consumer = broker.consume(QUEUE, prefetch=8, timeout=100)
+    taken = _take(consumer, 4)
+    assert claims.batches == [list(range(8))]  # one claim for the whole fetch
+    assert [m.args[0] for m in taken] == [0, 2, 4, 6]
+    assert len(broker.pending_acks[QUEUE]) == 4  # the odd ones: acknowledged with the next fetch
+    # 4 of 8 in progress: half the prefetch is free, so it fetches the last two at once.
+    assert [m.args[0] for m in _take(consumer, 1)] == [8]
+    assert claims.batches[1:] == [[8, 9]]
+    assert _stored(redis_namespace) == 10 - 4  # 1, 3, 5, 7 were never handed out
+    for message in taken:
+        consumer.ack(message)
+    consumer.close()  # sends the acks still pending
+    assert _stored(redis_namespace) == 1  # only message 8, handed out and not yet acknowledged
+
+
+def test_it_waits_for_acks_instead_of_fetching_one_slot_at_a_time(
+    broker: ClaimingRedisBroker, claims: _Claims
+) -> None:
+    _send(broker, range(0, 40, 2))  # all even: every message runs
+    consumer = broker.consume(QUEUE, prefetch=8, timeout=50)
+    taken = _take(consumer, 8)
+    consumer.ack(taken[0])  # 7 of 8 in progress: one free slot is not worth a fetch
+    assert next(consumer) is None
+    assert len(claims.batches) == 1
+    for message in taken[1:4]:
+        consumer.ack(message)  # 4 free: half the prefetch
+    assert next(consumer) is not None
+    assert [len(b) for b in claims.batches] == [8, 4]
+
+
+def test_a_failed_claim_gives_the_messages_back_to_the_queue(
+    broker: ClaimingRedisBroker, claims: _Claims, redis_namespace: str
+) -> None:
+    _send(broker, range(0, 6, 2))
+    consumer = broker.consume(QUEUE, prefetch=8, timeout=50)
+    claims.failing = True
+    with pytest.raises(RuntimeError, match="ledger out of reach"):
+        next(consumer)
+    assert consumer.queued_message_ids == set()
+    consumer.close()
+    claims.failing = False
+    again = broker.consume(QUEUE, prefetch=8, timeout=50)
+    assert sorted(m.args[0] for m in _take(again, 3)) == [0, 2, 4]  # nothing lost
+    assert _stored(redis_namespace) == 3

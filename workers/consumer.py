@@ -1,0 +1,159 @@
+"""The Redis broker's consumer, claiming jobs as it fetches them.
+
+Dramatiq's Redis consumer fetches up to `prefetch` messages in one call and hands them to the
+worker threads one by one. This one also claims their jobs in the ledger (queued -> running) in
+one statement per fetch, on the consumer's own thread, so a worker thread starts a job without a
+database round trip of its own. A message whose job is not queued (a duplicate, a late
+redelivery, a cancelled job) is acknowledged here and never reaches a worker thread.
+
+It also replaces the consumer's wait when all its prefetched messages are in progress: Dramatiq
+polls with a growing backoff (up to the idle timeout), leaving threads idle after their messages
+are acknowledged; this one wakes as soon as half its prefetch is free again, and fetches that
+many at once. And the worker threads' acks are sent by the consumer's thread, many in one call,
+before each fetch (Dramatiq sends one call per message from the worker thread).
+
+A claimed job is `running` from the fetch on: when a worker process dies, its fetched messages'
+jobs are recovered by the lifeline (workers/lifeline.py) like the ones it was running, instead of
+waiting for Dramatiq's lazy recovery of unacknowledged messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+import redis
+from dramatiq import Message
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import compute_backoff, dq_name
+from dramatiq.errors import ConnectionClosed
+
+# messages -> the ones to run (their jobs claimed, or not ledger jobs at all); the others are
+# acknowledged without running.
+Claim = Callable[[list[MessageProxy]], list[MessageProxy]]
+# Acks sent in one call at most.
+MAX_ACKS_PER_CALL = 1000
+
+
+# Acknowledges many messages in one call. As Dramatiq's own "ack" command does, a message's data
+# is deleted only if its id was still in the consumer's set of fetched messages.
+ACK_MANY = """
+for i = 1, #ARGV do
+    if redis.call("srem", KEYS[1], ARGV[i]) > 0 then
+        redis.call("hdel", KEYS[2], ARGV[i])
+    end
+end
+"""
+
+
+class ClaimingRedisBroker(RedisBroker):
+    """A RedisBroker whose consumers claim ledger jobs at fetch time (see the module's text)."""
+
+    def __init__(self, *, claim: Claim, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.claim = claim
+        self.ack_many = self.client.register_script(ACK_MANY)
+        # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
+        # acks to the next one.
+        self.pending_acks: dict[str, deque[str]] = defaultdict(deque)
+
+    def flush_acks(self, queue_name: str) -> None:
+        pending = self.pending_acks[queue_name]
+        ids = []
+        while pending and len(ids) < MAX_ACKS_PER_CALL:
+            ids.append(pending.popleft())
+        if not ids:
+            return
+        keys = [
+            f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
+            f"{self.namespace}:{queue_name}.msgs",
+        ]
+        try:
+            self.ack_many(keys=keys, args=ids)
+        except redis.ConnectionError:
+            pending.extendleft(reversed(ids))  # sent again by the next flush
+            raise
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _RedisConsumer:
+        if queue_name == dq_name(queue_name):  # Dramatiq's delay queues hold messages, not work
+            return super().consume(queue_name, prefetch, timeout)
+        return ClaimingConsumer(self, queue_name, prefetch, timeout, self.claim)
+
+
+class ClaimingConsumer(_RedisConsumer):
+    def __init__(
+        self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int, claim: Claim
+    ) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.claim = claim
+        self.claimed: deque[MessageProxy] = deque()
+        self.slots_freed = threading.Event()  # set by acks and nacks (on the worker threads)
+        self.refill_at = max(1, prefetch // 2)  # free slots worth a fetch while others run
+
+    def ack(self, message: MessageProxy) -> None:
+        """On a worker thread: the ack is sent by the consumer's thread, with the others."""
+        self.broker.pending_acks[self.queue_name].append(message.options["redis_message_id"])
+        self.queued_message_ids.discard(message.message_id)
+        self.slots_freed.set()
+
+    def nack(self, message: MessageProxy) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self.slots_freed.set()
+
+    def close(self) -> None:
+        """Claimed messages the worker never took go back to the queue (their jobs are handed
+        back by the ledger middleware at shutdown)."""
+        leftovers = list(self.claimed)
+        self.claimed.clear()
+        with contextlib.suppress(redis.ConnectionError):  # then Dramatiq recovers them later
+            while self.broker.pending_acks[self.queue_name]:
+                self.broker.flush_acks(self.queue_name)
+            if leftovers:
+                self.queued_message_ids.difference_update(m.message_id for m in leftovers)
+                self.requeue(leftovers)
+        super().close()
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if self.claimed:
+                    return self.claimed.popleft()
+                self.broker.flush_acks(self.queue_name)
+                free = self.prefetch - len(self.queued_message_ids)
+                in_progress = len(self.queued_message_ids)
+                if in_progress and free < self.refill_at:
+                    # Wait for acks rather than poll; the timeout lets the worker check for shutdown.
+                    self.slots_freed.clear()
+                    if self.prefetch - len(self.queued_message_ids) < self.refill_at:
+                        self.slots_freed.wait(self.timeout / 1000)
+                    return None
+                fetched = self.broker.do_fetch(self.queue_name, free)
+                if not fetched:
+                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                    time.sleep(backoff_ms / 1000)
+                    return None
+                self.misses = 0
+                self._claim([MessageProxy(Message.decode(data)) for data in fetched if data is not None])
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
+    def _claim(self, messages: list[MessageProxy]) -> None:
+        self.queued_message_ids.update(m.message_id for m in messages)
+        try:
+            runnable = self.claim(messages)
+        except BaseException:
+            # The ledger is out of reach: hand the messages back to the queue for a later try.
+            self.requeue(messages)
+            self.queued_message_ids.difference_update(m.message_id for m in messages)
+            raise
+        run_ids = {m.message_id for m in runnable}
+        for message in messages:
+            if message.message_id not in run_ids:
+                self.ack(message)
+        self.claimed.extend(runnable)
