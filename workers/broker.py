@@ -47,6 +47,7 @@ def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
     )
     return ClaimingRedisBroker(
         claim=ledger_middleware.claim_messages,
+        release=ledger_middleware.release_messages,
         client=client,
         namespace=cfg.redis_namespace,
         middleware=middleware,

@@ -20,6 +20,7 @@ waiting for Dramatiq's lazy recovery of unacknowledged messages.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import defaultdict, deque
@@ -32,9 +33,13 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import compute_backoff, dq_name
 from dramatiq.errors import ConnectionClosed
 
+logger = logging.getLogger("skyport.worker")
+
 # messages -> the ones to run (their jobs claimed, or not ledger jobs at all); the others are
 # acknowledged without running.
 Claim = Callable[[list[MessageProxy]], list[MessageProxy]]
+# Claimed messages that will not run here: their jobs are queued again (raises when it cannot).
+Release = Callable[[list[MessageProxy]], None]
 # Acks sent in one call at most.
 MAX_ACKS_PER_CALL = 1000
 
@@ -53,9 +58,10 @@ end
 class ClaimingRedisBroker(RedisBroker):
     """A RedisBroker whose consumers claim ledger jobs at fetch time (see the module's text)."""
 
-    def __init__(self, *, claim: Claim, **kwargs: object) -> None:
+    def __init__(self, *, claim: Claim, release: Release, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.claim = claim
+        self.release = release
         self.ack_many = self.client.register_script(ACK_MANY)
         # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
         # acks to the next one.
@@ -81,15 +87,14 @@ class ClaimingRedisBroker(RedisBroker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _RedisConsumer:
         if queue_name == dq_name(queue_name):  # Dramatiq's delay queues hold messages, not work
             return super().consume(queue_name, prefetch, timeout)
-        return ClaimingConsumer(self, queue_name, prefetch, timeout, self.claim)
+        return ClaimingConsumer(self, queue_name, prefetch, timeout)
 
 
 class ClaimingConsumer(_RedisConsumer):
-    def __init__(
-        self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int, claim: Claim
-    ) -> None:
+    broker: ClaimingRedisBroker
+
+    def __init__(self, broker: ClaimingRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
-        self.claim = claim
         self.claimed: deque[MessageProxy] = deque()
         self.slots_freed = threading.Event()  # set by acks and nacks (on the worker threads)
         self.refill_at = max(1, prefetch // 2)  # free slots worth a fetch while others run
@@ -107,16 +112,29 @@ class ClaimingConsumer(_RedisConsumer):
             self.slots_freed.set()
 
     def close(self) -> None:
-        """Claimed messages the worker never took go back to the queue (their jobs are handed
-        back by the ledger middleware at shutdown)."""
+        """At shutdown, or when Dramatiq replaces the consumer after a connection error: claimed
+        messages no worker thread took are handed back, their jobs queued again in the ledger
+        (the relay publishes them anew) or, if the ledger cannot be reached, the messages put
+        back in the Redis queue (a worker claims them again: same worker, same message)."""
         leftovers = list(self.claimed)
         self.claimed.clear()
+        self.queued_message_ids.difference_update(m.message_id for m in leftovers)
+        released = False
+        if leftovers:
+            try:
+                self.broker.release(leftovers)
+                released = True
+            except Exception:
+                logger.exception("could not queue %d fetched jobs again; back to Redis", len(leftovers))
         with contextlib.suppress(redis.ConnectionError):  # then Dramatiq recovers them later
+            if released:
+                self.broker.pending_acks[self.queue_name].extend(
+                    m.options["redis_message_id"] for m in leftovers
+                )
+            elif leftovers:
+                self.requeue(leftovers)
             while self.broker.pending_acks[self.queue_name]:
                 self.broker.flush_acks(self.queue_name)
-            if leftovers:
-                self.queued_message_ids.difference_update(m.message_id for m in leftovers)
-                self.requeue(leftovers)
         super().close()
 
     def __next__(self) -> MessageProxy | None:
@@ -146,7 +164,7 @@ class ClaimingConsumer(_RedisConsumer):
     def _claim(self, messages: list[MessageProxy]) -> None:
         self.queued_message_ids.update(m.message_id for m in messages)
         try:
-            runnable = self.claim(messages)
+            runnable = self.broker.claim(messages)
         except BaseException:
             # The ledger is out of reach: hand the messages back to the queue for a later try.
             self.requeue(messages)

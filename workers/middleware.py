@@ -220,6 +220,17 @@ class LedgerMiddleware(Middleware):
                 logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
         return runnable
 
+    def release_messages(self, messages: list[dramatiq.MessageProxy]) -> None:
+        """Claimed messages that will not run in this process: their jobs are queued again,
+        without spending the attempt their claim counted."""
+        attempts = [a for m in messages if (a := self._claimed.get(m.message_id)) is not None]
+        if attempts and self.worker_id is not None:
+            with pool.connection() as conn:
+                if ledger.job_release_unstarted(conn, self.worker_id, attempts):
+                    conn.execute("SELECT pg_notify('skyport_jobs', '')")
+        for message in messages:
+            self._claimed.pop(message.message_id, None)
+
     # ---- group-committed writes (on the groups' threads) ----------------------------------------
 
     @retry_transient(max_delay_s=60.0)

@@ -14,11 +14,18 @@ QUEUE = "default"
 
 
 class _Claims:
-    """Runs the messages whose first argument is even; records each batch it was handed."""
+    """Runs the messages whose first argument is even; records each batch it was handed, and the
+    messages released."""
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
+        self.released: list[int] = []
         self.failing = False
+
+    def release(self, messages: list[MessageProxy]) -> None:
+        if self.failing:
+            raise RuntimeError("ledger out of reach")
+        self.released += [m.args[0] for m in messages]
 
     def __call__(self, messages: list[MessageProxy]) -> list[MessageProxy]:
         if self.failing:
@@ -34,7 +41,9 @@ def claims() -> _Claims:
 
 @pytest.fixture
 def broker(redis_namespace: str, claims: _Claims) -> ClaimingRedisBroker:
-    broker = ClaimingRedisBroker(claim=claims, url=TEST_REDIS_URL, namespace=redis_namespace, middleware=[])
+    broker = ClaimingRedisBroker(
+        claim=claims, release=claims.release, url=TEST_REDIS_URL, namespace=redis_namespace, middleware=[]
+    )
     broker.declare_queue(QUEUE)
     return broker
 
@@ -108,3 +117,25 @@ def test_a_failed_claim_gives_the_messages_back_to_the_queue(
     again = broker.consume(QUEUE, prefetch=8, timeout=50)
     assert sorted(m.args[0] for m in _take(again, 3)) == [0, 2, 4]  # nothing lost
     assert _stored(redis_namespace) == 3
+
+
+def _queued(redis_namespace: str) -> int:
+    return redis.Redis.from_url(TEST_REDIS_URL).llen(f"{redis_namespace}:{QUEUE}")
+
+
+@pytest.mark.parametrize("ledger_reachable", [True, False])
+def test_closing_hands_back_claimed_messages_no_thread_took(
+    broker: ClaimingRedisBroker, claims: _Claims, redis_namespace: str, ledger_reachable: bool
+) -> None:
+    _send(broker, range(0, 8, 2))
+    consumer = broker.consume(QUEUE, prefetch=8, timeout=50)
+    taken = _take(consumer, 1)  # 3 more claimed, waiting in the consumer
+    claims.failing = not ledger_reachable
+    consumer.ack(taken[0])
+    consumer.close()
+    if ledger_reachable:  # their jobs are queued again in the ledger: the Redis copies go
+        assert claims.released == [2, 4, 6]
+        assert (_stored(redis_namespace), _queued(redis_namespace)) == (0, 0)
+    else:  # the messages go back to the Redis queue, to be claimed again
+        assert claims.released == []
+        assert (_stored(redis_namespace), _queued(redis_namespace)) == (3, 3)
