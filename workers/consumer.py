@@ -161,17 +161,21 @@ class ClaimingConsumer(_RedisConsumer):
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
 
-    def _claim(self, messages: list[MessageProxy]) -> None:
-        self.queued_message_ids.update(m.message_id for m in messages)
+    def _claim(self, fetched: list[MessageProxy]) -> None:
+        self.queued_message_ids.update(m.message_id for m in fetched)
+        # A message for an actor this worker does not have is not claimed: Dramatiq dead-letters
+        # it, and its job stays queued for a worker that has the actor (the lifeline republishes it).
+        messages = [m for m in fetched if m.actor_name in self.broker.actors]
         try:
-            runnable = self.broker.claim(messages)
+            runnable = self.broker.claim(messages) if messages else []
         except BaseException:
             # The ledger is out of reach: hand the messages back to the queue for a later try.
-            self.requeue(messages)
-            self.queued_message_ids.difference_update(m.message_id for m in messages)
+            self.requeue(fetched)
+            self.queued_message_ids.difference_update(m.message_id for m in fetched)
             raise
         run_ids = {m.message_id for m in runnable}
         for message in messages:
             if message.message_id not in run_ids:
                 self.ack(message)
         self.claimed.extend(runnable)
+        self.claimed.extend(m for m in fetched if m.actor_name not in self.broker.actors)

@@ -44,13 +44,13 @@ def broker(redis_namespace: str, claims: _Claims) -> ClaimingRedisBroker:
     broker = ClaimingRedisBroker(
         claim=claims, release=claims.release, url=TEST_REDIS_URL, namespace=redis_namespace, middleware=[]
     )
-    broker.declare_queue(QUEUE)
+    dramatiq.actor(lambda n: None, actor_name="noop", queue_name=QUEUE, broker=broker)
     return broker
 
 
-def _send(broker: ClaimingRedisBroker, numbers: range) -> None:
+def _send(broker: ClaimingRedisBroker, numbers: range, actor: str = "noop") -> None:
     for n in numbers:
-        message = dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(n,), kwargs={}, options={})
+        message = dramatiq.Message(queue_name=QUEUE, actor_name=actor, args=(n,), kwargs={}, options={})
         broker.enqueue(message)
 
 
@@ -139,3 +139,15 @@ def test_closing_hands_back_claimed_messages_no_thread_took(
     else:  # the messages go back to the Redis queue, to be claimed again
         assert claims.released == []
         assert (_stored(redis_namespace), _queued(redis_namespace)) == (3, 3)
+
+
+def test_a_message_for_an_actor_this_worker_lacks_is_not_claimed(
+    broker: ClaimingRedisBroker, claims: _Claims
+) -> None:
+    _send(broker, range(0, 4, 2), actor="elsewhere")  # declared by other workers only
+    _send(broker, range(4, 6, 2))
+    consumer = broker.consume(QUEUE, prefetch=8, timeout=50)
+    taken = _take(consumer, 3)
+    assert claims.batches == [[4]]  # only the message of a known actor was claimed
+    assert sorted(m.args[0] for m in taken) == [0, 2, 4]  # the others go on to Dramatiq, which
+    consumer.close()  # dead-letters a message of an unknown actor
