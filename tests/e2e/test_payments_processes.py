@@ -147,7 +147,8 @@ def test_worker_killed_mid_processing_recovers_without_double_payment(
             assert open_events(database_url) > 0
         finally:
             worker.__exit__()
-        # Messages the killed worker had prefetched are published again after this (default 300 s).
+        # The killed worker's fetched jobs come back through the lifeline; messages it had not yet
+        # fetched, if Redis lost them, would be published again after this (default 300 s).
         with WorkerProcess(threads=4, env={**env, "SKYPORT_REPUBLISH_AFTER_S": "2"}) as second:
             wait_for(
                 lambda: open_events(database_url) == 0,

@@ -151,7 +151,7 @@ def test_sigterm_finishes_short_jobs_and_gives_back_long_ones(effects: str, redi
 def test_sigterm_hands_back_fetched_jobs_no_thread_started_without_spending_an_attempt(
     effects: str, redis_namespace: str
 ) -> None:
-    # One thread: the consumer fetches (and claims) two messages, the busy job's and one more.
+    # One thread: the consumer holds (and claims) up to four messages, the busy job's and three more.
     worker = WorkerProcess(threads=1, args=["--shutdown-timeout", "1"]).start()
     try:
         worker.wait_ready(effects)
@@ -159,9 +159,9 @@ def test_sigterm_hands_back_fetched_jobs_no_thread_started_without_spending_an_a
         wait_for(lambda: _effects(effects, "busy:start"), 20, what="the busy job to start")
         waiting = [enqueue("remember", [f"waiting-{i}"]).id for i in range(3)]
         wait_for(
-            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state = 'running'") == 2,
+            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state = 'running'") == 4,
             10,
-            what=f"a second job to be claimed\n{worker.output()}",
+            what=f"the waiting jobs to be claimed\n{worker.output()}",
         )
         assert worker.stop(timeout_s=30) == 0, worker.output()
     finally:
@@ -174,7 +174,7 @@ def test_sigterm_hands_back_fetched_jobs_no_thread_started_without_spending_an_a
             " FROM jobs j WHERE id = ANY(%s)",
             (waiting,),
         ).fetchall()
-    assert rows == [("queued", 0, 0)] * 3  # the claimed one too: it never ran
+    assert rows == [("queued", 0, 0)] * 3  # claimed, never run: no attempt spent
     with WorkerProcess() as again:
         again.wait_ready(effects)
         for job in waiting:
