@@ -27,6 +27,10 @@ class StartedAttempt:
     job_id: int
     attempt: int
     max_attempts: int
+    # Seconds between the job's claim (its started_at) and the moment a thread began running it:
+    # a job claimed at fetch time waits for a thread (workers/consumer.py). Its outcome moves
+    # started_at on by as much, so an attempt's duration is its run's.
+    waited_s: float = 0.0
 
 
 # HOT_PATH_PLANNING: the batched statements of the hot path are not prepared, so each is planned
@@ -81,8 +85,10 @@ def job_start_many(
 JOB_SUCCEED_MANY = f"""
 WITH done AS (
     UPDATE jobs j
-       SET state = 'succeeded', finished_at = now(), last_error = NULL,{_RELEASE_DEDUP_ON_FINISH}
-      FROM unnest(%(job_ids)s::bigint[], %(attempts)s::int[]) AS a(job_id, attempt)
+       SET state = 'succeeded', finished_at = now(), last_error = NULL,
+           started_at = j.started_at + make_interval(secs => a.waited_s),{_RELEASE_DEDUP_ON_FINISH}
+      FROM unnest(%(job_ids)s::bigint[], %(attempts)s::int[], %(waited_s)s::float8[])
+           AS a(job_id, attempt, waited_s)
      WHERE j.id = a.job_id AND j.state = 'running'
        AND j.worker_id = %(worker_id)s AND j.attempts = a.attempt
  RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.finished_at)
@@ -100,6 +106,7 @@ def job_succeed_many(conn: psycopg.Connection, worker_id: str, attempts: list[St
             "worker_id": worker_id,
             "job_ids": [a.job_id for a in attempts],
             "attempts": [a.attempt for a in attempts],
+            "waited_s": [a.waited_s for a in attempts],
         },
         prepare=False,  # see HOT_PATH_PLANNING
     ).fetchall()
@@ -154,6 +161,7 @@ WITH done AS (
                       ELSE now() + make_interval(secs => %(retry_in_s)s::float8) END,
            published_at = NULL,
            last_error = %(error)s,
+           started_at = started_at + make_interval(secs => %(waited_s)s::float8),
            finished_at = CASE WHEN %(retry_in_s)s::float8 IS NULL THEN now() END,
            dedup_lock = CASE WHEN %(retry_in_s)s::float8 IS NULL AND dedup_window IS NULL
                              THEN NULL ELSE dedup_lock END,
@@ -182,6 +190,7 @@ def job_fail(
             "job_id": attempt.job_id,
             "worker_id": worker_id,
             "attempt": attempt.attempt,
+            "waited_s": attempt.waited_s,
             "error": error,
             "traceback": traceback,
             "retry_in_s": retry_in_s,

@@ -9,9 +9,11 @@ process it also runs the relay and the heartbeat threads.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -49,9 +51,9 @@ class LedgerMiddleware(Middleware):
     def __init__(self) -> None:
         self.worker_id: str | None = None
         self._attempts: dict[str, ledger.StartedAttempt] = {}
-        # Jobs claimed by a consumer at fetch time (workers/consumer.py), by message id, until a
-        # worker thread takes the message.
-        self._claimed: dict[str, ledger.StartedAttempt] = {}
+        # Jobs claimed by a consumer at fetch time (workers/consumer.py), by message id, with the
+        # time.monotonic() of the claim, until a worker thread takes the message.
+        self._claimed: dict[str, tuple[ledger.StartedAttempt, float]] = {}
         self._relay: Relay | None = None
         self._heartbeat: lifeline.Heartbeat | None = None
         self._starts = GroupCommit("skyport-ledger-starts", self._write_starts)
@@ -105,7 +107,8 @@ class LedgerMiddleware(Middleware):
             return
         try:
             with pool.connection() as conn:
-                unstarted = ledger.job_release_unstarted(conn, self.worker_id, list(self._claimed.values()))
+                claimed = [attempt for attempt, _ in self._claimed.values()]
+                unstarted = ledger.job_release_unstarted(conn, self.worker_id, claimed)
                 self._claimed.clear()
                 given_back = ledger.give_back_running(conn, self.worker_id)
                 if unstarted or given_back:
@@ -135,8 +138,11 @@ class LedgerMiddleware(Middleware):
                 message.actor_name,
             )
             raise SkipMessage("no ledger job")
-        started = self._claimed.pop(message.message_id, None)
-        if started is None:  # not claimed at fetch time (RabbitMQ): claim it now
+        claimed = self._claimed.pop(message.message_id, None)
+        if claimed is not None:
+            started, claimed_at = claimed
+            started = dataclasses.replace(started, waited_s=time.monotonic() - claimed_at)
+        else:  # not claimed at fetch time (RabbitMQ): claim it now
             started = self._starts.submit((job_id, message.message_id))
         if started is None:
             logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
@@ -216,13 +222,14 @@ class LedgerMiddleware(Middleware):
         self._booted.wait()
         jobs = [(m.options["job_id"], m.message_id) for m in messages if m.options.get("job_id") is not None]
         results = self._write_starts(jobs) if jobs else []
+        claimed_at = time.monotonic()
         started = dict(zip((message_id for _, message_id in jobs), results, strict=True))
         runnable = []
         for message in messages:
             if message.message_id not in started:  # no ledger job: before_process_message says so
                 runnable.append(message)
             elif (attempt := started[message.message_id]) is not None:
-                self._claimed[message.message_id] = attempt
+                self._claimed[message.message_id] = (attempt, claimed_at)
                 runnable.append(message)
             else:
                 job_id = message.options["job_id"]
@@ -232,7 +239,7 @@ class LedgerMiddleware(Middleware):
     def release_messages(self, messages: list[dramatiq.MessageProxy]) -> None:
         """Claimed messages that will not run in this process: their jobs are queued again,
         without spending the attempt their claim counted."""
-        attempts = [a for m in messages if (a := self._claimed.get(m.message_id)) is not None]
+        attempts = [c[0] for m in messages if (c := self._claimed.get(m.message_id)) is not None]
         if attempts and self.worker_id is not None:
             with pool.connection() as conn:
                 if ledger.job_release_unstarted(conn, self.worker_id, attempts):

@@ -221,6 +221,29 @@ def test_batched_starts_and_successes_are_guarded_per_job(conn: psycopg.Connecti
     assert _count_attempts(conn, a) == 1 and _count_attempts(conn, b) == 0
 
 
+def test_an_outcome_dates_the_attempt_from_when_its_run_began(conn: psycopg.Connection) -> None:
+    # A job claimed at fetch time waits for a thread: its run began `waited_s` after its claim.
+    done, failed = (enqueue("remember", [name]).id for name in ("done", "failed"))
+    assert len(ledger.job_start_many(conn, "w1", [(done, "m1"), (failed, "m2")])) == 2
+    claimed_at = dict(conn.execute("SELECT id, started_at FROM jobs WHERE id = ANY(%s)", ([done, failed],)))
+    assert ledger.job_succeed(conn, StartedAttempt(done, 1, 4, waited_s=2.5), "w1")
+    assert ledger.job_fail(
+        conn, StartedAttempt(failed, 1, 4, waited_s=1.0), "w1", error="E", traceback=None, retry_in_s=None
+    )
+    rows = conn.execute(
+        "SELECT j.id, j.started_at, a.started_at FROM jobs j JOIN job_attempts a ON a.job_id = j.id"
+        " WHERE j.id = ANY(%s)",
+        ([done, failed],),
+    ).fetchall()
+    assert {
+        job: (job_started - claimed_at[job], attempt_started - claimed_at[job])
+        for job, job_started, attempt_started in rows
+    } == {
+        done: (timedelta(seconds=2.5), timedelta(seconds=2.5)),
+        failed: (timedelta(seconds=1), timedelta(seconds=1)),
+    }
+
+
 def _count_attempts(conn: psycopg.Connection, job_id: int) -> int:
     return conn.execute("SELECT count(*) FROM job_attempts WHERE job_id = %s", (job_id,)).fetchone()[0]
 
