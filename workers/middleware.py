@@ -106,16 +106,14 @@ class LedgerMiddleware(Middleware):
         if self.worker_id is None:
             return
         try:
+            unstarted = self._release_claimed(list(self._claimed))  # in the work queue at shutdown
             with pool.connection() as conn:
-                claimed = [attempt for attempt, _ in self._claimed.values()]
-                unstarted = ledger.job_release_unstarted(conn, self.worker_id, claimed)
-                self._claimed.clear()
                 given_back = ledger.give_back_running(conn, self.worker_id)
-                if unstarted or given_back:
+                if given_back:
                     conn.execute("SELECT pg_notify('skyport_jobs', '')")
                 lifeline.forget_worker(conn, self.worker_id)
             if unstarted:
-                logger.info("%d fetched jobs that no thread started are queued again", len(unstarted))
+                logger.info("%d fetched jobs that no thread started are queued again", unstarted)
             for job_id, state in given_back:
                 logger.warning("job %s: not finished within the shutdown grace period; now %s", job_id, state)
         except Exception:
@@ -239,13 +237,21 @@ class LedgerMiddleware(Middleware):
     def release_messages(self, messages: list[dramatiq.MessageProxy]) -> None:
         """Claimed messages that will not run in this process: their jobs are queued again,
         without spending the attempt their claim counted."""
-        attempts = [c[0] for m in messages if (c := self._claimed.get(m.message_id)) is not None]
+        self._release_claimed([m.message_id for m in messages])
+
+    def _release_claimed(self, message_ids: list[str]) -> int:
+        """Queue the claimed jobs of these messages again; forgets them once done (not when the
+        ledger cannot be reached: then they stay claimed, for a later try or the lifeline)."""
+        attempts = [c[0] for m in message_ids if (c := self._claimed.get(m)) is not None]
+        released = []
         if attempts and self.worker_id is not None:
             with pool.connection() as conn:
-                if ledger.job_release_unstarted(conn, self.worker_id, attempts):
+                released = ledger.job_release_unstarted(conn, self.worker_id, attempts)
+                if released:
                     conn.execute("SELECT pg_notify('skyport_jobs', '')")
-        for message in messages:
-            self._claimed.pop(message.message_id, None)
+        for message_id in message_ids:
+            self._claimed.pop(message_id, None)
+        return len(released)
 
     # ---- group-committed writes (on the groups' threads) ----------------------------------------
 
