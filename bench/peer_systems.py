@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from bench.peer_write import BENCH_WRITES_COUNT, BENCH_WRITES_CREATE, DATABASE_URL_ENV
-from bench.throughput import REPO, BarePath, LedgerPath, _with_dbname
+from bench.throughput import REPO, BarePath, LedgerPath, fresh_database
 
 
 @dataclass(frozen=True)
@@ -99,17 +99,13 @@ class System(Protocol):
 @contextlib.contextmanager
 def plain_database(base_url: str, name: str) -> Iterator[str]:
     """A fresh, empty database holding only `bench_writes`; dropped on the way out."""
-    admin_url = _with_dbname(base_url, "postgres")
-    url = _with_dbname(base_url, name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(BENCH_WRITES_CREATE)
+    with fresh_database(base_url, name, _create_bench_writes) as url:
         yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _create_bench_writes(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(BENCH_WRITES_CREATE)
 
 
 def run_cli(argv: list[str], env: dict[str, str]) -> None:

@@ -564,12 +564,20 @@ def bench_database(base_url: str, name: str) -> Iterator[str]:
     """A fresh database, migrated to the newest schema; dropped on the way out."""
     from db import migrate
 
+    with fresh_database(base_url, name, lambda url: migrate.upgrade(database_url=url)) as url:  # every head
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(base_url: str, name: str, set_up: Callable[[str], object]) -> Iterator[str]:
+    """A new database `name` on the server of `base_url`, `set_up(url)` run on it; dropped on the
+    way out."""
     admin_url = _with_dbname(base_url, "postgres")
     url = _with_dbname(base_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        migrate.upgrade(database_url=url)  # every head
+        set_up(url)
         yield url
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
