@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests.support import REPO, WorkerProcess, job_states, scalar, wait_for
-from workers import enqueue, ledger
+from workers import JobSpec, enqueue, enqueue_many, ledger
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +157,8 @@ def test_sigterm_hands_back_fetched_jobs_no_thread_started_without_spending_an_a
         worker.wait_ready(effects)
         busy = enqueue("slow", ["busy"], {"seconds": 3}).id
         wait_for(lambda: _effects(effects, "busy:start"), 20, what="the busy job to start")
-        waiting = [enqueue("remember", [f"waiting-{i}"]).id for i in range(3)]
+        # In one call, so that the consumer finds all three at its next fetch.
+        waiting = [ref.id for ref in enqueue_many([JobSpec("remember", [f"waiting-{i}"]) for i in range(3)])]
         wait_for(
             lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state = 'running'") == 4,
             10,
