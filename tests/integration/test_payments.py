@@ -445,3 +445,36 @@ def test_thousand_events_hundred_shipments_duplicates_shuffled(conn):
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
 def test_any_delivery_order_gives_the_expected_ledger(conn, seed):
     check_plan(conn, shipments=10, events=120, seed=seed)
+
+
+def test_event_writes_find_their_rows_by_primary_key_whatever_the_statistics(conn):
+    """Statistics of a healthy system (no event open, no payment in `processing`) must not lead the
+    planner to serve the writes' status guards from the open-events or payment-status index: once a
+    backlog builds, each write would walk all of it (apply.PRIMARY_KEY_ONLY)."""
+    from jobs.payments import apply
+
+    check_plan(conn, shipments=20, events=200, seed=3)
+    conn.execute("ANALYZE payment_events, payment_transactions")
+    pk, txn = conn.execute(
+        "SELECT e.id, t.transaction_id FROM payment_events e"
+        "  JOIN payment_transactions t USING (idempotency_key) LIMIT 1"
+    ).fetchone()
+    writes = {
+        "transaction_id": txn, "expected": "processing", "key": "k", "shipment_id": None,
+        "external_id": None, "amount": Decimal("1.00"), "currency": "USD", "method": None,
+        "status": "completed", "provider": "stripe", "response": "{}", "failed_reason": None,
+        "move_shipment": False, "delta": Decimal("0"), "payment_status": "paid",
+        "expected_paid": Decimal("0"), "id": pk,
+    }  # fmt: skip
+    for statement, params in (
+        (apply.PAYMENT_EVENT_APPLY, writes),
+        (apply.PAYMENT_EVENT_FINISH, {"id": pk, "status": "ignored", "error": None}),
+    ):
+        plan = plan_of(conn, statement, params)
+        assert "payment_events_open_idx" not in plan and "idx_payments_status" not in plan, plan
+        assert "Index Scan using payment_events_pkey" in plan, plan
+    assert "Index Scan using payment_transactions_pkey" in plan_of(conn, apply.PAYMENT_EVENT_APPLY, writes)
+
+
+def plan_of(conn: psycopg.Connection, statement: str, params: dict) -> str:
+    return "\n".join(r[0] for r in conn.execute("EXPLAIN " + statement, params))
