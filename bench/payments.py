@@ -17,6 +17,8 @@ Reports:
   correctness  shipments whose amount_paid differs from the expected ledger, drift, problem events
   steady       intake latency at --latency-rate callbacks/s, workers running
   alone        intake rate and latency with the workers stopped
+  processing   the workers alone: callbacks stored while they were stopped, then drained by
+               freshly started workers (events/s and CPU per event from the first one processed)
   peer         the same web process answering wrongly signed requests (401: HTTP, routing and the
                signature check, no database), measured in the same run: the intake's ratio to it
 """
@@ -123,6 +125,23 @@ def _wait_processed(database_url: str, workers: Workers, start: float, timeout_s
             time.sleep(0.05)
 
 
+def _drain(database_url: str, workers: Workers, meter: RunMeter, timeout_s: float) -> tuple[int, float, dict]:
+    """Time the workers draining the open events from the first one processed to the last:
+    (events drained, seconds, CPU ms per event)."""
+    open_sql = "SELECT count(*) FROM payment_events WHERE status IN ('received', 'processing')"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        total = conn.execute(open_sql).fetchone()[0]
+        deadline = time.monotonic() + timeout_s
+        while (left := conn.execute(open_sql).fetchone()[0]) == total:
+            workers.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no event processed within {timeout_s:.0f} s:\n{workers.log_tail()}")
+            time.sleep(0.01)
+    before, start = meter.snapshot(), time.monotonic()
+    end = _wait_processed(database_url, workers, start, timeout_s)
+    return left, end - start, meter.per_callback_ms(before, meter.snapshot(), left)
+
+
 def _latency(stats: PostStats) -> tuple[float, float]:
     return round(stats.percentile_ms(0.5), 1), round(stats.percentile_ms(0.99), 1)
 
@@ -141,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     p.add_argument("--latency-events", type=int, default=1000, help="callbacks of the steady-rate phase")
     p.add_argument("--latency-rate", type=float, default=50.0, help="callbacks/s of the steady-rate phase")
+    p.add_argument("--drain-events", type=int, default=10_000, help="callbacks of the processing-alone phase")
     p.add_argument("--peer-requests", type=int, default=5000, help="wrongly signed requests of the peer")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds the end-to-end phase may take")
     p.add_argument(
@@ -253,6 +273,9 @@ def run(args: argparse.Namespace, database_url: str, dbname: str, namespace: str
                 "WHERE transaction_status = 'completed' AND shipment_id = ANY(%s)",
                 (list(plan.expected_paid),),
             ).fetchone()[0]
+            # Attempts that failed and were retried: mostly events that arrived before the event
+            # they follow (a refund before its payment completed) and waited with backoff.
+            retried = conn.execute("SELECT count(*) FROM job_attempts WHERE outcome = 'failed'").fetchone()[0]
             double = conn.execute(
                 "SELECT count(*) FROM (SELECT idempotency_key FROM payment_transactions GROUP BY 1 "
                 "HAVING count(*) > 1) d"
@@ -276,6 +299,15 @@ def run(args: argparse.Namespace, database_url: str, dbname: str, namespace: str
         alone_cpu = meter.per_callback_ms(alone_before, meter.snapshot(), half)
         alone_steady = post_events(
             url, PROVIDER, SECRET, alone.bodies[half:], rate=args.latency_rate, concurrency=args.concurrency
+        )
+        # Processing alone: callbacks stored while the workers are stopped, then drained.
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            drain_ships = create_demo_shipments(conn, max(1, args.drain_events // 10), seed=5)
+        drain_plan = plan_events(drain_ships, events=args.drain_events, duplicates=args.duplicates, seed=5)
+        post_events(url, PROVIDER, SECRET, drain_plan.bodies, concurrency=args.concurrency)
+        workers.start()
+        drained, drain_s, drain_cpu = _drain(
+            database_url, workers, RunMeter(web, workers, dbname, args.redis_url), args.timeout
         )
         facts = machine_facts(database_url, args.redis_url)
     finally:
@@ -305,6 +337,9 @@ def run(args: argparse.Namespace, database_url: str, dbname: str, namespace: str
         "intake alone: latency p50 / p99 ms (saturated)": _latency(alone_sat),
         f"intake alone: latency p50 / p99 ms at {args.latency_rate:.0f}/s": _latency(alone_steady),
         "intake alone: cpu ms per callback": alone_cpu,
+        "processing alone (workers draining stored events): events/s": round(drained / drain_s, 1),
+        "processing alone: events drained": drained,
+        "processing alone: cpu ms per event": drain_cpu,
         "peer: wrongly signed 401 requests/s (same web process)": round(peer_rps, 1),
         "peer: cpu ms per request": peer_cpu,
         "intake / peer ratio": round(intake_rps / peer_rps, 2),
@@ -314,6 +349,7 @@ def run(args: argparse.Namespace, database_url: str, dbname: str, namespace: str
         "shipments with drift": len(drift),
         "unmatched/rejected events": len(problems),
         "payment keys with more than one transaction": double,
+        "failed job attempts, retried (warm-up and end to end)": retried,
         "completed payments == expected total": completed == sum(plan.expected_paid.values(), Decimal(0)),
         "web workers / access log": (args.web_workers, args.access_log),
         "load before": load_before,
