@@ -314,19 +314,24 @@ def prune_finished(
 
 # ---- ops actions ------------------------------------------------------------------------------
 
-# -- job_cancel -- any non-final state -> cancelled; the dedup key is released at once.
+# -- job_cancel -- any non-final state -> cancelled; the dedup key is released at once. The NOTIFY
+# (sent at commit) tells the workers: one that claimed the job at fetch time and has not begun it
+# on a thread drops it (workers/middleware.py, `_on_cancel`).
 JOB_CANCEL = """
-UPDATE jobs
-   SET state = 'cancelled', finished_at = now(), dedup_lock = NULL, dedup_until = NULL,
-       last_error = 'cancelled by ' || %(by)s
- WHERE id = %(job_id)s AND state IN ('scheduled', 'queued', 'retrying', 'running')
-RETURNING state
+WITH cancelled AS (
+    UPDATE jobs
+       SET state = 'cancelled', finished_at = now(), dedup_lock = NULL, dedup_until = NULL,
+           last_error = 'cancelled by ' || %(by)s
+     WHERE id = %(job_id)s AND state IN ('scheduled', 'queued', 'retrying', 'running')
+    RETURNING id)
+SELECT pg_notify('skyport_cancel', id::text) FROM cancelled
 """
 
 
 def job_cancel(conn: psycopg.Connection, job_id: int, by: str) -> bool:
-    """Cancel a job that has not finished. A running job's current attempt is not interrupted,
-    but its outcome is ignored (the finish write expects 'running')."""
+    """Cancel a job that has not finished. A claimed job that no worker thread has begun does
+    not run; a running attempt is not interrupted, but its outcome is ignored (the finish
+    write expects 'running')."""
     return conn.execute(JOB_CANCEL, {"job_id": job_id, "by": by}).fetchone() is not None
 
 

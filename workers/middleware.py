@@ -54,6 +54,8 @@ class LedgerMiddleware(Middleware):
         # Jobs claimed by a consumer at fetch time (workers/consumer.py), by message id, with the
         # time.monotonic() of the claim, until a worker thread takes the message.
         self._claimed: dict[str, tuple[ledger.StartedAttempt, float]] = {}
+        # Message ids of claimed jobs cancelled before a thread took them: dropped by that thread.
+        self._cancelled: set[str] = set()
         self._relay: Relay | None = None
         self._heartbeat: lifeline.Heartbeat | None = None
         self._starts = GroupCommit("skyport-ledger-starts", self._write_starts)
@@ -89,7 +91,13 @@ class LedgerMiddleware(Middleware):
         self._heartbeat.start()
         self._starts.start()
         self._successes.start()
-        self._relay = Relay(cfg.database_url, broker, batch=cfg.relay_batch, sweep_s=cfg.relay_sweep_s)
+        self._relay = Relay(
+            cfg.database_url,
+            broker,
+            batch=cfg.relay_batch,
+            sweep_s=cfg.relay_sweep_s,
+            on_cancel=self._on_cancel,
+        )
         self._relay.start()
         self._booted.set()
         logger.info("worker %s started (queues: %s)", self.worker_id, ", ".join(queues or ["all"]))
@@ -137,6 +145,10 @@ class LedgerMiddleware(Middleware):
             )
             raise SkipMessage("no ledger job")
         claimed = self._claimed.pop(message.message_id, None)
+        if message.message_id in self._cancelled:
+            self._cancelled.discard(message.message_id)
+            logger.info("job %s: cancelled before it began; skipped", job_id)
+            raise SkipMessage("job cancelled")
         if claimed is not None:
             started, claimed_at = claimed
             started = dataclasses.replace(started, waited_s=time.monotonic() - claimed_at)
@@ -157,6 +169,7 @@ class LedgerMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        self._cancelled.discard(message.message_id)  # cancelled as its thread began it: it ran
         started = self._attempts.pop(message.message_id, None)
         if started is None:
             return
@@ -234,6 +247,13 @@ class LedgerMiddleware(Middleware):
                 logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
         return runnable
 
+    def _on_cancel(self, job_id: int) -> None:
+        """A job was cancelled (on the relay's thread): if this process claimed it and no thread
+        has begun it, the thread that takes its message drops it."""
+        for message_id, (attempt, _) in list(self._claimed.items()):
+            if attempt.job_id == job_id:
+                self._cancelled.add(message_id)
+
     def release_messages(self, messages: list[dramatiq.MessageProxy]) -> None:
         """Claimed messages that will not run in this process: their jobs are queued again,
         without spending the attempt their claim counted."""
@@ -251,6 +271,7 @@ class LedgerMiddleware(Middleware):
                     conn.execute("SELECT pg_notify('skyport_jobs', '')")
         for message_id in message_ids:
             self._claimed.pop(message_id, None)
+            self._cancelled.discard(message_id)
         return len(released)
 
     # ---- group-committed writes (on the groups' threads) ----------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dramatiq
@@ -24,6 +24,8 @@ from dramatiq.brokers.redis import RedisBroker
 logger = logging.getLogger("skyport.relay")
 
 NOTIFY_CHANNEL = "skyport_jobs"
+# Cancelled jobs, one NOTIFY per job with its id as payload (workers/ledger.py, JOB_CANCEL).
+CANCEL_CHANNEL = "skyport_cancel"
 
 # -- job_promote_due -- scheduled and retrying jobs whose eta passed become queued; the relay
 # claims them as any queued job (run on the sweep timer, and when asked to).
@@ -145,14 +147,24 @@ def send_to_redis(client: redis.Redis, namespace: str, messages: Sequence[dramat
 
 
 class Relay(threading.Thread):
-    """A thread that publishes due jobs until stopped."""
+    """A thread that publishes due jobs until stopped. It also hears of cancelled jobs, and
+    passes their ids to `on_cancel`."""
 
-    def __init__(self, database_url: str, broker: dramatiq.Broker, *, batch: int, sweep_s: float) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        broker: dramatiq.Broker,
+        *,
+        batch: int,
+        sweep_s: float,
+        on_cancel: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__(name="skyport-relay", daemon=True)
         self.database_url = database_url
         self.broker = broker
         self.batch = batch
         self.sweep_s = sweep_s
+        self.on_cancel = on_cancel
         self.stopping = threading.Event()
 
     def stop(self) -> None:
@@ -164,6 +176,8 @@ class Relay(threading.Thread):
             try:
                 with psycopg.connect(self.database_url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if self.on_cancel is not None:
+                        conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     backoff_s = 0.1
                     self._loop(conn)
             except Exception as exc:  # broker or database down: the rows wait in the ledger
@@ -181,12 +195,12 @@ class Relay(threading.Thread):
             published = publish_due(conn, self.broker, self.batch, promote=sweep)
             if published:
                 logger.debug("relay: published %d jobs", published)
-            if published < self.batch:
-                # Wait for NOTIFYs (commits that inserted jobs; all those received are taken at
-                # once), or the sweep timer.
-                timeout_s = max(0.0, next_sweep - time.monotonic())
-                for _ in conn.notifies(timeout=timeout_s, stop_after=1):
-                    pass
+            # Wait for NOTIFYs (commits that inserted jobs; all those received are taken at
+            # once) or the sweep timer; with more to publish, only take those already received.
+            timeout_s = 0.0 if published >= self.batch else max(0.0, next_sweep - time.monotonic())
+            for notify in conn.notifies(timeout=timeout_s, stop_after=1):
+                if notify.channel == CANCEL_CHANNEL and self.on_cancel and notify.payload.isdigit():
+                    self.on_cancel(int(notify.payload))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -184,6 +184,32 @@ def test_sigterm_hands_back_fetched_jobs_no_thread_started_without_spending_an_a
     assert scalar(effects, "SELECT max(attempts) FROM jobs WHERE id = ANY(%s)", (waiting,)) == 1
 
 
+def test_a_claimed_job_cancelled_before_a_thread_began_it_never_runs(
+    effects: str, redis_namespace: str
+) -> None:
+    # One thread: the consumer claims the jobs behind the busy one while it runs; they show running.
+    with WorkerProcess(threads=1) as worker:
+        worker.wait_ready(effects)
+        busy = enqueue("slow", ["cancel-busy"], {"seconds": 3}).id
+        wait_for(lambda: _effects(effects, "cancel-busy:start"), 20, what="the busy job to start")
+        jobs = enqueue_many([JobSpec("remember", [key]) for key in ("dropped", "kept")])  # one fetch
+        cancelled, kept = (ref.id for ref in jobs)
+        wait_for(
+            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state = 'running'") == 3,
+            10,
+            what=f"the two jobs behind the busy one to be claimed\n{worker.output()}",
+        )
+        assert _effects(effects, "cancel-busy:done") == 0  # still busy: no thread began the other two
+        with psycopg.connect(effects, autocommit=True) as conn:
+            assert ledger.job_cancel(conn, cancelled, by="test")
+        _wait_state(effects, busy, "succeeded", 30, worker)
+        _wait_state(effects, kept, "succeeded", 30, worker)
+        assert "cancelled before it began; skipped" in worker.output()
+    assert _effects(effects, "dropped") == 0
+    assert _effects(effects, "kept") == 1
+    assert _state(effects, cancelled) == "cancelled"
+
+
 def test_delayed_and_retrying_jobs_survive_a_restart_of_every_worker(
     effects: str, redis_namespace: str
 ) -> None:
