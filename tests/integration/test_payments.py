@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from db import settings
 from jobs import payments
-from jobs.payments.apply import Outcome
+from jobs.payments.apply import PAYMENT_EVENT_APPLY, PAYMENT_EVENT_FINISH, Outcome
 from jobs.payments.events import parse_event, signature_header
 from jobs.payments.simulator import create_demo_shipments, mismatches, plan_events
 
@@ -451,8 +451,6 @@ def test_event_writes_find_their_rows_by_primary_key_whatever_the_statistics(con
     """Statistics of a healthy system (no event open, no payment in `processing`) must not lead the
     planner to serve the writes' status guards from the open-events or payment-status index: once a
     backlog builds, each write would walk all of it (apply.PRIMARY_KEY_ONLY)."""
-    from jobs.payments import apply
-
     check_plan(conn, shipments=20, events=200, seed=3)
     conn.execute("ANALYZE payment_events, payment_transactions")
     pk, txn = conn.execute(
@@ -466,14 +464,12 @@ def test_event_writes_find_their_rows_by_primary_key_whatever_the_statistics(con
         "move_shipment": False, "delta": Decimal("0"), "payment_status": "paid",
         "expected_paid": Decimal("0"), "id": pk,
     }  # fmt: skip
-    for statement, params in (
-        (apply.PAYMENT_EVENT_APPLY, writes),
-        (apply.PAYMENT_EVENT_FINISH, {"id": pk, "status": "ignored", "error": None}),
-    ):
-        plan = plan_of(conn, statement, params)
+    apply_plan = plan_of(conn, PAYMENT_EVENT_APPLY, writes)
+    finish_plan = plan_of(conn, PAYMENT_EVENT_FINISH, {"id": pk, "status": "ignored", "error": None})
+    for plan in (apply_plan, finish_plan):
         assert "payment_events_open_idx" not in plan and "idx_payments_status" not in plan, plan
         assert "Index Scan using payment_events_pkey" in plan, plan
-    assert "Index Scan using payment_transactions_pkey" in plan_of(conn, apply.PAYMENT_EVENT_APPLY, writes)
+    assert "Index Scan using payment_transactions_pkey" in apply_plan, apply_plan
 
 
 def plan_of(conn: psycopg.Connection, statement: str, params: dict) -> str:
