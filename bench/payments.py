@@ -46,6 +46,8 @@ SECRET = "whsec_bench"
 PROVIDER = "bench"
 TARGET_EVENTS_PER_S = 1000.0
 TARGET_P99_MS = 50.0
+# Events not processed yet (received, or waiting to be tried again).
+OPEN_EVENTS = "SELECT count(*) FROM payment_events WHERE status IN ('received', 'processing')"
 # Roles of the CPU split, in the report's order (proc_cpu's "enqueuer" is this process: the client).
 CPU_ROLES = ("client", "web", "workers", "postgres", "redis")
 
@@ -113,9 +115,7 @@ def _wait_processed(database_url: str, workers: Workers, start: float, timeout_s
     """Poll until no event is received/processing; returns the monotonic time it saw that."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         while True:
-            open_count = conn.execute(
-                "SELECT count(*) FROM payment_events WHERE status IN ('received', 'processing')"
-            ).fetchone()[0]
+            open_count = conn.execute(OPEN_EVENTS).fetchone()[0]
             now = time.monotonic()
             if open_count == 0:
                 return now
@@ -128,11 +128,10 @@ def _wait_processed(database_url: str, workers: Workers, start: float, timeout_s
 def _drain(database_url: str, workers: Workers, meter: RunMeter, timeout_s: float) -> tuple[int, float, dict]:
     """Time the workers draining the open events from the first one processed to the last:
     (events drained, seconds, CPU ms per event)."""
-    open_sql = "SELECT count(*) FROM payment_events WHERE status IN ('received', 'processing')"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        total = conn.execute(open_sql).fetchone()[0]
+        total = conn.execute(OPEN_EVENTS).fetchone()[0]
         deadline = time.monotonic() + timeout_s
-        while (left := conn.execute(open_sql).fetchone()[0]) == total:
+        while (left := conn.execute(OPEN_EVENTS).fetchone()[0]) == total:
             workers.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no event processed within {timeout_s:.0f} s:\n{workers.log_tail()}")
