@@ -112,9 +112,10 @@ def run(url: str, rows: int, repeat: int) -> int:
     from dashboard import auth
 
     os.environ["SKYPORT_DASHBOARD_USERS"] = f"bench:{auth.hash_password('bench-password')}:readonly"
-    from db import migrate, settings
+    import config
+    from db import migrate
 
-    settings.get.cache_clear()
+    config.get.cache_clear()
     print("machine:", machine_facts(url))
     migrate.upgrade("heads", url)
     start = time.perf_counter()

@@ -206,7 +206,8 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=2, help="rounds of (concurrent, plain)")
     args = parser.parse_args()
 
-    from db import migrate, settings
+    import config
+    from db import migrate
 
     name = f"skyport_bench_maint_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -214,7 +215,7 @@ def main() -> None:
         version = admin.execute("SHOW server_version").fetchone()[0]
     url = db_url(name)
     os.environ["DATABASE_URL"] = url
-    settings.get.cache_clear()
+    config.get.cache_clear()
     try:
         machine()
         print(f"PostgreSQL {version}")

@@ -26,14 +26,15 @@ def db_url(name: str) -> str:
 @contextlib.contextmanager
 def bench_database(prefix: str) -> Iterator[str]:
     """A migrated database of the bench's own; DATABASE_URL points at it; dropped at the end."""
-    from db import migrate, settings
+    import config
+    from db import migrate
 
     name = f"skyport_bench_{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = db_url(name)
     os.environ["DATABASE_URL"] = url
-    settings.get.cache_clear()
+    config.get.cache_clear()
     try:
         migrate.upgrade("heads", url)
         yield url

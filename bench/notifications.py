@@ -165,10 +165,10 @@ def run_actor(url: str, rows: int, batch: int, redis_url: str) -> float:
                 assert time.monotonic() < deadline, "workers did not start"
                 time.sleep(0.1)
             os.environ.update({"REDIS_URL": redis_url, "SKYPORT_BROKER_NAMESPACE": namespace})
-            from db import settings
+            import config
             from workers import JobSpec, enqueue_many
 
-            settings.get.cache_clear()
+            config.get.cache_clear()
             began = time.perf_counter()
             enqueue_many([JobSpec("dispatch_notifications") for _ in range(4)], conn=conn)
             while conn.execute("SELECT count(*) FROM notification_queue WHERE status <> 'sent'").fetchone()[

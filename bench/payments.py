@@ -202,9 +202,9 @@ def run(args: argparse.Namespace, database_url: str, dbname: str, namespace: str
         "SKYPORT_REPUBLISH_AFTER_S": "5",
     }
     os.environ.update(env)
-    from db import settings
+    import config
 
-    settings.get.cache_clear()
+    config.get.cache_clear()
     from jobs import payments
     from jobs.payments.simulator import create_demo_shipments, mismatches, plan_events, post_events
 

@@ -165,9 +165,9 @@ class Soak:
             self.provider.received = _TimedReceipts()
         env = self.environment()
         os.environ.update(env)
-        from db import settings
+        import config
 
-        settings.get.cache_clear()
+        config.get.cache_clear()
         from bench.soak_actors import EFFECTS_DDL  # declares actors on the broker: after the settings
 
         with psycopg.connect(self.database_url, autocommit=True) as conn:

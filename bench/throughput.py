@@ -149,15 +149,15 @@ class LedgerPath:
             "SKYPORT_EXTRA_MODULES": "bench.ledger_actors",
         }
         os.environ.update(self.env)
-        from db import settings
+        import config
 
-        settings.get.cache_clear()
+        config.get.cache_clear()
         import workers
         from bench import ledger_actors
 
         self.workers = workers
         self.actor = ledger_actors.bench_noop
-        self.settings = settings.get()
+        self.settings = config.get()
         self.monitor = psycopg.connect(database_url, autocommit=True)
         self.monitor.execute(SEED_HISTORY, (HISTORY_ACTOR, history))
         self.monitor.execute("VACUUM ANALYZE jobs, job_attempts")
@@ -687,7 +687,7 @@ def run(args: argparse.Namespace, database_url: str, bare_ns: str, ledger_ns: st
     print(
         "\nburn-down: 'from spawn' includes the workers' boot; 'from first worker ready' starts when the"
         "\nfirst worker process registered (Redis heartbeat for (a), `workers` row for (b): consumers and"
-        f"\nrelay running). Relay batch {cfg.relay_batch}, relay sweep {cfg.relay_sweep_s:g} s."
+        f"\nrelay running). Relay batch {cfg.worker.relay_batch}, relay sweep {cfg.worker.relay_sweep_s:g} s."
     )
 
 

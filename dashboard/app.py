@@ -8,13 +8,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+import config
 from dashboard import api, auth, metrics, pages, web, webhooks
 from dashboard.health import healthz, readyz
-from db import settings
 
 
 def create_app() -> Starlette:
-    cfg = settings.get()
+    cfg = config.get()
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -54,7 +54,7 @@ def create_app() -> Starlette:
         middleware=[Middleware(web.DashboardGate, secret_key=web.secret_key(cfg))],
         exception_handlers={HTTPException: web.http_error, web.Repeated: web.repeated},
     )
-    app.state.users = auth.parse_users(cfg.dashboard_users)
+    app.state.users = auth.parse_users(cfg.web.dashboard_users)
     if not app.state.users:
         web.logger.warning(
             "SKYPORT_DASHBOARD_USERS is empty: nobody can log in to the dashboard "

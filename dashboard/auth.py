@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.requests import Request
 
-from db.settings import ConfigError
+from config import ConfigError
 
 ADMIN = "admin"
 READONLY = "readonly"

@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
+import config
 from dashboard import domain, queries
-from db import settings
 from scheduler import schedule, state
 from workers import ledger
 
@@ -23,18 +23,18 @@ def declared_queues() -> list[str]:
 
 
 def overview(conn: psycopg.Connection) -> dict[str, Any]:
-    cfg = settings.get()
+    cfg = config.get()
     data: dict[str, Any] = {
         "counts": ledger.count_by_state(conn),
         "last_hour": queries.throughput(conn, timedelta(hours=1), timedelta(minutes=1)),
         "last_day": queries.throughput(conn, timedelta(hours=24), timedelta(minutes=15)),
-        "workers": queries.workers(conn, cfg.worker_dead_after_s),
+        "workers": queries.workers(conn, cfg.worker.dead_after_s),
         "periodic": periodic(conn),
         "dead_last_hour": queries.dead_recently(conn, DEAD_WARNING_SPAN),
     }
-    if cfg.broker_kind == "redis":
+    if cfg.broker.kind == "redis":
         try:
-            data["queues"] = queries.queue_depths(cfg.redis_url, cfg.redis_namespace, declared_queues())
+            data["queues"] = queries.queue_depths(cfg.broker.url, cfg.broker.namespace, declared_queues())
         except Exception as exc:  # the broker down is a warning on the page, not an error page
             data["queues"] = []
             data["broker_error"] = f"{type(exc).__name__}: {exc}"

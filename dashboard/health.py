@@ -9,7 +9,8 @@ import redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from db import migrate, settings
+import config
+from db import migrate
 
 # Seconds each readiness probe may take.
 PROBE_TIMEOUT_S = 2.0
@@ -19,24 +20,24 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def _check_postgres(cfg: settings.Settings) -> str | None:
+def _check_postgres(cfg: config.Config) -> str | None:
     try:
-        with psycopg.connect(cfg.database_url, connect_timeout=PROBE_TIMEOUT_S) as conn:
+        with psycopg.connect(cfg.database.url, connect_timeout=PROBE_TIMEOUT_S) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         return f"PostgreSQL unreachable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
-    current, head = migrate.current_revision(cfg.database_url), migrate.head_revision()
+    current, head = migrate.current_revision(cfg.database.url), migrate.head_revision()
     if current != head:
         return f"schema at {current or 'base'}, head is {head}: run `skyport db upgrade`"
     return None
 
 
-def _check_broker(cfg: settings.Settings) -> str | None:
-    if cfg.broker_kind == "rabbitmq":
+def _check_broker(cfg: config.Config) -> str | None:
+    if cfg.broker.kind == "rabbitmq":
         import pika
 
         try:
-            params = pika.URLParameters(cfg.redis_url)
+            params = pika.URLParameters(cfg.broker.url)
             params.socket_timeout = PROBE_TIMEOUT_S
             pika.BlockingConnection(params).close()
         except Exception as exc:
@@ -44,7 +45,7 @@ def _check_broker(cfg: settings.Settings) -> str | None:
         return None
     try:
         client = redis.Redis.from_url(
-            cfg.redis_url, socket_connect_timeout=PROBE_TIMEOUT_S, socket_timeout=PROBE_TIMEOUT_S
+            cfg.broker.url, socket_connect_timeout=PROBE_TIMEOUT_S, socket_timeout=PROBE_TIMEOUT_S
         )
         client.ping()
         client.close()
@@ -54,7 +55,7 @@ def _check_broker(cfg: settings.Settings) -> str | None:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    cfg = settings.get()
+    cfg = config.get()
     pg, broker = await asyncio.gather(
         asyncio.to_thread(_check_postgres, cfg), asyncio.to_thread(_check_broker, cfg)
     )

@@ -24,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import config
 from dashboard import auth
-from db import pool, settings
+from db import pool
 
 logger = logging.getLogger("skyport.dashboard")
 HERE = Path(__file__).resolve().parent
@@ -70,9 +71,9 @@ env.filters["urlq"] = lambda v: quote(str(v), safe="")
 env.globals["request_id"] = lambda: secrets.token_urlsafe(12)  # one per rendered form
 
 
-def secret_key(cfg: settings.Settings) -> str:
-    if cfg.secret_key:
-        return cfg.secret_key
+def secret_key(cfg: config.Config) -> str:
+    if cfg.web.secret_key:
+        return cfg.web.secret_key
     logger.warning("SKYPORT_SECRET_KEY is not set: sessions are signed with a random key (lost on restart)")
     return secrets.token_urlsafe(32)
 

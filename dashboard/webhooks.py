@@ -18,8 +18,9 @@ import psycopg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+import config
 from dashboard.batches import DEFAULT_WRITERS, LoopBatcher
-from db import pool, settings
+from db import pool
 from jobs.payments.events import (
     SIGNATURE_HEADER,
     EventError,
@@ -97,17 +98,17 @@ def _intake() -> LoopBatcher[Delivery, Received]:
 
 async def payment_webhook(request: Request) -> JSONResponse:
     provider = request.path_params["provider"]
-    cfg = settings.get()
-    secret = settings.payment_webhook_secret(provider) if len(provider) <= 50 else None
+    cfg = config.get()
+    secret = config.get().payments.secret_for(provider) if len(provider) <= 50 else None
     if secret is None:
         return _error(404, f"unknown payment provider {provider!r}")
     try:
-        body = await _read_body(request, cfg.payment_max_body_bytes)
+        body = await _read_body(request, cfg.payments.max_body_bytes)
     except _TooLarge:
-        return _error(413, f"body larger than {cfg.payment_max_body_bytes} bytes")
+        return _error(413, f"body larger than {cfg.payments.max_body_bytes} bytes")
     try:
         verify_signature(
-            request.headers.get(SIGNATURE_HEADER), body, secret, cfg.payment_tolerance_s, time.time()
+            request.headers.get(SIGNATURE_HEADER), body, secret, cfg.payments.tolerance_s, time.time()
         )
     except SignatureError as exc:
         return _error(401, "invalid signature", detail=str(exc))

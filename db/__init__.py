@@ -1,1 +1,1 @@
-"""Database layer: settings, connections, SQLAlchemy Core tables, Alembic migrations."""
+"""Database layer: connections, SQLAlchemy Core tables, Alembic migrations."""

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy import create_engine, pool
 
-from db import settings
+import config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -20,8 +20,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def alembic_config(database_url: str | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    url = database_url or settings.get().database_url
-    cfg.set_main_option("sqlalchemy.url", settings.to_sqlalchemy_url(url).replace("%", "%%"))
+    url = database_url or config.get().database.url
+    cfg.set_main_option("sqlalchemy.url", config.to_sqlalchemy_url(url).replace("%", "%%"))
     return cfg
 
 
@@ -41,7 +41,7 @@ def head_revision() -> str | None:
 
 def current_revision(database_url: str | None = None) -> str | None:
     engine = create_engine(
-        settings.to_sqlalchemy_url(database_url or settings.get().database_url), poolclass=pool.NullPool
+        config.to_sqlalchemy_url(database_url or config.get().database.url), poolclass=pool.NullPool
     )
     try:
         with engine.connect() as conn:
@@ -53,7 +53,7 @@ def current_revision(database_url: str | None = None) -> str | None:
 
 def create_database_if_missing(database_url: str | None = None) -> bool:
     """Create the database named in the URL when it does not exist; True if it was created."""
-    info = psycopg.conninfo.conninfo_to_dict(database_url or settings.get().database_url)
+    info = psycopg.conninfo.conninfo_to_dict(database_url or config.get().database.url)
     name = info.get("dbname") or "postgres"
     admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
     with psycopg.connect(admin, autocommit=True) as conn:

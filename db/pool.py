@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from db import settings
+import config
 
 # Connections per process beyond the worker threads (relay, heartbeat, lifeline).
 DEFAULT_EXTRA_CONNECTIONS = 4
@@ -33,18 +33,18 @@ _pool_key: tuple[int, str] | None = None
 def get_pool() -> ConnectionPool:
     """The pool for this process and the current DATABASE_URL."""
     global _pool, _pool_key
-    cfg = settings.get()
-    key = (os.getpid(), cfg.database_url)
+    cfg = config.get()
+    key = (os.getpid(), cfg.database.url)
     with _lock:
         if _pool is None or _pool_key != key:
             if _pool is not None and _pool_key is not None and _pool_key[0] == os.getpid():
                 _pool.close()
             # Fail fast, with the server's own reason, when the database is unreachable.
-            psycopg.connect(cfg.database_url, connect_timeout=DEFAULT_CONNECT_TIMEOUT_S).close()
+            psycopg.connect(cfg.database.url, connect_timeout=DEFAULT_CONNECT_TIMEOUT_S).close()
             _pool = ConnectionPool(
-                cfg.database_url,
+                cfg.database.url,
                 min_size=1,
-                max_size=cfg.worker_threads + DEFAULT_EXTRA_CONNECTIONS,
+                max_size=cfg.worker.threads + DEFAULT_EXTRA_CONNECTIONS,
                 kwargs={"autocommit": True},
                 check=check_idle_connection,
                 open=True,

@@ -12,7 +12,6 @@ Ops can also switch entries on and off at run time (`schedule_overrides`, dashbo
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+import config
+from config import SchedulerConfig
 from scheduler.triggers import WallClockCronTrigger
 
 # Interval triggers count from here, so that all schedulers agree on the tick times.
@@ -104,17 +105,17 @@ def env_name(name: str) -> str:
 
 
 def load_schedule(
-    base: tuple[PeriodicJob, ...] = SCHEDULE, environ: dict[str, str] | None = None
+    base: tuple[PeriodicJob, ...] = SCHEDULE, cfg: SchedulerConfig | None = None
 ) -> list[PeriodicJob]:
     """The code's table with the config file's and the environment's changes applied."""
-    environ = dict(os.environ if environ is None else environ)
+    cfg = cfg or config.get().scheduler
     entries = {job.name: job for job in base}
-    path = environ.get("SKYPORT_SCHEDULE_FILE", "").strip()
+    path = cfg.file
     if path:
         for name, changes in _read_file(path).items():
             entries[name] = _apply(entries.get(name), name, changes, source=path)
     for name, job in list(entries.items()):
-        value = environ.get(env_name(name), "").strip()
+        value = cfg.overrides.get(env_name(name), "")
         if not value:
             continue
         if value.lower() in ("off", "false", "0", "disabled"):

@@ -17,8 +17,9 @@ import pytest
 import redis
 from psycopg import sql
 
+import config
 import tests.actors
-from db import migrate, pool, settings
+from db import migrate, pool
 
 ADMIN_URL = os.environ.get("SKYPORT_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("SKYPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -89,12 +90,12 @@ def database_url(template_db: str, redis_namespace: str, monkeypatch: pytest.Mon
         )
     url = db_url(name)
     monkeypatch.setenv("DATABASE_URL", url)
-    settings.get.cache_clear()
+    config.get.cache_clear()
     try:
         yield url
     finally:
         pool.close()
-        settings.get.cache_clear()
+        config.get.cache_clear()
         _drop(name)
 
 
@@ -116,7 +117,7 @@ def redis_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     namespace = f"skyport-test-{RUN_ID}-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
     monkeypatch.setenv("SKYPORT_BROKER_NAMESPACE", namespace)
-    settings.get.cache_clear()
+    config.get.cache_clear()
     try:
         yield namespace
     finally:
@@ -124,7 +125,7 @@ def redis_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         if keys:
             client.delete(*keys)
         client.close()
-        settings.get.cache_clear()
+        config.get.cache_clear()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage, ShutdownNotifications, TimeLimit
 
-from db import settings
+import config
 from workers import observability
 from workers.consumer import ClaimingRedisBroker
 from workers.middleware import LedgerMiddleware
@@ -23,8 +23,8 @@ DEFAULT_TIME_LIMIT_MS = 10 * 60 * 1000
 DEFAULT_REDIS_SOCKET_TIMEOUT_S = 10.0
 
 
-def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
-    cfg = cfg or settings.get()
+def build_broker(cfg: config.Config | None = None) -> dramatiq.Broker:
+    cfg = cfg or config.get()
     ledger_middleware = LedgerMiddleware()
     middleware = [
         ledger_middleware,
@@ -32,15 +32,15 @@ def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
         ShutdownNotifications(),
         CurrentMessage(),
     ]
-    if cfg.worker_metrics_port:
+    if cfg.worker.metrics_port:
         observability.set_prometheus_env(cfg)
         from dramatiq.middleware.prometheus import Prometheus
 
         middleware.append(Prometheus())
-    if cfg.broker_kind == "rabbitmq":
-        return RabbitmqBroker(url=cfg.redis_url, middleware=middleware)
+    if cfg.broker.kind == "rabbitmq":
+        return RabbitmqBroker(url=cfg.broker.url, middleware=middleware)
     client = redis.Redis.from_url(
-        cfg.redis_url,
+        cfg.broker.url,
         socket_timeout=DEFAULT_REDIS_SOCKET_TIMEOUT_S,
         socket_connect_timeout=DEFAULT_REDIS_SOCKET_TIMEOUT_S,
         health_check_interval=30,
@@ -49,7 +49,7 @@ def build_broker(cfg: settings.Settings | None = None) -> dramatiq.Broker:
         claim=ledger_middleware.claim_messages,
         release=ledger_middleware.release_messages,
         client=client,
-        namespace=cfg.redis_namespace,
+        namespace=cfg.broker.namespace,
         middleware=middleware,
     )
 

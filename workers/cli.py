@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from db import settings
+import config
 
 # Seconds a worker may take to finish running jobs after SIGTERM before giving them back.
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
@@ -46,10 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        settings.get.cache_clear()
-        settings.get()  # fail fast, with one line, on a malformed variable
+        config.get.cache_clear()
+        config.get()  # fail fast, with one line, on a malformed variable
         return args.run(args) or 0
-    except settings.ConfigError as exc:
+    except config.ConfigError as exc:
         print(f"skyport: configuration error: {exc}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as exc:
@@ -219,9 +219,9 @@ def _web(args: argparse.Namespace) -> int:
     import uvicorn
 
     _start_observability("web")
-    cfg = settings.get()
+    cfg = config.get()
     port = args.port or int(os.environ.get("PORT") or 8000)
-    workers = cfg.web_concurrency if args.workers is None else args.workers
+    workers = cfg.web.concurrency if args.workers is None else args.workers
     if workers < 1:
         raise CommandError(f"--workers must be at least 1, got {workers}")
     uvicorn.run(
@@ -229,7 +229,7 @@ def _web(args: argparse.Namespace) -> int:
         host=args.host,
         port=port,
         workers=workers,
-        access_log=cfg.web_access_log if args.access_log is None else args.access_log,
+        access_log=cfg.web.access_log if args.access_log is None else args.access_log,
         log_level="info",
         proxy_headers=True,
         log_config=None,
@@ -243,8 +243,8 @@ def _worker(args: argparse.Namespace) -> int:
     from workers import boot_gate
 
     _start_observability("worker")
-    cfg = settings.get()
-    if cfg.worker_metrics_port:
+    cfg = config.get()
+    if cfg.worker.metrics_port:
         from workers.observability import set_prometheus_env
 
         set_prometheus_env(cfg)
@@ -252,9 +252,9 @@ def _worker(args: argparse.Namespace) -> int:
         "workers.app:broker",
         "--skip-logging",
         "--processes",
-        str(args.processes or cfg.worker_processes),
+        str(args.processes or cfg.worker.processes),
         "--threads",
-        str(args.threads or cfg.worker_threads),
+        str(args.threads or cfg.worker.threads),
         "--worker-shutdown-timeout",
         str(int(args.shutdown_timeout * 1000)),
         # Dramatiq's main process waits this long for its worker processes to report ready before
@@ -457,9 +457,9 @@ def _jobs_prune(args: argparse.Namespace) -> int:
     from db import pool
     from workers import ledger
 
-    cfg = settings.get()
+    cfg = config.get()
     with pool.connection() as conn:
-        n = ledger.prune_finished(conn, cfg.keep_succeeded_days, cfg.keep_dead_days)
+        n = ledger.prune_finished(conn, cfg.worker.keep_succeeded_days, cfg.worker.keep_dead_days)
     print(f"pruned {n} finished jobs")
     return 0
 

@@ -26,7 +26,8 @@ import dramatiq
 import psycopg
 import redis
 
-from db import pool, settings
+import config
+from db import pool
 from workers import relay
 
 # Retries an actor gets unless it sets `max_retries` (so max_retries + 1 attempts in all).
@@ -139,9 +140,9 @@ def _send(conn: psycopg.Connection, rows: list[_Row]) -> None:
         relay.job_message(r.ref.id, r.actor, r.queue, r.call[0], r.call[1], r.message_id)  # type: ignore[union-attr]
         for r in rows
     ]
-    cfg = settings.get()
+    cfg = config.get()
     try:
-        relay.send_to_redis(_redis_client(cfg.redis_url), cfg.redis_namespace, messages)
+        relay.send_to_redis(_redis_client(cfg.broker.url), cfg.broker.namespace, messages)
     except redis.RedisError as exc:
         _sending_paused_until = time.monotonic() + DEFAULT_SEND_PAUSE_S
         logger.warning("Redis refused %d new jobs (%s); the relay publishes them", len(rows), exc)
@@ -163,7 +164,7 @@ def _sends_at_once(conn: Any) -> bool:
     """Jobs enqueued outside a caller's transaction are sent to Redis right after their commit."""
     if conn is not None or time.monotonic() < _sending_paused_until:
         return False
-    return settings.get().broker_kind == "redis"
+    return config.get().broker.kind == "redis"
 
 
 # -- job_insert -- one statement for the whole batch; ids follow the input order (ORDER BY ord).

@@ -20,7 +20,7 @@ import uuid
 
 import psycopg
 
-from db import settings
+import config
 from workers import ledger
 
 logger = logging.getLogger("skyport.lifeline")
@@ -51,27 +51,27 @@ def forget_worker(conn: psycopg.Connection, worker_id: str) -> None:
     conn.execute("DELETE FROM workers WHERE worker_id = %s", (worker_id,))
 
 
-def maintenance_pass(conn: psycopg.Connection, cfg: settings.Settings | None = None) -> dict[str, int]:
+def maintenance_pass(conn: psycopg.Connection, cfg: config.Config | None = None) -> dict[str, int]:
     """Recover jobs of dead workers and republish stale queued jobs; returns the counts."""
-    cfg = cfg or settings.get()
-    if _server_started_within(conn, cfg.worker_dead_after_s):
+    cfg = cfg or config.get()
+    if _server_started_within(conn, cfg.worker.dead_after_s):
         logger.info(
             "PostgreSQL started less than %.0fs ago: no job recovery until the workers could beat again",
-            cfg.worker_dead_after_s,
+            cfg.worker.dead_after_s,
         )
         recovered = []
     else:
-        recovered = ledger.recover_lost_jobs(conn, cfg.worker_dead_after_s)
+        recovered = ledger.recover_lost_jobs(conn, cfg.worker.dead_after_s)
     for job_id, state in recovered:
         logger.warning("job %s: its worker stopped heartbeating; now %s", job_id, state)
     if recovered:
         conn.execute("SELECT pg_notify('skyport_jobs', '')")
-    republished = ledger.republish_stale(conn, cfg.republish_after_s)
+    republished = ledger.republish_stale(conn, cfg.worker.republish_after_s)
     if republished:
         logger.warning("republished %d queued jobs that no worker started", republished)
     conn.execute(
         "DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => %s::float8) * 10",
-        (cfg.worker_dead_after_s,),
+        (cfg.worker.dead_after_s,),
     )
     return {"recovered": len(recovered), "republished": republished}
 
@@ -85,7 +85,7 @@ def _server_started_within(conn: psycopg.Connection, seconds: float) -> bool:
 class Heartbeat(threading.Thread):
     """Beats every `interval_s`; runs the maintenance pass every few beats."""
 
-    def __init__(self, worker_id: str, queues: list[str] | None, cfg: settings.Settings) -> None:
+    def __init__(self, worker_id: str, queues: list[str] | None, cfg: config.Config) -> None:
         super().__init__(name="skyport-heartbeat", daemon=True)
         self.worker_id = worker_id
         self.queues = queues
@@ -99,12 +99,12 @@ class Heartbeat(threading.Thread):
         beats = 0
         conn: psycopg.Connection | None = None
         try:
-            while not self.stopping.wait(self.cfg.heartbeat_interval_s):
+            while not self.stopping.wait(self.cfg.worker.heartbeat_interval_s):
                 beats += 1
                 try:
                     if conn is None or conn.closed:
                         conn = psycopg.connect(
-                            self.cfg.database_url, autocommit=True, connect_timeout=DEFAULT_CONNECT_TIMEOUT_S
+                            self.cfg.database.url, autocommit=True, connect_timeout=DEFAULT_CONNECT_TIMEOUT_S
                         )
                     heartbeat(conn, self.worker_id, self.queues)
                     if beats % DEFAULT_MAINTENANCE_EVERY == 0:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from db import pool, settings
+import config
+from db import pool
 from workers import actor, ledger, lifeline
 
 logger = logging.getLogger("skyport.maintenance")
@@ -21,7 +22,7 @@ def ledger_lifeline() -> None:
 @actor(queue_name="maintenance", max_retries=2, time_limit=30 * 60_000)
 def prune_jobs() -> None:
     """Delete finished jobs past their retention (SKYPORT_KEEP_SUCCEEDED_DAYS / _DEAD_DAYS)."""
-    cfg = settings.get()
+    cfg = config.get()
     with pool.connection() as conn:
-        pruned = ledger.prune_finished(conn, cfg.keep_succeeded_days, cfg.keep_dead_days)
+        pruned = ledger.prune_finished(conn, cfg.worker.keep_succeeded_days, cfg.worker.keep_dead_days)
     logger.info("pruned %d finished jobs", pruned)

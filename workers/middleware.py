@@ -21,7 +21,8 @@ import dramatiq
 import dramatiq.worker
 from dramatiq.middleware import Middleware, SkipMessage
 
-from db import pool, settings
+import config
+from db import pool
 from db.transient import retry_transient
 from workers import boot_gate, ledger, lifeline, observability, retry_policy
 from workers.group_commit import GroupCommit
@@ -82,7 +83,7 @@ class LedgerMiddleware(Middleware):
             os._exit(3)
 
     def _boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        cfg = settings.get()
+        cfg = config.get()
         self.worker_id = lifeline.new_worker_id()
         queues = sorted(worker.consumer_whitelist) if worker.consumer_whitelist else None
         with pool.connection() as conn:
@@ -92,10 +93,10 @@ class LedgerMiddleware(Middleware):
         self._starts.start()
         self._successes.start()
         self._relay = Relay(
-            cfg.database_url,
+            cfg.database.url,
             broker,
-            batch=cfg.relay_batch,
-            sweep_s=cfg.relay_sweep_s,
+            batch=cfg.worker.relay_batch,
+            sweep_s=cfg.worker.relay_sweep_s,
             on_cancel=self._on_cancel,
         )
         self._relay.start()

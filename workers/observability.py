@@ -22,7 +22,7 @@ import sentry_sdk
 from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 
-from db import settings
+import config
 
 _job = threading.local()
 
@@ -68,7 +68,7 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> di
 def init_sentry(component: str) -> bool:
     """Start Sentry when SENTRY_DSN is set (before any broker is built: the integration hooks
     into Dramatiq's Broker). True when it is on."""
-    dsn = settings.get().sentry_dsn
+    dsn = config.get().observability.sentry_dsn
     if not dsn:
         return False
     sentry_sdk.init(
@@ -78,19 +78,19 @@ def init_sentry(component: str) -> bool:
         before_send=scrub_event,
         before_breadcrumb=lambda crumb, hint: _scrub(crumb),
         server_name=component,
-        environment=os.environ.get("SKYPORT_ENVIRONMENT", "production"),
+        environment=config.get().observability.environment,
     )
     return True
 
 
-def set_prometheus_env(cfg: settings.Settings) -> None:
+def set_prometheus_env(cfg: config.Config) -> None:
     """Dramatiq's Prometheus middleware reads its port and multiprocess folder from the
     environment when its module loads, in the worker processes and in the exposition process
     that Dramatiq's main process forks: set them before either starts. A folder per port keeps
     two worker groups on one host apart."""
-    os.environ["dramatiq_prom_port"] = str(cfg.worker_metrics_port)  # noqa: SIM112 - Dramatiq's name
+    os.environ["dramatiq_prom_port"] = str(cfg.worker.metrics_port)  # noqa: SIM112 - Dramatiq's name
     os.environ["dramatiq_prom_db"] = os.path.join(  # noqa: SIM112
-        tempfile.gettempdir(), f"skyport-prometheus-{cfg.worker_metrics_port}"
+        tempfile.gettempdir(), f"skyport-prometheus-{cfg.worker.metrics_port}"
     )
 
 
@@ -140,7 +140,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     """One handler on stderr for this process (and the worker processes it forks)."""
     handler = logging.StreamHandler()
     handler.addFilter(JobContextFilter())
-    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+    if config.get().observability.log_format == "json":
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
     else:

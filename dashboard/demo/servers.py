@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from db import settings
+import config
 
 DATA = Path(__file__).resolve().parents[2] / ".data"
 # Seconds to wait for a private server to answer.
@@ -137,14 +137,14 @@ def stop() -> int:
 def main() -> int:
     if "--stop" in sys.argv[1:]:
         return stop()
-    cfg = settings.get()
-    if not postgres_answers(cfg.database_url):
-        say(f"no PostgreSQL answers at {cfg.database_url}: starting a private one under {DATA / 'pg'}")
+    cfg = config.get()
+    if not postgres_answers(cfg.database.url):
+        say(f"no PostgreSQL answers at {cfg.database.url}: starting a private one under {DATA / 'pg'}")
         url = start_postgres()
         say(f"private PostgreSQL: {url}")
         print(f"export DATABASE_URL={shlex.quote(url)}")
-    if cfg.broker_kind == "redis" and not redis_answers(cfg.redis_url):
-        say(f"no Redis answers at {cfg.redis_url}: starting a private one under {DATA / 'redis'}")
+    if cfg.broker.kind == "redis" and not redis_answers(cfg.broker.url):
+        say(f"no Redis answers at {cfg.broker.url}: starting a private one under {DATA / 'redis'}")
         url = start_redis()
         say(f"private Redis: {url}")
         print(f"export REDIS_URL={shlex.quote(url)}")

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from db import settings
+import config
 from jobs.maintenance_file import MaintenanceConfigError, check_keys, read_section
 
 # A refresh running longer than this is cancelled (statement_timeout) unless the view says otherwise.
@@ -45,7 +45,7 @@ def load_views(
     path: str | None = None, base: tuple[MaterializedView, ...] = DEFAULT_VIEWS
 ) -> list[MaterializedView]:
     """The registry with the maintenance file's changes (default: SKYPORT_MAINTENANCE_FILE)."""
-    path = settings.get().maintenance_file if path is None else path
+    path = config.get().maintenance.file if path is None else path
     entries = {v.name: v for v in base}
     for name, changes in read_section(path, "matviews").items():
         check_keys("matviews", name, changes, _FIELDS, path or "")

@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Protocol
 
-from db.settings import Settings
+from config import NotificationsConfig
 from jobs.notifications.queue import Claimed
 
 logger = logging.getLogger("skyport.notifications")
@@ -229,7 +229,7 @@ def _retry_after_s(headers: Mapping[str, str] | None) -> float | None:
         return None  # an HTTP date: use our own backoff
 
 
-def build_channels(cfg: Settings) -> dict[str, Channel]:
+def build_channels(cfg: NotificationsConfig) -> dict[str, Channel]:
     """The channels the settings configure (unconfigured ones fail rows with a clear error)."""
     channels: dict[str, Channel] = {"in_app": InAppChannel()}
     if cfg.smtp_host:

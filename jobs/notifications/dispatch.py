@@ -71,15 +71,15 @@ def dispatcher_id() -> str:
 
 def dispatch_configured(conn: psycopg.Connection) -> DispatchStats:
     """`dispatch_due` with the batch, lease, budget and backoff of the settings (actor and CLI)."""
-    from db import settings
+    import config
 
-    cfg = settings.get()
+    cfg = config.get()
     return dispatch_due(
         conn,
-        batch=cfg.notify_batch,
-        lease_s=cfg.notify_lease_s,
-        time_budget_s=cfg.notify_time_budget_s,
-        backoff=Backoff(cfg.notify_backoff_base_s, cfg.notify_backoff_max_s),
+        batch=cfg.notifications.batch,
+        lease_s=cfg.notifications.lease_s,
+        time_budget_s=cfg.notifications.time_budget_s,
+        backoff=Backoff(cfg.notifications.backoff_base_s, cfg.notifications.backoff_max_s),
     )
 
 
@@ -100,9 +100,9 @@ def dispatch_due(
     if not conn.autocommit:
         raise ValueError("dispatch_due needs an autocommit connection (claims commit before sending)")
     if channels is None:
-        from db import settings
+        import config
 
-        channels = build_channels(settings.get())
+        channels = build_channels(config.get().notifications)
     backoff = backoff or Backoff()
     worker = worker or dispatcher_id()
     stats = DispatchStats(reaped=reap_expired_leases(conn))

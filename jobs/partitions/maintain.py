@@ -18,7 +18,7 @@ from datetime import date
 import psycopg
 from psycopg import errors, sql
 
-from db import settings
+import config
 from jobs.partitions import catalog
 from jobs.partitions.catalog import NotMaintainable, Partition
 from jobs.partitions.registry import (
@@ -99,7 +99,9 @@ def ensure_partitions(
     horizon exist afterwards (unless the result says busy / lock_timeout / error)."""
     tables = load_tables() if tables is None else tables
     today = catalog.database_today(conn) if today is None else today
-    lock_timeout_s = settings.get().partition_lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+    lock_timeout_s = (
+        config.get().maintenance.partition_lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+    )
     return [
         _guarded(table, _ensure_table, conn, table, today, lock_timeout_s)
         for table in tables
@@ -249,7 +251,9 @@ def apply_retention(
     the entry archives, every expired partition of the registered tables with a retention."""
     tables = load_tables() if tables is None else tables
     today = catalog.database_today(conn) if today is None else today
-    lock_timeout_s = settings.get().partition_lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+    lock_timeout_s = (
+        config.get().maintenance.partition_lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+    )
     return [
         _guarded(table, _retain_table, conn, table, today, lock_timeout_s)
         for table in tables

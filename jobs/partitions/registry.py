@@ -11,7 +11,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from db import settings
+import config
 from jobs.maintenance_file import MaintenanceConfigError, check_keys, read_section
 
 # Intervals created ahead of the current one unless an entry says otherwise.
@@ -82,7 +82,7 @@ def load_tables(
     path: str | None = None, base: tuple[PartitionedTable, ...] = DEFAULT_TABLES
 ) -> list[PartitionedTable]:
     """The registry with the maintenance file's changes (default: SKYPORT_MAINTENANCE_FILE)."""
-    path = settings.get().maintenance_file if path is None else path
+    path = config.get().maintenance.file if path is None else path
     entries = {t.parent: t for t in base}
     for parent, changes in read_section(path, "partitions").items():
         entries[parent] = _apply(entries.get(parent), parent, changes, path or "")

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import sentry_sdk
 
-from db import settings
+import config
 from jobs.partitions import catalog
 from jobs.partitions.catalog import NotMaintainable
 from jobs.partitions.registry import PartitionedTable, add_intervals, interval_start, load_tables
@@ -56,7 +56,7 @@ def coverage(
     """Per enabled registered table: last covered date, intervals ahead and a status."""
     tables = load_tables() if tables is None else tables
     today = catalog.database_today(conn) if today is None else today
-    warn_ahead = settings.get().partition_warn_ahead if warn_ahead is None else warn_ahead
+    warn_ahead = config.get().maintenance.partition_warn_ahead if warn_ahead is None else warn_ahead
     return [table_coverage(conn, t, today, warn_ahead) for t in tables if t.enabled]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from db import pool, settings
+import config
+from db import pool
 from db.transient import retry_transient
 from jobs.payments.apply import Outcome, process_event
 from jobs.payments.reconcile import reconcile
@@ -23,7 +24,7 @@ class EventNotReady(Exception):
 @retry_transient(max_delay_s=30.0)
 def _process(event_pk: int) -> object:
     with pool.connection() as conn:
-        return process_event(conn, event_pk, unmatched_after_s=settings.get().payment_unmatched_retry_s)
+        return process_event(conn, event_pk, unmatched_after_s=config.get().payments.unmatched_retry_s)
 
 
 @actor(queue_name=QUEUE, max_retries=40, min_backoff_s=1.0, max_backoff_s=60.0, time_limit=120_000)

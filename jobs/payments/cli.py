@@ -70,7 +70,8 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _simulate_payments(args: argparse.Namespace) -> int:
-    from db import pool, settings
+    import config
+    from db import pool
     from jobs.payments import inbox
     from jobs.payments.simulator import (
         create_demo_shipments,
@@ -81,7 +82,7 @@ def _simulate_payments(args: argparse.Namespace) -> int:
     )
     from workers.cli import CommandError
 
-    secret = settings.payment_webhook_secret(args.provider)
+    secret = config.get().payments.secret_for(args.provider)
     if secret is None:
         raise CommandError(
             f"no webhook secret for provider {args.provider!r}: set PAYMENT_WEBHOOK_SECRET "

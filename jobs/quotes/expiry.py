@@ -150,13 +150,14 @@ Connect = Callable[[], contextlib.AbstractContextManager[psycopg.Connection]]
 def expire_configured(conn: psycopg.Connection) -> ExpiryStats:
     """`expire_due_quotes` with the batch and loops of the settings, helpers on pooled connections
     (actor and CLI)."""
-    from db import pool, settings
+    import config
+    from db import pool
 
-    cfg = settings.get()
+    cfg = config.get()
     return expire_due_quotes(
         conn,
-        batch=cfg.quote_expiry_batch,
-        expirers=cfg.quote_expiry_expirers,
+        batch=cfg.quotes.expiry_batch,
+        expirers=cfg.quotes.expirers,
         connect=functools.partial(pool.connection, timeout_s=DEFAULT_HELPER_CONNECT_TIMEOUT_S),
     )
 

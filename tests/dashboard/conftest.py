@@ -20,9 +20,9 @@ _HASHES = {"ann": auth.hash_password(ADMIN_PASSWORD), "bob": auth.hash_password(
 def dashboard_env(database_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SKYPORT_DASHBOARD_USERS", f"ann:{_HASHES['ann']}:admin,bob:{_HASHES['bob']}:readonly")
     monkeypatch.setenv("SKYPORT_SECRET_KEY", "test-secret-key")
-    from db import settings
+    import config
 
-    settings.get.cache_clear()
+    config.get.cache_clear()
     return database_url
 
 

@@ -39,18 +39,18 @@ def test_demo_seed_creates_jobs_and_family_data(conn: psycopg.Connection, redis_
 def test_private_servers_start_when_nothing_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if importlib.util.find_spec("pgserver") is None:
         pytest.skip("pgserver is not installed (the demo installs it when it needs it)")
+    import config
     from dashboard.demo import servers
-    from db import settings
 
     monkeypatch.setattr(servers, "DATA", tmp_path)
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/skyport")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    settings.get.cache_clear()
+    config.get.cache_clear()
     try:
         pg_url, redis_url = servers.start_postgres(), servers.start_redis()
         assert servers.postgres_answers(pg_url) and servers.redis_answers(redis_url)
         assert str(tmp_path) in pg_url and redis_url == f"unix://{tmp_path}/redis/redis.sock"
     finally:
         servers.stop()
-        settings.get.cache_clear()
+        config.get.cache_clear()
     assert not servers.redis_answers(f"unix://{tmp_path}/redis/redis.sock")

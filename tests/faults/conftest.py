@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
+import config
 import tests.actors
-from db import migrate, pool, settings
+from db import migrate, pool
 from tests.conftest import ON_CI
 from tests.support import PrivatePostgres, postgres_bindir
 
@@ -42,12 +43,12 @@ def private_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateDatabas
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(tests.actors.EFFECTS_DDL)
         monkeypatch.setenv("DATABASE_URL", url)
-        settings.get.cache_clear()
+        config.get.cache_clear()
         try:
             yield PrivateDatabase(server, url)
         finally:
             pool.close()
-            settings.get.cache_clear()
+            config.get.cache_clear()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from db import settings
+import config
 from tests.faults.consistency import check_consistency
 from tests.support import PrivateRedis, WorkerProcess, job_states, rabbitmq_queues, scalar, wait_for
 from workers import JobSpec, enqueue, enqueue_many, ledger
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def _use_redis(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     """The test process's broker URL: where enqueue() sends jobs (to Redis, right after they commit)."""
     monkeypatch.setenv("REDIS_URL", url)
-    settings.get.cache_clear()
+    config.get.cache_clear()
 
 
 @pytest.mark.timeout(90)

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from db import settings
+import config
 from tests.faults.conftest import PrivateDatabase
 from tests.faults.consistency import check_consistency
 from tests.support import WorkerProcess, job_states, scalar, wait_for
@@ -87,7 +87,7 @@ def test_right_after_a_postgres_restart_no_running_job_counts_as_lost_yet(
     private_database: PrivateDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SKYPORT_WORKER_DEAD_AFTER_S", "3")
-    settings.get.cache_clear()
+    config.get.cache_clear()
     url, server = private_database.url, private_database.server
     with psycopg.connect(url, autocommit=True) as conn:
         lifeline.heartbeat(conn, "quiet-worker", None)

@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from db import settings
+import config
 from tests.conftest import TEST_REDIS_URL
 from tests.support import free_port, wait_for
 from workers import EnqueueError, JobSpec, enqueue, enqueue_many, ledger
@@ -87,7 +87,7 @@ def test_sixteen_threads_one_dedup_key_make_one_job(conn: psycopg.Connection) ->
     refs = []
 
     def go() -> None:
-        with psycopg.connect(settings.get().database_url) as c:
+        with psycopg.connect(config.get().database.url) as c:
             barrier.wait()
             refs.append(enqueue("remember", ["same"], dedup_key="race", conn=c))
             c.commit()
@@ -142,7 +142,7 @@ def test_enqueue_commits_and_rolls_back_with_the_callers_psycopg_transaction(
 
 
 def test_enqueue_joins_sqlalchemy_connections_and_sessions(conn: psycopg.Connection) -> None:
-    engine = sa.create_engine(settings.get().sqlalchemy_url)
+    engine = sa.create_engine(config.get().database.sqlalchemy_url)
     try:
         with engine.connect() as c:
             enqueue("remember", ["sa rollback"], conn=c)
@@ -272,7 +272,7 @@ def test_a_send_refused_by_redis_leaves_the_job_to_the_relay(
     conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    settings.get.cache_clear()
+    config.get.cache_clear()
     monkeypatch.setattr(enqueue_module, "_sending_paused_until", 0.0)
     ref = enqueue("remember", ["x"])  # no error: the job is in the ledger
     assert conn.execute("SELECT state, published_at FROM jobs WHERE id = %s", (ref.id,)).fetchone() == (

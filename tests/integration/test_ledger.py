@@ -9,7 +9,7 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from db import settings
+import config
 from tests.conftest import TEST_REDIS_URL
 from tests.support import free_port, wait_for
 from workers import enqueue, ledger, lifeline
@@ -151,7 +151,7 @@ def test_lifeline_requeues_jobs_of_silent_workers_and_kills_crash_loops(conn: ps
         ([mine, lost, last_try],),
     )
 
-    counts = lifeline.maintenance_pass(conn, settings.get())
+    counts = lifeline.maintenance_pass(conn, config.get())
     assert counts["recovered"] == 2
     assert _state(conn, mine) == "running"
     assert _state(conn, just_started) == "running"

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from db import settings
+import config
 from jobs.matviews import refresh, staleness
 from jobs.matviews.actors import request_refresh
 from jobs.matviews.registry import MaterializedView
@@ -171,7 +171,7 @@ def test_single_flight_statement_timeout_and_abandoned_rows(
     path = tmp_path / "m.toml"
     path.write_text("[matviews.shipment_statistics]\nstatement_timeout_s = 0.3\n")
     monkeypatch.setenv("SKYPORT_MAINTENANCE_FILE", str(path))
-    settings.get.cache_clear()
+    config.get.cache_clear()
     with psycopg.connect(database_url) as holder:
         holder.execute("LOCK TABLE shipments IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(errors.QueryCanceled):
@@ -196,7 +196,7 @@ def test_plain_refresh_when_concurrently_is_impossible_and_views_added_by_config
     path = tmp_path / "m.toml"
     path.write_text("[matviews.status_counts]\ninterval_s = 60\n")
     monkeypatch.setenv("SKYPORT_MAINTENANCE_FILE", str(path))
-    settings.get.cache_clear()
+    config.get.cache_clear()
     seed(conn, 30)
     with caplog.at_level(logging.WARNING, "skyport.matviews"):
         first = refresh.refresh_view(conn, "status_counts")

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import sentry_sdk
 
-from db import settings
+import config
 from jobs.partitions import maintain
 from jobs.partitions import status as coverage
 from jobs.partitions.registry import DEFAULT_TABLES, Interval, PartitionedTable, load_tables
@@ -38,7 +38,7 @@ def use_maintenance_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: 
     path = tmp_path / "maintenance.toml"
     path.write_text(text)
     monkeypatch.setenv("SKYPORT_MAINTENANCE_FILE", str(path))
-    settings.get.cache_clear()
+    config.get.cache_clear()
 
 
 def test_year_boundary_december_to_january(conn: psycopg.Connection) -> None:

@@ -18,7 +18,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from db import settings
+import config
 from jobs import payments
 from jobs.payments.apply import PAYMENT_EVENT_APPLY, PAYMENT_EVENT_FINISH, Outcome
 from jobs.payments.events import parse_event, signature_header
@@ -32,7 +32,7 @@ URL = "/webhooks/payments/{}"
 def client(database_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("PAYMENT_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("PAYMENT_WEBHOOK_SECRET_ACME", "whsec_acme")
-    settings.get.cache_clear()
+    config.get.cache_clear()
     from dashboard.app import create_app
 
     with TestClient(create_app()) as c:
@@ -231,7 +231,7 @@ def test_refused_requests_store_nothing(client, conn, case, status, field):
 
 def test_unknown_provider_without_default_secret(client, conn, monkeypatch):
     monkeypatch.delenv("PAYMENT_WEBHOOK_SECRET")
-    settings.get.cache_clear()
+    config.get.cache_clear()
     assert post(client, event(uuid.uuid4()), provider="stripe").status_code == 404
     assert post(client, event(uuid.uuid4()), provider="acme", secret="whsec_acme").status_code == 200
     assert counts(conn) == (1, 1)

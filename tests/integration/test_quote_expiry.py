@@ -225,11 +225,11 @@ def test_a_failing_helper_is_raised_after_the_others_committed_and_woke_the_disp
 def test_the_actor_runs_the_configured_loops_on_pooled_connections(
     database_url: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from db import settings
+    import config
 
     monkeypatch.setenv("SKYPORT_QUOTE_EXPIRY_BATCH", "100")
     monkeypatch.setenv("SKYPORT_QUOTE_EXPIRY_EXPIRERS", "2")
-    settings.get.cache_clear()
+    config.get.cache_clear()
     make_due_quotes(conn, 1000)
     stats = expire_configured(conn)
     assert (stats.expired, stats.expirers) == (1000, 2)

@@ -23,7 +23,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from psycopg import errors, sql
 
-from db import migrate, settings
+import config
+from db import migrate
 from db.schema import metadata
 from db.schema.business import NOT_IN_METADATA, PARTITIONED_TABLES, include_object
 from tests.conftest import db_url
@@ -61,7 +62,7 @@ _COUNTRY_CODES = itertools.count(1)
 
 def autogenerate_diff(url: str) -> list:
     """Alembic's comparison of the database at `url` with db.schema.metadata (env.py's filter)."""
-    engine = sa.create_engine(settings.to_sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(config.to_sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(
@@ -242,7 +243,7 @@ def test_metadata_builds_the_same_catalog_as_the_migration(database_url: str, fr
     """What autogenerate does not compare (CHECK constraints, partial-index predicates, partition
     keys) is compared here: metadata.create_all in an empty database gives the same catalog."""
     empty_url = db_url(fresh_db_name)
-    engine = sa.create_engine(settings.to_sqlalchemy_url(empty_url), poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(config.to_sqlalchemy_url(empty_url), poolclass=sa.pool.NullPool)
     try:
         metadata.create_all(engine)
     finally:

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+import config
 from scheduler import state
 from scheduler.runner import first_run_time
 from scheduler.schedule import SCHEDULE, PeriodicJob, ScheduleError, load_schedule, tick_key, validate
@@ -48,6 +49,10 @@ def test_bad_entries_fail_validation_naming_the_entry(job: PeriodicJob, message:
         validate([job])
 
 
+def _scheduler_config(environ: dict[str, str]) -> config.SchedulerConfig:
+    return config.load(environ).scheduler
+
+
 def test_the_shipped_schedule_is_valid() -> None:
     validate(list(SCHEDULE))
 
@@ -61,11 +66,13 @@ def test_environment_and_file_override_the_table(tmp_path: Path) -> None:
     jobs = {
         j.name: j
         for j in load_schedule(
-            environ={
-                "SKYPORT_SCHEDULE_FILE": str(path),
-                "SKYPORT_SCHEDULE_LEDGER_LIFELINE": "every 10s",
-                "SKYPORT_SCHEDULE_EXTRA": "off",
-            }
+            cfg=_scheduler_config(
+                {
+                    "SKYPORT_SCHEDULE_FILE": str(path),
+                    "SKYPORT_SCHEDULE_LEDGER_LIFELINE": "every 10s",
+                    "SKYPORT_SCHEDULE_EXTRA": "off",
+                }
+            )
         )
     }
     assert jobs["ledger_lifeline"].trigger == "every 10s"
@@ -79,10 +86,10 @@ def test_file_errors_name_the_entry(tmp_path: Path) -> None:
     path = tmp_path / "schedule.toml"
     path.write_text('[newcomer]\ntrigger = "every 2s"\n')
     with pytest.raises(ScheduleError, match=r"'newcomer'.*needs \['actor'\]"):
-        load_schedule(environ={"SKYPORT_SCHEDULE_FILE": str(path)})
+        load_schedule(cfg=_scheduler_config({"SKYPORT_SCHEDULE_FILE": str(path)}))
     path.write_text('[prune_jobs]\ntriger = "every 2s"\n')
     with pytest.raises(ScheduleError, match=r"'prune_jobs'.*unknown keys \['triger'\]"):
-        load_schedule(environ={"SKYPORT_SCHEDULE_FILE": str(path)})
+        load_schedule(cfg=_scheduler_config({"SKYPORT_SCHEDULE_FILE": str(path)}))
 
 
 def test_wall_clock_cron_runs_skipped_times_after_the_gap_and_repeated_times_once() -> None:

@@ -3,32 +3,32 @@ import sys
 
 import pytest
 
-from db import settings
+import config
 from tests.support import REPO
 
 
 def test_defaults_point_at_local_servers(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DATABASE_URL", "REDIS_URL", "SKYPORT_BROKER_NAMESPACE"):
         monkeypatch.delenv(name, raising=False)
-    cfg = settings.load()
-    assert cfg.database_url == "postgresql://postgres@127.0.0.1:5432/skyport"
-    assert cfg.redis_url == "redis://127.0.0.1:6379/0"
-    assert cfg.broker_kind == "redis"
-    assert cfg.sqlalchemy_url == "postgresql+psycopg://postgres@127.0.0.1:5432/skyport"
+    cfg = config.load()
+    assert cfg.database.url == "postgresql://postgres@127.0.0.1:5432/skyport"
+    assert cfg.broker.url == "redis://127.0.0.1:6379/0"
+    assert cfg.broker.kind == "redis"
+    assert cfg.database.sqlalchemy_url == "postgresql+psycopg://postgres@127.0.0.1:5432/skyport"
 
 
 def test_web_processes_and_access_log(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     monkeypatch.delenv("SKYPORT_WEB_ACCESS_LOG", raising=False)
-    assert (settings.load().web_concurrency, settings.load().web_access_log) == (1, True)
+    assert (config.load().web.concurrency, config.load().web.access_log) == (1, True)
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     monkeypatch.setenv("SKYPORT_WEB_ACCESS_LOG", "off")
-    assert (settings.load().web_concurrency, settings.load().web_access_log) == (3, False)
+    assert (config.load().web.concurrency, config.load().web.access_log) == (3, False)
 
 
 def test_amqp_url_selects_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    assert settings.load().broker_kind == "rabbitmq"
+    assert config.load().broker.kind == "rabbitmq"
 
 
 @pytest.mark.parametrize(
@@ -48,8 +48,8 @@ def test_malformed_values_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
 ) -> None:
     monkeypatch.setenv(name, value)
-    with pytest.raises(settings.ConfigError, match=fragment):
-        settings.load()
+    with pytest.raises(config.ConfigError, match=fragment):
+        config.load()
 
 
 def test_cli_reports_a_bad_url_in_one_line_without_traceback() -> None:
