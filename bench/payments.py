@@ -40,7 +40,7 @@ import psycopg
 
 from bench.proc_cpu import CpuMeter
 from bench.throughput import Workers, _load, bench_database, machine_facts, redis_namespaces
-from jobs.payments.simulator import PostStats
+from demo.payments_simulator import PostStats
 
 SECRET = "whsec_bench"
 PROVIDER = "bench"
@@ -205,8 +205,8 @@ def run(args: argparse.Namespace, database_url: str, dbname: str, namespace: str
     import config
 
     config.get.cache_clear()
+    from demo.payments_simulator import create_demo_shipments, mismatches, plan_events, post_events
     from jobs import payments
-    from jobs.payments.simulator import create_demo_shipments, mismatches, plan_events, post_events
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"

@@ -192,8 +192,8 @@ def notifications(
 
 def payments(conn: psycopg.Connection, hooks: WebhookLoad) -> Check:
     """Shipments against the simulator's expected ledger, the reconciliation's drift check."""
+    from demo.payments_simulator import mismatches
     from jobs import payments as pay
-    from jobs.payments.simulator import mismatches
 
     wrong = mismatches(conn, hooks.expected_paid)
     drifting = [(d["shipment_id"], d["drift"]) for d in pay.drift(conn)]

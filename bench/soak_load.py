@@ -227,7 +227,7 @@ class WebhookThread(threading.Thread):
         self.load = WebhookLoad()
 
     def run(self) -> None:
-        from jobs.payments.simulator import create_demo_shipments, plan_events, post_events
+        from demo.payments_simulator import create_demo_shipments, plan_events, post_events
 
         events = max(1, round(self.rate * WEBHOOK_ROUND_S))
         with psycopg.connect(self.database_url, autocommit=True) as conn:

@@ -1,4 +1,4 @@
-"""The demo: `skyport demo seed` fills every family that exists; private servers start when nothing
+"""The demo: `python -m demo seed` fills every family that exists; private servers start when nothing
 answers (cheap when `pgserver` is installed; skipped otherwise)."""
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from tests.support import REPO
 
 
 def test_demo_seed_creates_jobs_and_family_data(conn: psycopg.Connection, redis_namespace: str) -> None:
-    env = {**os.environ, "SKYPORT_EXTRA_MODULES": "dashboard.demo.actors", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "SKYPORT_EXTRA_MODULES": "demo.actors", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "demo", "seed"],
+        [sys.executable, "-m", "demo", "seed"],
         env=env,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
@@ -40,7 +41,7 @@ def test_private_servers_start_when_nothing_answers(tmp_path: Path, monkeypatch:
     if importlib.util.find_spec("pgserver") is None:
         pytest.skip("pgserver is not installed (the demo installs it when it needs it)")
     import config
-    from dashboard.demo import servers
+    from demo import servers
 
     monkeypatch.setattr(servers, "DATA", tmp_path)
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/skyport")

@@ -86,7 +86,7 @@ def test_replay_an_unmatched_payment_event_and_see_it_from_its_job(admin: TestCl
 
 def test_retry_dead_notifications(admin: TestClient, conn) -> None:
     notifications = pytest.importorskip("jobs.notifications")
-    from dashboard.demo.families import demo_customer
+    from demo.families import demo_customer
 
     user_id, _, _ = demo_customer(conn)
     for i in range(3):

@@ -1,8 +1,11 @@
-"""Payment webhooks end to end: a real `skyport web`, real workers, the simulator command, and a
-worker killed with kill -9 in the middle of processing."""
+"""Payment webhooks end to end: a real `skyport web`, real workers, the simulator command
+(`python -m demo simulate-payments`), and a worker killed with kill -9 in the middle of processing."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from decimal import Decimal
 
@@ -10,9 +13,9 @@ import httpx
 import psycopg
 import pytest
 
-from jobs.payments.simulator import create_demo_shipments, mismatches, plan_events, post_events
+from demo.payments_simulator import create_demo_shipments, mismatches, plan_events, post_events
 from tests.faults.consistency import check_consistency
-from tests.support import SkyportProcess, WorkerProcess, free_port, job_states, scalar, wait_for
+from tests.support import REPO, SkyportProcess, WorkerProcess, free_port, job_states, scalar, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +51,37 @@ def open_events(database_url: str) -> int:
     )
 
 
+def deliver_concurrently(url: str, body: dict, times: int) -> list[str]:
+    """The same body posted `times` times at once, one thread each; each delivery's statuses."""
+    barrier = threading.Barrier(times)
+    answers: list[str] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        stats = post_events(url, "acme", SECRET, [body], concurrency=1)
+        answers.append(str(stats.statuses))
+
+    threads = [threading.Thread(target=deliver) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return answers
+
+
+def simulate_payments(env: dict[str, str], *args: str, timeout_s: float = 90) -> tuple[int, str]:
+    """`python -m demo simulate-payments ARGS` from the repository root: (exit code, output)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "demo", "simulate-payments", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
 def test_same_event_twenty_times_concurrently_then_the_simulator(
     database_url: str, env: dict[str, str]
 ) -> None:
@@ -59,20 +93,7 @@ def test_same_event_twenty_times_concurrently_then_the_simulator(
             -1
         ]
         body = {**body, "type": "payment.succeeded"}
-        barrier = threading.Barrier(20)
-        answers: list[str] = []
-
-        def deliver() -> None:
-            barrier.wait()
-            stats = post_events(url, "acme", SECRET, [body], concurrency=1)
-            answers.append(str(stats.statuses))
-
-        threads = [threading.Thread(target=deliver) for _ in range(20)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert answers == ["{200: 1}"] * 20
+        assert deliver_concurrently(url, body, 20) == ["{200: 1}"] * 20
         assert scalar(database_url, "SELECT count(*) FROM payment_events") == 1
         wait_for(
             lambda: scalar(database_url, "SELECT status FROM payment_events") == "applied",
@@ -87,32 +108,11 @@ def test_same_event_twenty_times_concurrently_then_the_simulator(
         assert scalar(database_url, "SELECT count(*) FROM jobs WHERE actor = 'process_payment_event'") == 1
 
         # The simulator, as the demo runs it: demo shipments, duplicates, out-of-order deliveries.
-        sim = SkyportProcess(
-            [
-                "simulate",
-                "payments",
-                "--url",
-                url,
-                "--create-shipments",
-                "20",
-                "--events",
-                "300",
-                "--duplicates",
-                "0.1",
-                "--out-of-order",
-                "0.2",
-                "--seed",
-                "11",
-                "--wait",
-                "60",
-            ],
+        code, output = simulate_payments(
             env,
-        ).start()
-        try:
-            code = sim.proc.wait(90)
-        finally:
-            output = sim.output()
-            sim.__exit__()
+            *("--url", url, "--create-shipments", "20", "--events", "300", "--duplicates", "0.1"),
+            *("--out-of-order", "0.2", "--seed", "11", "--wait", "60"),
+        )
         assert code == 0, output
         assert "all 20 shipments match the expected ledger" in output
 

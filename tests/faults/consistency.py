@@ -180,8 +180,8 @@ def payment_problems(
     ).fetchall()
     if not events and expected_paid is None:
         return []
+    from demo.payments_simulator import mismatches
     from jobs.payments import drift
-    from jobs.payments.simulator import mismatches
 
     open_events = [f"{i} {p}:{e} {s}" for i, p, e, s, _ in events if s not in PAYMENT_EVENT_JOB_STATE]
     disagree = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jobs.payments.delivery import Connection, Endpoint
+from demo.delivery import Connection, Endpoint
 
 
 async def _serve(answers: list[bytes], close_after_each: bool, seen: list[tuple[int, bytes]]):

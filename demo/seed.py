@@ -1,18 +1,18 @@
-"""`skyport demo seed`: demo data for every job family that exists, so a newcomer sees each working.
+"""`python -m demo seed`: demo data for every job family, so a newcomer sees each working.
 
 The ledger's own demo (always): quick jobs, flaky jobs that retry and succeed, jobs that die (to
-retry from the dashboard). Then each family's seeding, when its functions exist (see `FAMILY_SEEDS`).
+retry from the dashboard). Then each family's seeding (`FAMILY_SEEDS`): one family's failure is
+reported and does not stop the others.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
 
-from dashboard.domain import family_function
+from demo.families import seed_notifications, seed_quotes, seed_shipments
 from workers import JobSpec, enqueue_many
 
 logger = logging.getLogger("skyport.demo")
@@ -22,11 +22,11 @@ DEFAULT_QUICK_JOBS = 30
 DEFAULT_FLAKY_JOBS = 8
 DEFAULT_DEAD_JOBS = 3
 
-# (what, module, function): each family's demo seeding `f(conn, run) -> str` (a line to print).
-FAMILY_SEEDS: tuple[tuple[str, str, str], ...] = (
-    ("quotes", "dashboard.demo.families", "seed_quotes"),
-    ("notifications", "dashboard.demo.families", "seed_notifications"),
-    ("shipments", "dashboard.demo.families", "seed_shipments"),
+# (what, function): each family's demo seeding `f(conn, run) -> str` (a line to print).
+FAMILY_SEEDS: tuple[tuple[str, Callable[[psycopg.Connection, str], str]], ...] = (
+    ("quotes", seed_quotes),
+    ("notifications", seed_notifications),
+    ("shipments", seed_shipments),
 )
 
 
@@ -56,11 +56,7 @@ def seed_ledger(conn: psycopg.Connection, run: str) -> list[str]:
 def seed(conn: psycopg.Connection, run: str) -> list[str]:
     """Seed everything that exists; returns one line per part (what it did, or why it was skipped)."""
     lines = seed_ledger(conn, run)
-    for what, module, name in FAMILY_SEEDS:
-        fn: Callable[..., Any] | None = family_function(module, name)
-        if fn is None:
-            lines.append(f"{what}: no demo seeding ({module}.{name} does not exist yet)")
-            continue
+    for what, fn in FAMILY_SEEDS:
         try:
             with conn.transaction():
                 lines.append(f"{what}: {fn(conn, run)}")

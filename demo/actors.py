@@ -1,4 +1,4 @@
-"""Demo actors, loaded by the demo's worker (SKYPORT_EXTRA_MODULES=dashboard.demo.actors):
+"""Demo actors, loaded by the demo's worker (SKYPORT_EXTRA_MODULES=demo.actors):
 work that takes a moment, and work that fails a given number of times before it succeeds."""
 
 from __future__ import annotations

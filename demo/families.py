@@ -1,12 +1,13 @@
-"""Demo data for the job families, through their own functions (each skipped when it does not exist):
-quotes expiring over the next minutes, notifications some of whose channels fail and retry,
-demo shipments for the payments simulator (its callbacks: dashboard/demo/callbacks.py)."""
+"""Demo data for the job families, through their own functions: quotes expiring over the next
+minutes, notifications some of whose channels fail and retry, demo shipments for the payments
+simulator (its callbacks: demo/callbacks.py)."""
 
 from __future__ import annotations
 
 import psycopg
 
-from dashboard.domain import family_function
+from demo.payments_simulator import create_demo_shipments
+from jobs.notifications import enqueue_notification, wake_dispatcher
 
 DEMO_EMAIL = "demo-customer@skyport.example"
 # Quotes that expire one after another, this many seconds apart.
@@ -52,9 +53,6 @@ def seed_quotes(conn: psycopg.Connection, run: str) -> str:
 
 
 def seed_notifications(conn: psycopg.Connection, run: str) -> str:
-    enqueue_notification = family_function("jobs.notifications", "enqueue_notification")
-    if enqueue_notification is None:
-        return "skipped (jobs.notifications.enqueue_notification does not exist yet)"
     user_id, _, _ = demo_customer(conn)
     failing = 0
     for i in range(DEMO_NOTIFICATIONS):
@@ -70,14 +68,10 @@ def seed_notifications(conn: psycopg.Connection, run: str) -> str:
             send_via=channels,
             wake=False,
         )
-    wake = family_function("jobs.notifications", "wake_dispatcher")
-    if wake is not None:
-        wake(conn)
+    wake_dispatcher(conn)
     return f"{DEMO_NOTIFICATIONS} notifications, {failing} also by SMS (not configured: fails, retries)"
 
 
 def seed_shipments(conn: psycopg.Connection, run: str) -> str:
-    create = family_function("jobs.payments.simulator", "create_demo_shipments")
-    if create is None:
-        return "skipped (jobs.payments.simulator does not exist yet)"
-    return f"{len(create(conn, 5, int(run) % 1000))} unpaid demo shipments for the gateway simulator"
+    shipments = create_demo_shipments(conn, 5, int(run) % 1000)
+    return f"{len(shipments)} unpaid demo shipments for the gateway simulator"

@@ -4,6 +4,9 @@ running web process, with duplicates and out-of-order deliveries, and the ledger
 Each payment of a shipment goes processing -> succeeded (or -> failed, then paid again under a new
 idempotency key); some succeeded payments are later refunded. The expected final
 `amount_paid` of every shipment is known in advance, whatever the delivery order.
+
+Its command: `python -m demo simulate-payments` (demo/cli.py). The bench, the soak and the tests use
+its functions; the product does not.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from jobs.payments.delivery import Connection, Endpoint, ProtocolError
+from demo.delivery import Connection, Endpoint, ProtocolError
 from jobs.payments.events import signature_header
 
 # Demo shipments' totals are drawn between these (USD).

@@ -1,24 +1,25 @@
 """Simulated payment-gateway callbacks for the demo, once the web process answers:
 
-    python -m dashboard.demo.callbacks &
+    python -m demo.callbacks &
 
-runs `skyport simulate payments` (jobs/payments: duplicates and out-of-order events, signed) against
-the demo shipments. Does nothing when jobs/payments has no simulator.
+runs `python -m demo simulate-payments` (demo/payments_simulator.py: duplicates and out-of-order
+events, signed) against the demo shipments, at the web process's port (PORT, read by `config`).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import urllib.request
+
+import config
 
 # Seconds to wait for the web process.
 DEFAULT_WAIT_S = 120.0
 
 
 def main() -> int:
-    base = f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"
+    base = f"http://127.0.0.1:{config.load().web.port}"
     deadline = time.monotonic() + DEFAULT_WAIT_S
     while True:
         try:
@@ -29,14 +30,9 @@ def main() -> int:
                 print(f"demo: {base} did not answer; no payment callbacks", file=sys.stderr)
                 return 1
             time.sleep(1)
-    from workers import cli
+    from demo import cli
 
-    argv = ["simulate", "payments", "--url", base, "--events", "40", "--rate", "4", "--seed", "7"]
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:  # argparse: no `simulate payments` command in this version
-        print(f"demo: no payment simulator ({exc})", file=sys.stderr)
-        return 0
+    return cli.main(["simulate-payments", "--url", base, "--events", "40", "--rate", "4", "--seed", "7"])
 
 
 if __name__ == "__main__":

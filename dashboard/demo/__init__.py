@@ -1,1 +1,0 @@
-"""The demo a newcomer runs (`scripts/run`): demo actors, demo data, private servers."""
