@@ -1,20 +1,17 @@
-"""The seed's functions (as fixed by 0001_seed_schema) on real PostgreSQL, including under concurrency:
-convert_quote_to_shipment, reserve_capacity, process_payment.
+"""The seed's convert_quote_to_shipment (as fixed by 0001_seed_schema) on real PostgreSQL, including
+under concurrency (threads released together: seed_support.run_concurrently).
 
-Concurrent callers are threads with a connection each, released together by a threading.Barrier;
-every call is its own transaction (autocommit), as an application would make it.
+The other seed functions: reserve_capacity in test_seed_reserve_capacity.py, process_payment in
+test_seed_process_payment.py.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,109 +19,16 @@ import psycopg
 import pytest
 from psycopg import errors
 
-THREADS = 8
-BARRIER_TIMEOUT_S = 30
-
-_COUNTRY_CODES = itertools.count(1)
-
-
-# --- fixture data --------------------------------------------------------------------------------
-
-
-def make_user(conn: psycopg.Connection) -> uuid.UUID:
-    return conn.execute(
-        "INSERT INTO users (email, password_hash, user_type) VALUES (%s, 'x', 'business') RETURNING user_id",
-        (f"{uuid.uuid4().hex}@example.com",),
-    ).fetchone()[0]
-
-
-def make_country(conn: psycopg.Connection) -> int:
-    code = f"{next(_COUNTRY_CODES):03d}"  # unique within a run, 3 characters
-    return conn.execute(
-        "INSERT INTO countries (country_code, country_name) VALUES (%s, %s) RETURNING country_id",
-        (code, f"Country {code}"),
-    ).fetchone()[0]
-
-
-def make_service(
-    conn: psycopg.Connection,
-    *,
-    max_kg: Decimal | None = Decimal("1000"),
-    max_m3: Decimal | None = Decimal("100"),
-) -> int:
-    return conn.execute(
-        "INSERT INTO freight_services"
-        " (service_name, service_type, max_daily_capacity_kg, max_daily_capacity_m3)"
-        " VALUES ('Sea economy', 'sea', %s, %s) RETURNING service_id",
-        (max_kg, max_m3),
-    ).fetchone()[0]
-
-
-def make_quote(
-    conn: psycopg.Connection, *, status: str = "accepted", price: Decimal | None = Decimal("250.00")
-) -> uuid.UUID:
-    """A quote from a new user, with cargo, for a new service between two new countries."""
-    return conn.execute(
-        """
-        INSERT INTO quotes (user_id, origin_country_id, destination_country_id, service_id, is_residential,
-                            cargo_description, cargo_weight, cargo_volume, quote_status, quoted_price,
-                            quoted_at, valid_until)
-        VALUES (%s, %s, %s, %s, TRUE, 'machine parts', 120.50, 2.25, %s, %s,
-                CURRENT_TIMESTAMP, CURRENT_TIMESTAMP + interval '7 days')
-        RETURNING quote_id
-        """,
-        (make_user(conn), make_country(conn), make_country(conn), make_service(conn), status, price),
-    ).fetchone()[0]
-
-
-def quote_version(conn: psycopg.Connection, quote_id: uuid.UUID) -> int:
-    return conn.execute("SELECT version FROM quotes WHERE quote_id = %s", (quote_id,)).fetchone()[0]
-
-
-def make_shipment(conn: psycopg.Connection, *, total: Decimal = Decimal("250.00")) -> uuid.UUID:
-    quote_id = make_quote(conn, price=total)
-    return convert(conn, quote_id, quote_version(conn, quote_id))
-
-
-def convert(conn: psycopg.Connection, quote_id: uuid.UUID, version: int | None) -> uuid.UUID:
-    return conn.execute("SELECT convert_quote_to_shipment(%s, %s)", (quote_id, version)).fetchone()[0]
-
-
-def pay(
-    conn: psycopg.Connection, shipment_id: uuid.UUID, amount: Decimal, key: str, currency: str | None = None
-) -> uuid.UUID:
-    if currency is None:  # the three-argument form: currency defaults to the shipment's
-        return conn.execute("SELECT process_payment(%s, %s, %s)", (shipment_id, amount, key)).fetchone()[0]
-    return conn.execute(
-        "SELECT process_payment(%s, %s, %s, %s)", (shipment_id, amount, key, currency)
-    ).fetchone()[0]
-
-
-def shipment_payment(conn: psycopg.Connection, shipment_id: uuid.UUID) -> tuple:
-    return conn.execute(
-        "SELECT amount_paid, amount_due, payment_status, version FROM shipments WHERE shipment_id = %s",
-        (shipment_id,),
-    ).fetchone()
-
-
-def run_concurrently(database_url: str, calls: list[Callable[[psycopg.Connection], Any]]) -> list[Any]:
-    """Run each call in its own thread with its own autocommit connection, all released at once by a
-    barrier; returns each call's result, or the psycopg error it raised."""
-    barrier = threading.Barrier(len(calls), timeout=BARRIER_TIMEOUT_S)
-
-    def worker(call: Callable[[psycopg.Connection], Any]) -> Any:
-        with psycopg.connect(database_url, autocommit=True) as c:
-            barrier.wait()
-            try:
-                return call(c)
-            except psycopg.Error as exc:
-                return exc
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return [f.result() for f in [pool.submit(worker, call) for call in calls]]
-
-
-# --- convert_quote_to_shipment -------------------------------------------------------------------
+# tests/integration/test_quote_expiry.py imports make_country, make_service, make_user and quote_version
+# from this module (they live in business_rows.py and seed_support.py).
+from tests.integration.business_rows import make_country, make_service, make_user  # noqa: F401
+from tests.integration.seed_support import (
+    BARRIER_TIMEOUT_S,
+    convert,
+    make_quote,
+    quote_version,
+    run_concurrently,
+)
 
 
 def test_converting_an_accepted_quote_makes_one_shipment_with_a_fresh_tracking_number(
@@ -285,204 +189,3 @@ def test_a_conversion_waiting_on_a_concurrent_one_fails_once_that_one_commits(
 
     assert isinstance(outcome, errors.ObjectNotInPrerequisiteState), outcome
     assert conn.execute("SELECT shipment_id FROM shipments").fetchall() == [(first_shipment,)]
-
-
-# --- reserve_capacity ----------------------------------------------------------------------------
-
-
-def test_reserve_capacity_creates_the_day_from_the_service_limits(conn: psycopg.Connection) -> None:
-    service_id = make_service(conn, max_kg=Decimal("100"), max_m3=Decimal("10"))
-    day = date.today() + timedelta(days=3)
-
-    def reserve(kg: str, m3: str) -> bool:
-        return conn.execute(
-            "SELECT reserve_capacity(%s, %s, %s, %s)", (service_id, day, Decimal(kg), Decimal(m3))
-        ).fetchone()[0]
-
-    assert reserve("60", "4") is True  # the seed returned FALSE here: no row for the day yet
-    assert reserve("41", "1") is False  # weight would exceed 100
-    assert reserve("10", "7") is False  # volume would exceed 10
-    assert reserve("40", "6") is True  # exactly full
-    assert reserve("0.01", "0") is False
-    assert conn.execute(
-        "SELECT reserved_weight_kg, reserved_volume_m3, max_weight_kg, max_volume_m3, version"
-        " FROM capacity_bookings WHERE service_id = %s AND booking_date = %s",
-        (service_id, day),
-    ).fetchall() == [(Decimal("100"), Decimal("10"), Decimal("100"), Decimal("10"), 3)]
-
-    with pytest.raises(errors.InvalidParameterValue):
-        reserve("-1", "0")
-    with pytest.raises(errors.NoDataFound, match="does not exist"):
-        conn.execute("SELECT reserve_capacity(-1, %s, 1, 1)", (day,))
-
-    # A service without a configured capacity is not limited (as the table's checks say).
-    unlimited = make_service(conn, max_kg=None, max_m3=None)
-    assert (
-        conn.execute("SELECT reserve_capacity(%s, %s, 1000000, 5000)", (unlimited, day)).fetchone()[0] is True
-    )
-
-
-def test_reserve_capacity_never_overbooks_under_concurrent_callers(
-    conn: psycopg.Connection, database_url: str
-) -> None:
-    max_kg, max_m3 = Decimal("500"), Decimal("60")
-    service_id = make_service(conn, max_kg=max_kg, max_m3=max_m3)
-    day = date.today() + timedelta(days=10)  # no capacity_bookings row yet: created concurrently too
-    attempts = 150
-
-    def caller(index: int) -> Callable[[psycopg.Connection], list[tuple[Decimal, Decimal, bool]]]:
-        def run(c: psycopg.Connection) -> list[tuple[Decimal, Decimal, bool]]:
-            outcomes = []
-            for k in range(attempts):
-                kg = Decimal(1 + (index * 7 + k * 3) % 13)  # 1..13 kg
-                m3 = Decimal((index + k) % 4) / 4  # 0..0.75 m3
-                ok = c.execute(
-                    "SELECT reserve_capacity(%s, %s, %s, %s)", (service_id, day, kg, m3)
-                ).fetchone()[0]
-                outcomes.append((kg, m3, ok))
-            return outcomes
-
-        return run
-
-    results = run_concurrently(database_url, [caller(i) for i in range(THREADS)])
-
-    for r in results:
-        assert isinstance(r, list), r
-    outcomes = [o for r in results for o in r]
-    succeeded = [(kg, m3) for kg, m3, ok in outcomes if ok]
-    assert 0 < len(succeeded) < len(outcomes), "the capacity must be exhausted for the test to mean anything"
-    rows = conn.execute(
-        "SELECT reserved_weight_kg, reserved_volume_m3, version FROM capacity_bookings"
-        " WHERE service_id = %s AND booking_date = %s",
-        (service_id, day),
-    ).fetchall()
-    assert len(rows) == 1
-    reserved_kg, reserved_m3, version = rows[0]
-    assert reserved_kg <= max_kg
-    assert reserved_m3 <= max_m3
-    assert reserved_kg == sum(kg for kg, _ in succeeded)
-    assert reserved_m3 == sum(m3 for _, m3 in succeeded)
-    # Each successful reservation updated the row once (and bumped its version by exactly one).
-    assert version == 1 + len(succeeded)
-
-
-# --- process_payment -----------------------------------------------------------------------------
-
-
-def test_the_same_idempotency_key_twice_makes_one_transaction(conn: psycopg.Connection) -> None:
-    shipment_id = make_shipment(conn, total=Decimal("250.00"))
-    version = shipment_payment(conn, shipment_id)[3]
-
-    first = pay(conn, shipment_id, Decimal("100.00"), "pay-1")
-    again = pay(conn, shipment_id, Decimal("100.00"), "pay-1")
-
-    assert again == first
-    assert conn.execute(
-        "SELECT transaction_id, amount, currency, transaction_type, transaction_status,"
-        " processed_at IS NOT NULL FROM payment_transactions WHERE shipment_id = %s",
-        (shipment_id,),
-    ).fetchall() == [(first, Decimal("100.00"), "USD", "payment", "completed", True)]
-    assert shipment_payment(conn, shipment_id) == (
-        Decimal("100.00"),
-        Decimal("150.00"),
-        "partial",
-        version + 1,
-    )
-
-    # The rest of the amount, under another key, pays the shipment off.
-    pay(conn, shipment_id, Decimal("150.00"), "pay-2")
-    assert shipment_payment(conn, shipment_id) == (Decimal("250.00"), Decimal("0.00"), "paid", version + 2)
-
-
-def test_a_payment_beyond_the_total_cost_is_refused_and_changes_nothing(conn: psycopg.Connection) -> None:
-    shipment_id = make_shipment(conn, total=Decimal("100.00"))
-    pay(conn, shipment_id, Decimal("60.00"), "p-1")
-    before = shipment_payment(conn, shipment_id)
-
-    with pytest.raises(errors.CheckViolation, match="would bring"):
-        pay(conn, shipment_id, Decimal("40.01"), "p-2")
-
-    assert shipment_payment(conn, shipment_id) == before
-    assert conn.execute("SELECT idempotency_key FROM payment_transactions").fetchall() == [("p-1",)]
-
-    # A shipment without a total cost yet cannot take a payment.
-    conn.execute("UPDATE shipments SET total_cost = NULL, amount_paid = 0, amount_due = NULL")
-    with pytest.raises(errors.CheckViolation, match="total of NULL"):
-        pay(conn, shipment_id, Decimal("1.00"), "p-3")
-
-
-def test_process_payment_rejects_bad_input(conn: psycopg.Connection) -> None:
-    shipment_id = make_shipment(conn)
-    with pytest.raises(errors.NoDataFound, match="does not exist"):
-        pay(conn, uuid.uuid4(), Decimal("1.00"), "k-1")
-    for amount in (Decimal("0"), Decimal("-5")):
-        with pytest.raises(errors.InvalidParameterValue, match="must be > 0"):
-            pay(conn, shipment_id, amount, "k-2")
-    with pytest.raises(errors.InvalidParameterValue, match="differs from the shipment"):
-        pay(conn, shipment_id, Decimal("1.00"), "k-3", currency="EUR")
-
-    # A key already used for another payment is an error, not a silent success.
-    pay(conn, shipment_id, Decimal("10.00"), "k-4")
-    with pytest.raises(errors.UniqueViolation, match="used for another payment"):
-        pay(conn, shipment_id, Decimal("11.00"), "k-4")
-    with pytest.raises(errors.UniqueViolation, match="used for another payment"):
-        pay(conn, make_shipment(conn), Decimal("10.00"), "k-4")
-    assert shipment_payment(conn, shipment_id)[0] == Decimal("10.00")
-
-
-def test_the_currency_defaults_to_the_shipments(conn: psycopg.Connection) -> None:
-    shipment_id = make_shipment(conn)
-    conn.execute("UPDATE shipments SET currency = 'EUR' WHERE shipment_id = %s", (shipment_id,))
-
-    pay(conn, shipment_id, Decimal("5.00"), "eur-1")
-    pay(conn, shipment_id, Decimal("5.00"), "eur-2", currency="EUR")
-
-    assert conn.execute(
-        "SELECT currency FROM payment_transactions WHERE shipment_id = %s ORDER BY idempotency_key",
-        (shipment_id,),
-    ).fetchall() == [("EUR",), ("EUR",)]
-
-
-def test_concurrent_payments_with_the_same_key_make_one_transaction(
-    conn: psycopg.Connection, database_url: str
-) -> None:
-    shipment_id = make_shipment(conn, total=Decimal("250.00"))
-    version = shipment_payment(conn, shipment_id)[3]
-
-    results = run_concurrently(
-        database_url, [lambda c: pay(c, shipment_id, Decimal("75.00"), "same-key") for _ in range(THREADS)]
-    )
-
-    assert all(isinstance(r, uuid.UUID) for r in results), results
-    assert len(set(results)) == 1
-    assert conn.execute(
-        "SELECT transaction_id FROM payment_transactions WHERE shipment_id = %s", (shipment_id,)
-    ).fetchall() == [(results[0],)]
-    assert shipment_payment(conn, shipment_id) == (
-        Decimal("75.00"),
-        Decimal("175.00"),
-        "partial",
-        version + 1,
-    )
-
-
-def test_concurrent_payments_with_different_keys_are_all_applied(
-    conn: psycopg.Connection, database_url: str
-) -> None:
-    shipment_id = make_shipment(conn, total=Decimal("250.00"))
-    version = shipment_payment(conn, shipment_id)[3]
-
-    results = run_concurrently(
-        database_url,
-        [lambda c, i=i: pay(c, shipment_id, Decimal("25.00"), f"key-{i}") for i in range(THREADS)],
-    )
-
-    assert all(isinstance(r, uuid.UUID) for r in results), results
-    assert len(set(results)) == THREADS
-    paid = Decimal("25.00") * THREADS
-    assert shipment_payment(conn, shipment_id) == (
-        paid,
-        Decimal("250.00") - paid,
-        "partial",
-        version + THREADS,
-    )
