@@ -1,0 +1,154 @@
+"""Payment webhooks against the real database, processing through the plain functions: the payment
+lifecycle and late events, refunds, failures, unknown shipments and the ops replay, rejected
+events, and the same payment processed concurrently."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from decimal import Decimal
+
+import psycopg
+
+from jobs import payments
+from jobs.payments.apply import Outcome
+from tests.integration.payments_support import event, paid, process, receive, shipment
+
+
+def test_payment_lifecycle_and_late_events(conn):
+    sid = shipment(conn, "500.00")
+    processing = event(sid, "payment.processing", "200.00")
+    key = processing["data"]["idempotency_key"]
+    same = {"data": {"idempotency_key": key, "transaction_id": processing["data"]["transaction_id"]}}
+    assert process(conn, processing).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("0.00"), Decimal("500.00"), "unpaid")
+    assert process(conn, event(sid, "payment.succeeded", "200.00", **same)).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("200.00"), Decimal("300.00"), "partial")
+    late = process(conn, event(sid, "payment.processing", "200.00", **same))
+    assert late.outcome is Outcome.IGNORED and "already completed" in late.reason
+    assert process(conn, event(sid, "payment.failed", "200.00", **same)).outcome is Outcome.IGNORED
+    again = process(conn, event(sid, "payment.succeeded", "200.00", **same))  # new event id, same payment
+    assert again.outcome is Outcome.IGNORED
+    assert paid(conn, sid) == (Decimal("200.00"), Decimal("300.00"), "partial")
+    assert process(conn, event(sid, "payment.succeeded", "300.00")).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("500.00"), Decimal("0.00"), "paid")
+    txn = conn.execute(
+        "SELECT transaction_status, external_transaction_id, gateway_provider, payment_method, amount "
+        "FROM payment_transactions WHERE idempotency_key = %s",
+        (key,),
+    ).fetchone()
+    assert txn == (
+        "completed",
+        processing["data"]["transaction_id"],
+        "stripe",
+        "credit_card",
+        Decimal("200.00"),
+    )
+    statuses = dict(conn.execute("SELECT status, count(*) FROM payment_events GROUP BY status").fetchall())
+    assert statuses == {"applied": 3, "ignored": 3}
+    assert payments.drift(conn) == []
+
+
+def test_refund_before_its_payment_waits_then_applies(conn):
+    sid = shipment(conn, "100.00")
+    pay = event(sid, "payment.succeeded", "100.00")
+    refund = event(sid, "payment.refunded", "100.00", data=dict(pay["data"]))
+    refund_pk = receive(conn, refund)
+    waiting = payments.process_event(conn, refund_pk)
+    assert waiting.outcome is Outcome.WAITING
+    assert conn.execute(
+        "SELECT status, attempts FROM payment_events WHERE id = %s", (refund_pk,)
+    ).fetchone() == ("processing", 1)
+    assert process(conn, pay).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("100.00"), Decimal("0.00"), "paid")
+    assert payments.process_event(conn, refund_pk).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "refunded")
+    assert payments.process_event(conn, refund_pk).outcome is Outcome.DONE_BEFORE
+    assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "refunded")
+    assert payments.drift(conn) == []
+
+
+def test_failed_payment_marks_the_shipment_failed_and_a_refund_of_it_is_rejected(conn):
+    sid = shipment(conn, "100.00")
+    failed = event(sid, "payment.failed", "100.00", data={"failure_reason": "card_declined"})
+    assert process(conn, failed).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "failed")
+    refund = event(sid, "payment.refunded", "100.00", data=dict(failed["data"]))
+    assert process(conn, refund).outcome is Outcome.REJECTED
+    reason = conn.execute("SELECT failed_reason FROM payment_transactions").fetchone()[0]
+    assert reason == "card_declined"
+
+
+def test_unknown_shipment_waits_then_ends_unmatched_and_ops_can_replay(conn):
+    sid = uuid.uuid4()
+    body = event(sid, "payment.succeeded", "50.00")
+    pk = receive(conn, body)
+    assert payments.process_event(conn, pk, unmatched_after_s=3600).outcome is Outcome.WAITING
+    result = payments.process_event(conn, pk, unmatched_after_s=0)
+    assert result.outcome is Outcome.UNMATCHED and "not found" in result.reason
+    problems = payments.problem_events(conn)
+    assert [(p["event_id"], p["status"]) for p in problems] == [(body["id"], "unmatched")]
+    # Ops creates the shipment under that id, then replays.
+    other = shipment(conn, "80.00")
+    conn.execute("UPDATE shipments SET shipment_id = %s WHERE shipment_id = %s", (sid, other))
+    assert payments.replay_event(conn, "stripe", body["id"], by="alice") is True
+    assert payments.replay_event(conn, "stripe", body["id"], by="alice") is False  # not a problem any more
+    jobs = conn.execute(
+        "SELECT count(*) FROM jobs WHERE dedup_key = %s", (f"payment-event:stripe:{body['id']}",)
+    ).fetchone()[0]
+    assert jobs == 1  # no worker ran the webhook's job here: it still holds the key, the replay reuses it
+    assert payments.process_event(conn, pk, unmatched_after_s=0).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("50.00"), Decimal("30.00"), "partial")
+    audit = conn.execute(
+        "SELECT performed_by, reason FROM audit_log WHERE table_name = 'payment_events'"
+    ).fetchall()
+    assert audit == [("alice", "ops replay")]
+
+
+def test_overpayment_is_rejected_and_the_shipment_untouched(conn):
+    sid = shipment(conn, "100.00")
+    assert process(conn, event(sid, "payment.succeeded", "60.00")).outcome is Outcome.APPLIED
+    before = conn.execute("SELECT amount_paid, amount_due, payment_status, version FROM shipments").fetchone()
+    result = process(conn, event(sid, "payment.succeeded", "60.00"))
+    assert result.outcome is Outcome.REJECTED and "120.00 paid of a total of 100.00" in result.reason
+    assert (
+        conn.execute("SELECT amount_paid, amount_due, payment_status, version FROM shipments").fetchone()
+        == before
+    )
+    assert conn.execute("SELECT count(*) FROM payment_transactions").fetchone()[0] == 1
+    assert [p["status"] for p in payments.problem_events(conn)] == ["rejected"]
+
+
+def test_key_reused_for_another_amount_or_currency_is_rejected(conn):
+    sid = shipment(conn, "100.00")
+    first = event(sid, "payment.succeeded", "10.00")
+    assert process(conn, first).outcome is Outcome.APPLIED
+    reused = event(
+        sid, "payment.succeeded", "20.00", data={"idempotency_key": first["data"]["idempotency_key"]}
+    )
+    assert process(conn, reused).outcome is Outcome.REJECTED
+    assert process(conn, event(sid, data={"currency": "EUR"})).outcome is Outcome.REJECTED
+    assert paid(conn, sid)[0] == Decimal("10.00")
+
+
+def test_same_event_and_same_payment_processed_concurrently_apply_once(conn, database_url):
+    sid = shipment(conn, "1000.00")
+    body = event(sid, "payment.succeeded", "100.00")
+    pk = receive(conn, body)
+    twins = [receive(conn, {**body, "id": f"evt_twin_{i}"}) for i in range(9)]  # same payment, new event ids
+    results: list = []
+    barrier = threading.Barrier(20)
+
+    def run(event_pk: int) -> None:
+        with psycopg.connect(database_url, autocommit=True) as c:
+            barrier.wait()
+            results.append(payments.process_event(c, event_pk).outcome)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in [pk] * 11 + twins]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results.count(Outcome.APPLIED) == 1
+    assert paid(conn, sid)[0] == Decimal("100.00")
+    assert conn.execute("SELECT count(*) FROM payment_transactions").fetchone()[0] == 1
