@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from db.states import FINAL_EVENT_STATUSES
-from jobs.payments.events import EventError, parse_document
+from jobs.payments.events import EventError, PaymentEvent, parse_document
 
 # The transaction status each event type moves a payment to.
 TARGET_STATUS = {
@@ -214,15 +214,33 @@ def _decide(row: dict[str, Any]) -> tuple[Result, dict[str, Any] | None]:
         event = parse_document(json.loads(row["payload"], parse_float=Decimal))
     except (EventError, ValueError) as exc:  # stored before a contract change: refuse it visibly
         return Result(Outcome.REJECTED, f"invalid event: {exc}"), None
+    refused = _unmatched_or_refused(row, event, ship, txn)
+    if refused is not None:
+        return refused, None
+    current = txn["transaction_status"] if txn is not None else None
+    target = TARGET_STATUS[event.type]
+    # The money the transition moves, or why it does not apply.
+    delta = _refund_delta(event, current) if target == "refunded" else _forward_delta(event, current, target)
+    if isinstance(delta, Result):
+        return delta, None
+    overpaid = _overpayment(event, ship, delta)
+    if overpaid is not None:
+        return overpaid, None
+    return Result(Outcome.APPLIED, None), _writes(row, event, ship, txn, target, delta)
+
+
+def _unmatched_or_refused(
+    row: dict[str, Any], event: PaymentEvent, ship: dict[str, Any] | None, txn: dict[str, Any] | None
+) -> Result | None:
+    """Why the event cannot apply to this shipment and payment at all (None: it can): a payload that
+    differs from its row, a shipment not there (yet), another currency, a key of another payment."""
     if event.shipment_id != row["shipment_id"] or event.idempotency_key != row["idempotency_key"]:
-        return Result(
-            Outcome.REJECTED, "the payload's shipment or idempotency key differs from the row's"
-        ), None
+        return Result(Outcome.REJECTED, "the payload's shipment or idempotency key differs from the row's")
     if ship is None:
-        return Result(Outcome.WAITING, f"shipment {event.shipment_id} not found"), None
+        return Result(Outcome.WAITING, f"shipment {event.shipment_id} not found")
     if ship["currency"] is not None and ship["currency"] != event.currency:
         reason = f"currency {event.currency} differs from the shipment's ({ship['currency']})"
-        return Result(Outcome.REJECTED, reason), None
+        return Result(Outcome.REJECTED, reason)
     if txn is not None and (
         txn["shipment_id"] != event.shipment_id
         or txn["amount"] != event.amount
@@ -232,27 +250,35 @@ def _decide(row: dict[str, Any]) -> tuple[Result, dict[str, Any] | None]:
             Outcome.REJECTED,
             f"idempotency key {event.idempotency_key!r} belongs to another payment "
             f"({txn['transaction_id']}: {txn['amount']} {txn['currency']} on shipment {txn['shipment_id']})",
-        ), None
-    current = txn["transaction_status"] if txn is not None else None
-    target = TARGET_STATUS[event.type]
+        )
+    return None
 
-    if target == "refunded":
-        if current in (None, "pending", "processing"):
-            reason = f"refund before its payment completed (payment is {current or 'unknown'})"
-            return Result(Outcome.WAITING, reason), None
-        if current in ("failed", "cancelled"):
-            return Result(Outcome.REJECTED, f"refund of a payment that is {current}: nothing was paid"), None
-        if current == "refunded":
-            return Result(Outcome.IGNORED, "payment already refunded"), None
-        delta = -event.amount
-    else:
-        if current is not None and (
-            current in ("completed", "failed", "cancelled", "refunded") or _RANK[target] <= _RANK[current]
-        ):
-            reason = f"late or repeated {event.type}: the payment is already {current}"
-            return Result(Outcome.IGNORED, reason), None
-        delta = event.amount if target == "completed" else Decimal(0)
 
+def _refund_delta(event: PaymentEvent, current: str | None) -> Result | Decimal:
+    """A refund of the payment in status `current`: the money it moves, or why it does not apply."""
+    if current in (None, "pending", "processing"):
+        reason = f"refund before its payment completed (payment is {current or 'unknown'})"
+        return Result(Outcome.WAITING, reason)
+    if current in ("failed", "cancelled"):
+        return Result(Outcome.REJECTED, f"refund of a payment that is {current}: nothing was paid")
+    if current == "refunded":
+        return Result(Outcome.IGNORED, "payment already refunded")
+    return -event.amount
+
+
+def _forward_delta(event: PaymentEvent, current: str | None, target: str) -> Result | Decimal:
+    """A payment moving forward to `target` (processing, completed, failed) from status `current`:
+    the money it moves, or why it does not apply (late or repeated)."""
+    if current is not None and (
+        current in ("completed", "failed", "cancelled", "refunded") or _RANK[target] <= _RANK[current]
+    ):
+        reason = f"late or repeated {event.type}: the payment is already {current}"
+        return Result(Outcome.IGNORED, reason)
+    return event.amount if target == "completed" else Decimal(0)
+
+
+def _overpayment(event: PaymentEvent, ship: dict[str, Any], delta: Decimal) -> Result | None:
+    """The refusal of a payment that would bring the shipment beyond its total (None: it does not)."""
     paid = ship["amount_paid"]
     total = ship["total_cost"]
     if delta > 0 and (total is None or paid + delta > total):
@@ -260,12 +286,24 @@ def _decide(row: dict[str, Any]) -> tuple[Result, dict[str, Any] | None]:
             Outcome.REJECTED,
             f"{event.amount} would bring shipment {event.shipment_id} to {paid + delta} paid "
             f"of a total of {total if total is not None else 'NULL (no total yet)'}",
-        ), None
+        )
+    return None
 
-    new_status = _payment_status(ship["payment_status"], paid + delta, total, target)
-    writes = {
+
+def _writes(
+    row: dict[str, Any],
+    event: PaymentEvent,
+    ship: dict[str, Any],
+    txn: dict[str, Any] | None,
+    target: str,
+    delta: Decimal,
+) -> dict[str, Any]:
+    """The parameters of PAYMENT_EVENT_APPLY for an event that applies."""
+    paid = ship["amount_paid"]
+    new_status = _payment_status(ship["payment_status"], paid + delta, ship["total_cost"], target)
+    return {
         "transaction_id": txn["transaction_id"] if txn is not None else None,
-        "expected": current,
+        "expected": txn["transaction_status"] if txn is not None else None,
         "key": event.idempotency_key,
         "shipment_id": event.shipment_id,
         "external_id": event.transaction_id,
@@ -281,7 +319,6 @@ def _decide(row: dict[str, Any]) -> tuple[Result, dict[str, Any] | None]:
         "payment_status": new_status,
         "expected_paid": paid,
     }
-    return Result(Outcome.APPLIED, None), writes
 
 
 def _prefixed(row: dict[str, Any], prefix: str) -> dict[str, Any]:
