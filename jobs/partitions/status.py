@@ -82,33 +82,12 @@ def table_coverage(
         )
     ranged = [p for p in partitions if not p.is_default and not p.detach_pending]
     has_default = any(p.is_default for p in partitions)
-    # Walk from the current interval's start through contiguous partitions.
-    position = catalog.as_datetime(current)
-    for _ in range(len(ranged) + 1):
-        holder = next((p for p in ranged if p.covers(position, position) and p.upper != position), None)
-        if holder is None or holder.upper is None:
-            if holder is not None:  # unbounded above: covered "forever"
-                position = catalog.as_datetime(add_intervals(table.interval, current, MAX_AHEAD_SCANNED + 1))
-            break
-        position = holder.upper
-    covered_until = (
-        position.date() if position.time() == position.time().min else position.date() + timedelta(1)
-    )
+    covered_until = _covered_until(table, current, ranged)
     ahead = -1
     while ahead < MAX_AHEAD_SCANNED and add_intervals(table.interval, current, ahead + 2) <= covered_until:
         ahead += 1
     last_covered = covered_until - timedelta(days=1) if covered_until > current else None
-    if ahead < 0:
-        status = "critical"
-        message = f"no partition for the current {table.interval.value} starting {current}" + (
-            " (rows go to the DEFAULT partition)" if has_default else " (inserts fail)"
-        )
-    elif ahead < warn_ahead:
-        status = "warning"
-        message = f"only {ahead} {table.interval.value}(s) ahead covered (threshold {warn_ahead})"
-    else:
-        status = "ok"
-        message = f"{ahead} {table.interval.value}(s) ahead covered"
+    status, message = _status(table, current, ahead, warn_ahead, has_default)
     return Coverage(
         table.parent,
         table.interval.value,
@@ -122,6 +101,34 @@ def table_coverage(
         status,
         message,
     )
+
+
+def _covered_until(table: PartitionedTable, current: date, ranged: list[catalog.Partition]) -> date:
+    """The first day after what `ranged` covers without a gap from `current` on (`current` itself when
+    nothing covers it)."""
+    # Walk from the current interval's start through contiguous partitions.
+    position = catalog.as_datetime(current)
+    for _ in range(len(ranged) + 1):
+        holder = next((p for p in ranged if p.covers(position, position) and p.upper != position), None)
+        if holder is None or holder.upper is None:
+            if holder is not None:  # unbounded above: covered "forever"
+                position = catalog.as_datetime(add_intervals(table.interval, current, MAX_AHEAD_SCANNED + 1))
+            break
+        position = holder.upper
+    return position.date() if position.time() == position.time().min else position.date() + timedelta(1)
+
+
+def _status(
+    table: PartitionedTable, current: date, ahead: int, warn_ahead: int, has_default: bool
+) -> tuple[str, str]:
+    """The status of a table `ahead` whole intervals covered after the current one, and its message."""
+    if ahead < 0:
+        return "critical", f"no partition for the current {table.interval.value} starting {current}" + (
+            " (rows go to the DEFAULT partition)" if has_default else " (inserts fail)"
+        )
+    if ahead < warn_ahead:
+        return "warning", f"only {ahead} {table.interval.value}(s) ahead covered (threshold {warn_ahead})"
+    return "ok", f"{ahead} {table.interval.value}(s) ahead covered"
 
 
 def report(conn: psycopg.Connection, **kwargs: Any) -> list[Coverage]:
