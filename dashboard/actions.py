@@ -160,11 +160,11 @@ def domain_action(conn: psycopg.Connection, who: Actor, verb: str, body: dict[st
             ids = (
                 None if body.get("all") else [int(i) for i in (raw if isinstance(raw, list) else [raw]) if i]
             )
-            retried = domain.retry_notifications(conn, who.user, ids)
+            retried = domain.act("retry_notifications", conn, who.user, queue_ids=ids)
             return ActionResult(f"retried {_plural(len(retried), 'dead notification')}", retried)
         if verb == "replay-payment":
             provider, event_id = str(body.get("provider") or ""), str(body.get("event_id") or "")
-            if domain.replay_payment_event(conn, who.user, provider, event_id):
+            if domain.act("replay_payment_event", conn, who.user, provider=provider, event_id=event_id):
                 return ActionResult(f"payment event {provider}/{event_id} replayed", [event_id])
             return ActionResult(
                 f"payment event {provider}/{event_id} is not unmatched or rejected: unchanged"
@@ -172,7 +172,7 @@ def domain_action(conn: psycopg.Connection, who: Actor, verb: str, body: dict[st
         if verb == "refresh-view":
             view = str(body.get("view") or "")
             with conn.transaction():
-                job_id = domain.refresh_view(conn, who.user, view)
+                job_id = domain.act("refresh_view", conn, who.user, view=view)
                 queries.audit_write(
                     conn,
                     user=who.user,

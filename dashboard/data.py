@@ -9,6 +9,7 @@ import psycopg
 
 import config
 from dashboard import domain, queries
+from jobs import registry
 from scheduler import schedule, state
 from workers import ledger
 
@@ -17,9 +18,7 @@ DEAD_WARNING_SPAN = timedelta(hours=1)
 
 
 def declared_queues() -> list[str]:
-    from workers.app import broker  # every actor module, so every queue
-
-    return sorted(broker.get_declared_queues())
+    return sorted(registry.broker.get_declared_queues())
 
 
 def overview(conn: psycopg.Connection) -> dict[str, Any]:
@@ -54,9 +53,7 @@ def warnings(data: dict[str, Any]) -> list[str]:
         found.append(f"broker: {data['broker_error']}")
     if not any(w["alive"] for w in data["workers"]):
         found.append("no worker is alive (no heartbeat)")
-    for section, rows in data["domain"].items():
-        found.extend(domain.warnings(section, rows))
-    return found
+    return found + domain.warnings(data["domain"])
 
 
 def periodic(conn: psycopg.Connection) -> list[dict[str, Any]]:

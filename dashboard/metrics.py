@@ -15,9 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from db import pool
-from jobs.matviews import staleness
-from jobs.partitions import coverage
-from jobs.payments import drift
+from jobs import registry
 from workers import ledger
 
 # -- job_oldest_queued_age / job_dead_last_hour -- both use partial or state indexes.
@@ -32,9 +30,7 @@ class LedgerCollector:
         with pool.connection() as conn:
             by_state = ledger.count_by_state(conn)
             oldest_queued_s, dead_last_hour = conn.execute(JOB_HEALTH).fetchone()
-            tables = coverage(conn)
-            views = staleness(conn)
-            drifting = drift(conn)
+            families = [m for f in registry.FAMILIES if f.metrics for m in f.metrics(conn)]
 
         jobs = GaugeMetricFamily("skyport_jobs", "Jobs in the ledger by state", labels=["state"])
         for state, count in sorted(by_state.items()):
@@ -48,27 +44,7 @@ class LedgerCollector:
         yield GaugeMetricFamily(
             "skyport_dead_jobs_last_hour", "Jobs that went dead in the last hour", value=dead_last_hour
         )
-        ahead = GaugeMetricFamily(
-            "skyport_partitions_intervals_ahead",
-            "Whole partition intervals created beyond the current one",
-            labels=["table"],
-        )
-        for table in tables:
-            ahead.add_metric([table.parent], table.ahead)
-        yield ahead
-        stale = GaugeMetricFamily(
-            "skyport_matview_staleness_seconds",
-            "Seconds since the view's last successful refresh (-1: never)",
-            labels=["view"],
-        )
-        for view in views:
-            stale.add_metric([view.view], view.staleness_s if view.staleness_s is not None else -1)
-        yield stale
-        yield GaugeMetricFamily(
-            "skyport_payment_drift_shipments",
-            "Shipments whose amount_paid differs from their payments",
-            value=len(drifting),
-        )
+        yield from families  # each family's gauges (jobs/<family>/family.py)
 
 
 _registry = CollectorRegistry(auto_describe=False)

@@ -28,6 +28,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from db import pool
 from db.transient import retry_transient
+from jobs import registry
+from jobs.family import StartupError
 from scheduler import schedule, state
 from workers.enqueue import enqueue
 
@@ -146,6 +148,17 @@ def _never_called() -> None:  # pragma: no cover - LedgerExecutor fires ticks it
     raise AssertionError("LedgerExecutor runs schedule entries")
 
 
+def run_startup_hooks() -> None:
+    """Each family's start-up work (partitions exist before any tick); a wrong family
+    configuration stops the start-up, naming it, like a bad schedule does."""
+    for family in registry.FAMILIES:
+        for hook in family.startup:
+            try:
+                hook()
+            except StartupError as exc:
+                raise schedule.ScheduleError(str(exc)) from None
+
+
 def main() -> int:
     """Validate the schedule (fail fast, naming the entry), then fire ticks until SIGTERM."""
     stopping = threading.Event()
@@ -162,9 +175,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     jobs = schedule.load_schedule()
     schedule.validate(jobs)
-    from jobs.partitions.actors import ensure_at_startup  # partitions exist before any tick
-
-    ensure_at_startup()
+    run_startup_hooks()
     scheduler = build_scheduler(jobs)
     for job in jobs:
         logger.info("schedule: %-24s %-20s %s", job.name, job.trigger, "on" if job.enabled else "off")

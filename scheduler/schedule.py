@@ -25,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 import config
 from config import SchedulerConfig
+from jobs import registry
 from scheduler.triggers import WallClockCronTrigger
 
 # Interval triggers count from here, so that all schedulers agree on the tick times.
@@ -87,17 +88,16 @@ class PeriodicJob:
         return second - first if first and second else timedelta(days=1)
 
 
-# The schedule. Job issues add their entries here.
-SCHEDULE: tuple[PeriodicJob, ...] = (
-    PeriodicJob("ledger_lifeline", "ledger_lifeline", "every 30s", grace_s=30),
-    PeriodicJob("prune_jobs", "prune_jobs", "15 3 * * *"),
-    PeriodicJob("notifications_dispatch", "dispatch_notifications", "every 10s", grace_s=10),
-    PeriodicJob("quotes_expire", "expire_quotes", "every 1m", grace_s=60),
-    PeriodicJob("ensure_partitions", "ensure_partitions", "every 1h", grace_s=1800),
-    PeriodicJob("refresh_active_countries", "refresh_matview", "every 5m", args=("active_countries",)),
-    PeriodicJob("refresh_shipment_statistics", "refresh_matview", "every 15m", args=("shipment_statistics",)),
-    PeriodicJob("payments_reconcile", "reconcile_payments", "every 5m", grace_s=120),
-)
+def shipped_schedule() -> tuple[PeriodicJob, ...]:
+    """Every job family's entries (jobs/registry.py), before configuration changes them."""
+    return tuple(
+        PeriodicJob(p.name, p.actor, p.trigger, args=p.args, grace_s=p.grace_s or DEFAULT_GRACE_S)
+        for p in registry.schedule()
+    )
+
+
+# The schedule as the code ships it.
+SCHEDULE = shipped_schedule()
 
 
 def env_name(name: str) -> str:

@@ -18,6 +18,7 @@ import redis
 from psycopg import sql
 
 import config
+import jobs.registry  # noqa: F401 - every actor declared, as in a worker
 import tests.actors
 from db import migrate, pool
 

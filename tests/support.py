@@ -64,7 +64,7 @@ class SkyportProcess:
 
     def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.env = {**os.environ, **FAST_LIFELINE_ENV, "PYTHONPATH": str(REPO), **(env or {})}
-        self.argv = [sys.executable, "-m", "workers.cli", *command]
+        self.argv = [sys.executable, "-m", "skyport", *command]
         self.log = tempfile.NamedTemporaryFile(prefix="skyport-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen | None = None
 

@@ -291,7 +291,7 @@ def _columns(rows: list[_Row], enqueued_by: str, send: bool) -> dict[str, Any]:
 
 
 def resolve_actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
-    from workers.app import broker  # every actor is declared once this is imported
+    from workers.broker import broker  # the actors this process declared (jobs.registry: every one)
 
     name = actor.actor_name if isinstance(actor, dramatiq.Actor) else actor
     try:

@@ -1,4 +1,4 @@
-"""The refresh actors: scheduled (each view on its own entry in scheduler/schedule.py) and on
+"""The refresh actors: scheduled (each view on its own entry in jobs/matviews/family.py) and on
 demand (`request_refresh`, debounced)."""
 
 from __future__ import annotations

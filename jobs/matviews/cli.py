@@ -1,10 +1,11 @@
-"""`skyport matviews status | refresh VIEW [--now]` (workers/cli.py COMMAND_MODULES)."""
+"""`skyport matviews status | refresh VIEW [--now]`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from jobs.family import CommandFailed
 from jobs.maintenance_file import MaintenanceConfigError
 
 
@@ -23,13 +24,12 @@ def add_commands(subparsers) -> None:
 def _status(args: argparse.Namespace) -> int:
     from db import pool
     from jobs.matviews.status import staleness
-    from workers.cli import CommandError
 
     try:
         with pool.connection() as conn:
             items = staleness(conn)
     except MaintenanceConfigError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandFailed(str(exc)) from None
     if args.json:
         print(json.dumps([item.as_dict() for item in items], indent=2))
         return 0
@@ -47,7 +47,6 @@ def _status(args: argparse.Namespace) -> int:
 def _refresh(args: argparse.Namespace) -> int:
     from db import pool
     from jobs.matviews.refresh import UnknownView, refresh_view
-    from workers.cli import CommandError
 
     try:
         if args.now:
@@ -61,4 +60,4 @@ def _refresh(args: argparse.Namespace) -> int:
         print(f"job {ref.id} ({ref.state}{', new' if ref.created else ', already requested'})")
         return 0
     except (UnknownView, MaintenanceConfigError) as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandFailed(str(exc)) from None

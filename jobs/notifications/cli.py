@@ -1,16 +1,16 @@
-"""`skyport notifications ...` and `skyport quotes expire`: ops commands of these families.
+"""`skyport notifications ...`: the family's ops commands.
 
 skyport notifications dead [--limit N] [--json]    dead notifications, newest first
 skyport notifications retry ID [ID ...]             dead -> pending, attempts reset (audited)
 skyport notifications dispatch                      one dispatch run in this process
-skyport quotes expire                               one expiry run in this process
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+
+from jobs.family import CommandFailed, command_user
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -25,13 +25,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("ids", type=int, nargs="+")
     cmd.set_defaults(run=_retry)
     notes.add_parser("dispatch", help="deliver due notifications now (one run)").set_defaults(run=_dispatch)
-
-    quotes = subparsers.add_parser("quotes", help="quotes").add_subparsers(
-        title="quotes commands", metavar="CMD"
-    )
-    quotes.add_parser("expire", help="expire quoted quotes past valid_until now (one run)").set_defaults(
-        run=_expire
-    )
 
 
 def _dead(args: argparse.Namespace) -> int:
@@ -56,15 +49,14 @@ def _dead(args: argparse.Namespace) -> int:
 def _retry(args: argparse.Namespace) -> int:
     from db import pool
     from jobs.notifications.queue import retry_dead
-    from workers.cli import CommandError
 
     with pool.connection() as conn:
-        retried = retry_dead(conn, args.ids, performed_by=f"cli:{os.environ.get('USER', '?')}")
+        retried = retry_dead(conn, args.ids, performed_by=command_user())
     skipped = sorted(set(args.ids) - set(retried))
     if retried:
         print(f"pending again: {' '.join(map(str, retried))}")
     if skipped:
-        raise CommandError(f"not dead (left alone): {' '.join(map(str, skipped))}")
+        raise CommandFailed(f"not dead (left alone): {' '.join(map(str, skipped))}")
     return 0
 
 
@@ -74,15 +66,5 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     with pool.connection() as conn:
         stats = dispatch_configured(conn)
-    print(stats)
-    return 0
-
-
-def _expire(args: argparse.Namespace) -> int:
-    from db import pool
-    from jobs.quotes.expiry import expire_configured
-
-    with pool.connection() as conn:
-        stats = expire_configured(conn)
     print(stats)
     return 0

@@ -1,11 +1,13 @@
-"""The partition actor (hourly, scheduler/schedule.py) and the scheduler's start-up hook."""
+"""The partition actor (hourly: jobs/partitions/family.py) and the scheduler's start-up hook."""
 
 from __future__ import annotations
 
 import logging
 
 from db import pool
+from jobs.family import StartupError
 from jobs.maintenance_file import MaintenanceConfigError
+from jobs.matviews.registry import load_views
 from jobs.partitions import maintain, status
 from jobs.partitions.registry import load_tables
 from workers import PermanentError, actor, enqueue
@@ -59,14 +61,11 @@ def ensure_at_startup() -> None:
     """The scheduler's start-up: ensure partitions now, before any tick (a lock timeout or an
     unreachable database hands the work to a worker instead; the scheduler starts anyway). A bad
     maintenance file stops the start-up, naming the entry, like a bad schedule does."""
-    from jobs.matviews.registry import load_views
-    from scheduler.schedule import ScheduleError
-
     try:
         load_tables()
         load_views()
     except MaintenanceConfigError as exc:
-        raise ScheduleError(str(exc)) from None
+        raise StartupError(str(exc)) from None
     try:
         run_maintenance()
         logger.info("partitions ensured at scheduler start-up")

@@ -1,4 +1,4 @@
-"""`skyport partitions status | ensure` (workers/cli.py COMMAND_MODULES)."""
+"""`skyport partitions status | ensure`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 from datetime import date
 
+from jobs.family import CommandFailed
 from jobs.maintenance_file import MaintenanceConfigError
 
 
@@ -27,13 +28,12 @@ def add_commands(subparsers) -> None:
 def _status(args: argparse.Namespace) -> int:
     from db import pool
     from jobs.partitions.status import coverage
-    from workers.cli import CommandError
 
     try:
         with pool.connection() as conn:
             items = coverage(conn, today=args.today)
     except MaintenanceConfigError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandFailed(str(exc)) from None
     if args.json:
         print(json.dumps([item.as_dict() for item in items], indent=2))
     else:
@@ -49,14 +49,13 @@ def _status(args: argparse.Namespace) -> int:
 def _ensure(args: argparse.Namespace) -> int:
     from db import pool
     from jobs.partitions import maintain
-    from workers.cli import CommandError
 
     try:
         with pool.connection() as conn:
             results = maintain.ensure_partitions(conn, today=args.today)
             results += maintain.apply_retention(conn, today=args.today)
     except MaintenanceConfigError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandFailed(str(exc)) from None
     for r in results:
         print(
             f"{r.parent}: {r.outcome}; created {r.created or '-'}; dropped {r.dropped or '-'}; "

@@ -74,7 +74,7 @@ def test_scheduler_refuses_to_start_on_a_bad_maintenance_file(database_url: str,
     config = tmp_path / "maintenance.toml"
     config.write_text('[partitions.audit_log]\ninterval = "fortnight"\n')
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "scheduler"],
+        [sys.executable, "-m", "skyport", "scheduler"],
         cwd=REPO,
         env={**os.environ, "SKYPORT_MAINTENANCE_FILE": str(config), "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -150,7 +150,7 @@ def test_bad_schedule_fails_at_start_up_naming_the_entry(
         "SKYPORT_EXTRA_MODULES": "tests.actors",
     }
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "scheduler"],
+        [sys.executable, "-m", "skyport", "scheduler"],
         env=env,
         capture_output=True,
         text=True,

@@ -38,7 +38,7 @@ def test_ping_round_trip_through_the_cli(effects: str, redis_namespace: str) -> 
     with WorkerProcess() as worker:
         worker.wait_ready(effects)
         out = subprocess.run(
-            [sys.executable, "-m", "workers.cli", "ping", "--timeout", "20"],
+            [sys.executable, "-m", "skyport", "ping", "--timeout", "20"],
             cwd=REPO,
             capture_output=True,
             text=True,

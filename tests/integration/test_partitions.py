@@ -17,8 +17,8 @@ import config
 from jobs.partitions import maintain
 from jobs.partitions import status as coverage
 from jobs.partitions.registry import DEFAULT_TABLES, Interval, PartitionedTable, load_tables
+from skyport import main as cli
 from tests.support import wait_for
-from workers import cli
 
 TRACKING, AUDIT = DEFAULT_TABLES
 

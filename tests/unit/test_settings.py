@@ -54,7 +54,7 @@ def test_malformed_values_name_the_variable(
 
 def test_cli_reports_a_bad_url_in_one_line_without_traceback() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "jobs", "list"],
+        [sys.executable, "-m", "skyport", "jobs", "list"],
         env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "mysql://nope", "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,

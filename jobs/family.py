@@ -1,0 +1,80 @@
+"""What a job family declares, in one place (its `family.py`), for everything above the families.
+
+The worker imports `actors` (declaring the actors), the scheduler runs `schedule` and `startup`,
+the console shows `reads` and offers `actions`, /metrics adds `metrics`, the command line adds
+`commands`. Nothing above the families names a family's modules: they read `jobs.registry.FAMILIES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import psycopg
+from prometheus_client.core import Metric
+
+
+class CommandFailed(Exception):
+    """A family's command could not do what was asked; the command line prints the message, exit 1."""
+
+
+class StartupError(Exception):
+    """A start-up hook found the family's configuration wrong: the scheduler does not start."""
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A schedule entry the family ships (the scheduler's table is every family's entries)."""
+
+    name: str
+    actor: str
+    trigger: str
+    args: tuple[Any, ...] = ()
+    # A tick later than this is skipped (None: the scheduler's default).
+    grace_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ConsoleRead:
+    """A section of the console's family page and the overview's warnings.
+
+    `read(conn)` returns the rows (dataclasses or dicts); `problems(rows)` gets them as plain
+    dicts and returns one line per problem worth a warning on the overview.
+    """
+
+    section: str
+    read: Callable[[psycopg.Connection], Any]
+    problems: Callable[[Any], list[str]]
+
+
+# An ops action offered by the console: (conn, user, **parameters) -> result. The family writes
+# the audit rows it needs.
+ConsoleAction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    # The modules whose import declares the family's actors.
+    actors: tuple[ModuleType, ...]
+    # Adds the family's `skyport ...` commands to the command line's subparsers.
+    commands: Callable[[argparse._SubParsersAction], None] | None = None
+    reads: tuple[ConsoleRead, ...] = ()
+    actions: Mapping[str, ConsoleAction] = field(default_factory=dict)
+    schedule: tuple[Periodic, ...] = ()
+    # Gauges for the web process's /metrics (prometheus_client metric families), read per scrape.
+    metrics: Callable[[psycopg.Connection], Iterable[Metric]] | None = None
+    # Run by every scheduler process before its first tick (e.g. partitions exist ahead).
+    startup: tuple[Callable[[], None], ...] = ()
+
+
+def command_user() -> str:
+    """Who ran a command, as the audit log and the ledger record it: `cli:<login name>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in the environment or the password database
+        return "cli:?"

@@ -1,0 +1,53 @@
+"""`skyport`: the command line of Skyport Jobs. `skyport --help` lists the commands, and
+`skyport COMMAND --help` each one's flags."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import psycopg
+
+import config
+import skyport
+from jobs.family import CommandFailed
+from skyport.commands import console, db, jobs, processes, schedule
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config.get.cache_clear()
+        config.get()  # fail fast, with one line, on a malformed variable
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return 2
+        return args.run(args) or 0
+    except config.ConfigError as exc:
+        print(f"skyport: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"skyport: cannot reach PostgreSQL (DATABASE_URL): {first}", file=sys.stderr)
+        return 3
+    except CommandFailed as exc:  # CommandError, and the families' commands' own
+        print(f"skyport: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jobs import registry  # declares every actor: after the configuration was checked
+
+    parser = argparse.ArgumentParser(
+        prog="skyport", description="Skyport Jobs: workers, scheduler, web, ops."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {skyport.__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for module in (db, processes, schedule, jobs, console):
+        module.add_commands(sub)
+    for family in registry.FAMILIES:
+        if family.commands is not None:
+            family.commands(sub)
+    return parser
