@@ -13,10 +13,10 @@ def add_commands(subparsers) -> None:
     views = subparsers.add_parser("matviews", help="materialized views: staleness and refreshes")
     sub = views.add_subparsers(title="matviews commands", metavar="CMD")
     cmd = sub.add_parser("status", help="per view: last successful refresh, staleness, last outcome")
-    cmd.add_argument("--json", action="store_true")
+    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cmd.set_defaults(run=_status)
     cmd = sub.add_parser("refresh", help="request a refresh (debounced job), or run it here with --now")
-    cmd.add_argument("view")
+    cmd.add_argument("view", help="the view's name (see `skyport matviews status`)")
     cmd.add_argument("--now", action="store_true", help="refresh in this process and wait for it")
     cmd.set_defaults(run=_refresh)
 

@@ -18,11 +18,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         title="notifications commands", metavar="CMD"
     )
     cmd = notes.add_parser("dead", help="list dead notifications (attempts used up or permanent errors)")
-    cmd.add_argument("--limit", type=int, default=50)
-    cmd.add_argument("--json", action="store_true")
+    cmd.add_argument("--limit", type=int, default=50, help="at most this many rows (default: %(default)s)")
+    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cmd.set_defaults(run=_dead)
     cmd = notes.add_parser("retry", help="send dead notifications again (attempts reset)")
-    cmd.add_argument("ids", type=int, nargs="+")
+    cmd.add_argument("ids", type=int, nargs="+", help="the dead rows' queue ids")
     cmd.set_defaults(run=_retry)
     notes.add_parser("dispatch", help="deliver due notifications now (one run)").set_defaults(run=_dispatch)
 

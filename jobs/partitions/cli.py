@@ -18,7 +18,7 @@ def add_commands(subparsers) -> None:
         "status", help="per table: last covered date and intervals ahead (exit 1 if not ok)"
     )
     cmd.add_argument("--today", type=date.fromisoformat, help="pretend today is this date (YYYY-MM-DD)")
-    cmd.add_argument("--json", action="store_true")
+    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cmd.set_defaults(run=_status)
     cmd = parts.add_parser("ensure", help="create partitions ahead and apply retention now")
     cmd.add_argument("--today", type=date.fromisoformat, help="pretend today is this date (YYYY-MM-DD)")

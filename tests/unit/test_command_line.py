@@ -1,0 +1,53 @@
+"""The command line's shape: a version, a help text for every command and flag, and every job
+family's commands reached through the registry."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+
+import pytest
+
+import skyport
+from jobs import registry
+from skyport.main import build_parser, main
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, path: str = "skyport"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"skyport {skyport.__version__}"
+
+
+def test_every_command_and_flag_has_a_help_text() -> None:
+    missing = []
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [f"{path} {c.dest}" for c in action._choices_actions if not c.help]
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, f"no help text: {missing}"
+
+
+def test_every_family_with_commands_is_on_the_command_line() -> None:
+    top = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    probe = argparse.ArgumentParser().add_subparsers()
+    for family in registry.FAMILIES:
+        if family.commands is None:
+            continue
+        family.commands(probe)
+        assert set(probe.choices) <= set(top.choices), family.name
