@@ -1,7 +1,7 @@
 """`/metrics`: Prometheus gauges read from the ledger and the job families at each scrape.
 
 Workers export Dramatiq's own metrics (messages, durations) through its Prometheus middleware
-(`SKYPORT_WORKER_METRICS=1`); this endpoint adds what only the database knows.
+(`SKYPORT_WORKER_METRICS_PORT`); this endpoint adds what only the database knows.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from jobs.quotes.expiry import (
     expire_configured,
     expire_due_quotes,
 )
-from tests.integration.test_seed_functions import make_country, make_service, make_user, quote_version
+from tests.integration.business_rows import make_country, make_service, make_user
+from tests.integration.seed_support import quote_version
 from tests.support import scalar, wait_for
 
 

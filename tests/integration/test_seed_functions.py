@@ -19,9 +19,6 @@ import psycopg
 import pytest
 from psycopg import errors
 
-# tests/integration/test_quote_expiry.py imports make_country, make_service, make_user and quote_version
-# from this module (they live in business_rows.py and seed_support.py).
-from tests.integration.business_rows import make_country, make_service, make_user  # noqa: F401
 from tests.integration.seed_support import (
     BARRIER_TIMEOUT_S,
     convert,

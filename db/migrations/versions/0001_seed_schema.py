@@ -4,7 +4,7 @@ Revision ID: 0001_seed_schema
 Revises: (none)
 
 The DDL is the seed's, written out as SQL. Every place where it departs from the seed carries a
-comment starting with "FIX (seed bug)" or "CHANGE" that says what and why. db/schema/business.py
+comment starting with "FIX (seed bug)" or "CHANGE" that says what and why. db/schema/business/
 mirrors every table, constraint and index declared here (tests/integration/test_schema.py checks
 that Alembic's autogenerate finds no difference).
 
