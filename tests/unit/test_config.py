@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -7,10 +8,8 @@ import config
 from tests.support import REPO
 
 
-def test_defaults_point_at_local_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "REDIS_URL", "SKYPORT_BROKER_NAMESPACE"):
-        monkeypatch.delenv(name, raising=False)
-    cfg = config.load()
+def test_defaults_point_at_local_servers() -> None:
+    cfg = config.load({})
     assert cfg.database.url == "postgresql://postgres@127.0.0.1:5432/skyport"
     assert cfg.broker.url == "redis://127.0.0.1:6379/0"
     assert cfg.broker.kind == "redis"
@@ -26,9 +25,33 @@ def test_web_processes_and_access_log(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.load().web.concurrency, config.load().web.access_log) == (3, False)
 
 
-def test_amqp_url_selects_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REDIS_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    assert config.load().broker.kind == "rabbitmq"
+def test_amqp_url_selects_rabbitmq() -> None:
+    assert config.load({"BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/"}).broker.kind == "rabbitmq"
+
+
+def test_broker_url_names_the_broker_and_redis_url_is_its_older_name() -> None:
+    assert config.load({"REDIS_URL": "redis://old:6379/1"}).broker.url == "redis://old:6379/1"
+    both = {"BROKER_URL": "amqp://new:5672/", "REDIS_URL": "redis://old:6379/1"}
+    assert config.load(both).broker.url == "amqp://new:5672/"
+    with pytest.raises(config.ConfigError, match="BROKER_URL must start with"):
+        config.load({"BROKER_URL": "http://nope", "REDIS_URL": "redis://old:6379/1"})
+
+
+def test_named_variables_reach_their_area() -> None:
+    cfg = config.load(
+        {
+            "PAYMENT_WEBHOOK_SECRET": "default",
+            "PAYMENT_WEBHOOK_SECRET_PAY_STACK": "whsec_x",
+            "SKYPORT_SCHEDULE_PRUNE_JOBS": "off",
+            "SKYPORT_SCHEDULE_FILE": "/etc/skyport/schedule.toml",
+            "SKYPORT_EXTRA_MODULES": "app.jobs, app.more ,",
+        }
+    )
+    assert cfg.payments.secret_for("pay-stack") == "whsec_x"
+    assert cfg.payments.secret_for("other") == "default"
+    assert cfg.scheduler.overrides == {"SKYPORT_SCHEDULE_PRUNE_JOBS": "off"}
+    assert cfg.scheduler.file == "/etc/skyport/schedule.toml"
+    assert cfg.worker.extra_modules == ("app.jobs", "app.more")
 
 
 @pytest.mark.parametrize(
@@ -38,6 +61,8 @@ def test_amqp_url_selects_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DATABASE_URL", "postgresql://host:notaport/db", "DATABASE_URL is not a valid URL"),
         ("REDIS_URL", "http://localhost", "REDIS_URL must start with"),
         ("REDIS_URL", "redis://", "REDIS_URL has no host"),
+        ("LOG_FORMAT", "yaml", "LOG_FORMAT must be text or json"),
+        ("SKYPORT_SMTP_TLS", "tls13", "SKYPORT_SMTP_TLS must be starttls, ssl or none"),
         ("SKYPORT_WORKER_THREADS", "many", "SKYPORT_WORKER_THREADS must be a number"),
         ("SKYPORT_WORKER_THREADS", "0", "SKYPORT_WORKER_THREADS must be >= 1"),
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be >= 1"),
@@ -67,3 +92,16 @@ def test_cli_reports_a_bad_url_in_one_line_without_traceback() -> None:
         "'mysql://nope'"
     ]
     assert "Traceback" not in out.stderr
+
+
+def test_nothing_but_config_reads_the_environment() -> None:
+    """Only config/ reads os.environ; the product may still write variables a library reads
+    (Dramatiq's Prometheus port)."""
+    readers = []
+    for package in ("db", "workers", "jobs", "scheduler", "dashboard", "skyport"):
+        for path in (REPO / package).rglob("*.py"):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                code = line.split("#")[0]
+                if "getenv(" in code or re.search(r"os\.environ(?!\[[^]]*\]\s*=)", code):
+                    readers.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not readers, "read the variable through config/ instead:\n" + "\n".join(readers)
