@@ -1,5 +1,5 @@
-"""Shared scaffolding of bench/notifications.py and bench/quote_expiry.py: a database of the bench's
-own (created, migrated to heads, dropped), machine facts."""
+"""Shared scaffolding of the notification dispatch and quote expiry benches: a database of the
+bench's own (created, migrated to heads, dropped), machine facts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The job of bench/peers.py: one small PostgreSQL write, the same for every system.
+"""The job of the peers bench: one small PostgreSQL write, the same for every system.
 
 Each system's job inserts one row, its job number, into `bench_writes` in that system's own
 database (BENCH_PEER_DATABASE_URL in the workers' environment). The bench then checks that

@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 
-from bench.soak_load import AppLoad, NotificationLoad, WebhookLoad
-from bench.soak_procs import Kill
+from bench.soak.load import AppLoad, NotificationLoad, WebhookLoad
+from bench.soak.procs import Kill
 
 # Examples listed per failed check.
 SHOWN = 10

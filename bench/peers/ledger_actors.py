@@ -1,10 +1,10 @@
-"""The ledger path's actor for bench/peers.py (loaded with SKYPORT_EXTRA_MODULES): the peers'
+"""The ledger path's actor for the peers bench (loaded with SKYPORT_EXTRA_MODULES): the peers'
 write on a connection of Skyport's pool, as a job of `jobs/` would do it. The bench writes to
 the ledger's own database, so DATABASE_URL is the database written to."""
 
 from __future__ import annotations
 
-from bench.peer_write import BENCH_WRITE_INSERT
+from bench.peers.write import BENCH_WRITE_INSERT
 from db import pool
 from workers import actor
 

@@ -1,7 +1,7 @@
-"""procrastinate for bench/peers.py: an App on BENCH_PEER_DATABASE_URL with one async task doing
+"""procrastinate for the peers bench: an App on BENCH_PEER_DATABASE_URL with one async task doing
 the peers' write through the App's own connection pool.
 
-    BENCH_PEER_DATABASE_URL=... procrastinate --app=bench.peer_procrastinate_app.app worker [--concurrency N]
+    BENCH_PEER_DATABASE_URL=... procrastinate --app=bench.peers.procrastinate_app.app worker [--concurrency N]
 
 BENCH_PROCRASTINATE_POOL_MAX sets the pool's max_size (unset: psycopg_pool's default, 4
 connections, which the fetch, the finish, the LISTEN and the tasks share).
@@ -14,7 +14,7 @@ from typing import Any
 
 import procrastinate
 
-from bench.peer_write import BENCH_WRITE_INSERT, database_url
+from bench.peers.write import BENCH_WRITE_INSERT, database_url
 
 # The environment variable for the pool's max_size (the tuned setting).
 POOL_MAX_ENV = "BENCH_PROCRASTINATE_POOL_MAX"

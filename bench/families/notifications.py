@@ -1,7 +1,7 @@
 """Notification dispatch throughput: N due in-app notifications (no network) drained by 1, 2 and 4
 concurrent dispatcher processes, against the ceiling of the design measured on the same table.
 
-    .venv/bin/python -m bench.notifications [--rows 100000] [--batch 100] [--processes 1 2 4]
+    .venv/bin/python -m bench.families.notifications [--rows 100000] [--batch 100] [--processes 1 2 4]
 
 For each process count, on a freshly filled table (VACUUM ANALYZE after the fill):
   raw       each process loops: the claim CTE (FOR UPDATE SKIP LOCKED, same WHERE/ORDER/index as the
@@ -21,14 +21,13 @@ import argparse
 import multiprocessing as mp
 import os
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
 
-from bench.notif_common import bench_database, machine, uptime
+from bench.families.common import bench_database, machine, uptime
+from bench.support.procs import REPO, SKYPORT
 
 TARGET_ROWS_PER_S = 12_000
 TARGET_RATIO = 0.5
@@ -149,11 +148,10 @@ def run_actor(url: str, rows: int, batch: int, redis_url: str) -> float:
         "SKYPORT_NOTIFY_BATCH": str(batch),
         "SKYPORT_NOTIFY_TIME_BUDGET_S": "600",
     }
-    repo = Path(__file__).resolve().parent.parent
     worker = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker", "-p", "2", "-t", "2"],
+        [*SKYPORT, "worker", "-p", "2", "-t", "2"],
         env=env,
-        cwd=repo,
+        cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -169,6 +167,8 @@ def run_actor(url: str, rows: int, batch: int, redis_url: str) -> float:
             from workers import JobSpec, enqueue_many
 
             config.get.cache_clear()
+            import jobs.registry  # noqa: F401 - declares every actor: dispatch_notifications is enqueued by name
+
             began = time.perf_counter()
             enqueue_many([JobSpec("dispatch_notifications") for _ in range(4)], conn=conn)
             while conn.execute("SELECT count(*) FROM notification_queue WHERE status <> 'sent'").fetchone()[

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.throughput import Workers, _children, _kib_field
+from bench.support.procs import Workers, children, kib_field
 
 # How often the supervisor looks for exited slots.
 SUPERVISE_EVERY_S = 0.2
@@ -61,7 +61,7 @@ class Slot:
 
     def children(self) -> list[int]:
         pid = self.pid
-        return sorted(_children(pid)) if pid else []
+        return sorted(children(pid)) if pid else []
 
 
 class Supervisor(threading.Thread):
@@ -149,7 +149,7 @@ def _start_ticks(pid: int) -> int | None:
 
 def _rss_kib(pid: int) -> int | None:
     try:
-        return _kib_field(f"/proc/{pid}/status", "VmRSS") or None
+        return kib_field(f"/proc/{pid}/status", "VmRSS") or None
     except OSError:
         return None
 
@@ -177,7 +177,7 @@ class RssSampler(threading.Thread):
             pid = slot.pid
             if pid is None:
                 continue
-            for role, p in [(slot.name, pid)] + [(f"{slot.name}/child", c) for c in _children(pid)]:
+            for role, p in [(slot.name, pid)] + [(f"{slot.name}/child", c) for c in children(pid)]:
                 ticks, rss = _start_ticks(p), _rss_kib(p)
                 if ticks is None or rss is None:
                     continue

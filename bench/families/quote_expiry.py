@@ -2,8 +2,8 @@
 in a table of M quotes, then the same E in a table of 5 x M: the cost must follow the expired rows,
 not the table.
 
-    .venv/bin/python -m bench.quote_expiry [--quotes 1000000] [--expired 100000] [--scale 5] [--batch 1000]
-                                           [--expirers 2]
+    .venv/bin/python -m bench.families.quote_expiry [--quotes 1000000] [--expired 100000] [--scale 5]
+                                                    [--batch 1000] [--expirers 2]
 
 The table: E `quoted` quotes past valid_until, and M - E others (quoted and valid for a while, or
 accepted / converted / rejected / expired with any valid_until). For each size, after VACUUM
@@ -27,7 +27,7 @@ import time
 
 import psycopg
 
-from bench.notif_common import bench_database, machine, uptime
+from bench.families.common import bench_database, machine, uptime
 from jobs.quotes.expiry import DEFAULT_EXPIRERS, expire_due_quotes
 
 TARGET_QUOTES_PER_S = 20_000
@@ -155,7 +155,7 @@ def code_version() -> str:
     def git(*argv: str) -> str:
         return subprocess.run(["git", *argv], capture_output=True, text=True).stdout.strip()
 
-    changed = git("status", "--porcelain", "--", "jobs/quotes", "bench/quote_expiry.py")
+    changed = git("status", "--porcelain", "--", "jobs/quotes", "bench/families/quote_expiry.py")
     return git("rev-parse", "--short", "HEAD") + (" (jobs/quotes or this bench changed)" if changed else "")
 
 

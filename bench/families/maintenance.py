@@ -1,6 +1,6 @@
 """Partition and materialized-view maintenance, measured.
 
-    .venv/bin/python -m bench.maintenance [--shipments 2000000] [--checks 200] [--refreshes 2]
+    .venv/bin/python -m bench.families.maintenance [--shipments 2000000] [--checks 200] [--refreshes 2]
 
 1. ensure_partitions when every partition exists (the hourly case: a catalog check, no DDL), per
    registered table, against the peer "ensure with DDL" (the same call when 4 months are missing).

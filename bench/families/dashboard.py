@@ -2,7 +2,7 @@
 pages (keyset on id), against OFFSET pagination (the peer: how rq-dashboard and many admin lists
 page) at the same depth.
 
-    .venv/bin/python -m bench.dashboard [--rows 1000000] [--repeat 20]
+    .venv/bin/python -m bench.families.dashboard [--rows 1000000] [--repeat 20]
 
 Creates its own database (migrated to head), fills `jobs` with `--rows` rows in one statement
 (states, actors, queues, dedup keys and times spread like a busy week), runs ANALYZE, then times
@@ -85,7 +85,7 @@ def machine_facts(url: str) -> dict[str, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(prog="python -m bench.families.dashboard")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
@@ -118,6 +118,29 @@ def run(url: str, rows: int, repeat: int) -> int:
     config.get.cache_clear()
     print("machine:", machine_facts(url))
     migrate.upgrade("heads", url)
+    middle, dedup = fill(url, rows)
+
+    from starlette.testclient import TestClient
+
+    from dashboard import queries
+    from dashboard.app import create_app
+
+    with psycopg.connect(url, autocommit=True) as conn, TestClient(create_app()) as client:
+        login = client.post("/api/login", json={"username": "bench", "password": "bench-password"})
+        assert login.status_code == 200, login.text
+        failures = time_pages(conn, client, page_cases(dedup, middle), repeat)
+        time_offset_peer(conn, middle, repeat)
+        t_med, t_p95 = timed(
+            lambda: queries.jobs_page(conn, queries.JobFilter(text="order-12345")), max(repeat // 4, 3)
+        )
+        print(f"text search 'order-12345' (a scan, not in the budget): {t_med:.1f} / {t_p95:.1f} ms")
+    print("load after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    print("all pages within budget" if not failures else f"{failures} case(s) over {TARGET_MS:.0f} ms")
+    return 0 if not failures else 1
+
+
+def fill(url: str, rows: int) -> tuple[int, str]:
+    """`rows` jobs, analyzed; returns the id in the middle of the table and one dedup key."""
     start = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(FILL, {"rows": rows})
@@ -130,13 +153,12 @@ def run(url: str, rows: int, repeat: int) -> int:
             "SELECT dedup_key FROM jobs WHERE dedup_key IS NOT NULL LIMIT 1 OFFSET 1000"
         ).fetchone()[0]
     print(f"filled {total} rows in {time.perf_counter() - start:.1f}s")
+    return middle, dedup
 
-    from starlette.testclient import TestClient
 
-    from dashboard import queries
-    from dashboard.app import create_app
-
-    cases = {
+def page_cases(dedup: str, middle: int) -> dict[str, dict[str, Any]]:
+    """The pages timed: label -> the list's filter parameters (`before` for a keyset page)."""
+    return {
         "first page": {},
         "state=dead": {"state": "dead"},
         "state=retrying&actor=send_sms (matches none)": {"state": "retrying", "actor": "send_sms"},
@@ -146,49 +168,50 @@ def run(url: str, rows: int, repeat: int) -> int:
         "since=last hour": {"since": "now-1h"},
         "state=dead, page in the middle (before=<middle id>)": {"state": "dead", "before": middle},
     }
+
+
+def time_pages(conn: psycopg.Connection, client: Any, cases: dict[str, dict[str, Any]], repeat: int) -> int:
+    """Each case's query alone and its whole `GET /jobs`; returns the cases over the budget."""
+    from dashboard import queries
+
     failures = 0
-    with psycopg.connect(url, autocommit=True) as conn, TestClient(create_app()) as client:
-        login = client.post("/api/login", json={"username": "bench", "password": "bench-password"})
-        assert login.status_code == 200, login.text
-        hour_ago = conn.execute("SELECT (now() - interval '1 hour')::text").fetchone()[0].replace(" ", "T")
-        print(f"{'case':<52} {'query ms (median/p95)':>22} {'GET /jobs ms (median/p95)':>26}")
-        for label, params in cases.items():
-            params = {k: (hour_ago if v == "now-1h" else v) for k, v in params.items()}
-            before = params.pop("before", None)
-            flt = queries.JobFilter.from_params(params)
-            q_med, q_p95 = timed(lambda flt=flt, before=before: queries.jobs_page(conn, flt, before), repeat)
-            http_params = {**params, **({"before": before} if before else {})}
+    hour_ago = conn.execute("SELECT (now() - interval '1 hour')::text").fetchone()[0].replace(" ", "T")
+    print(f"{'case':<52} {'query ms (median/p95)':>22} {'GET /jobs ms (median/p95)':>26}")
+    for label, params in cases.items():
+        params = {k: (hour_ago if v == "now-1h" else v) for k, v in params.items()}
+        before = params.pop("before", None)
+        flt = queries.JobFilter.from_params(params)
+        q_med, q_p95 = timed(lambda flt=flt, before=before: queries.jobs_page(conn, flt, before), repeat)
+        http_params = {**params, **({"before": before} if before else {})}
 
-            def get(http_params: dict[str, Any] = http_params) -> None:
-                response = client.get("/jobs", params=http_params)
-                assert response.status_code == 200, response.text[-300:]
+        def get(http_params: dict[str, Any] = http_params) -> None:
+            response = client.get("/jobs", params=http_params)
+            assert response.status_code == 200, response.text[-300:]
 
-            h_med, h_p95 = timed(get, repeat)
-            flag = "" if h_med < TARGET_MS else "  OVER BUDGET"
-            failures += bool(flag)
-            print(f"{label:<52} {q_med:>10.1f} / {q_p95:<9.1f} {h_med:>12.1f} / {h_p95:<9.1f}{flag}")
+        h_med, h_p95 = timed(get, repeat)
+        flag = "" if h_med < TARGET_MS else "  OVER BUDGET"
+        failures += bool(flag)
+        print(f"{label:<52} {q_med:>10.1f} / {q_p95:<9.1f} {h_med:>12.1f} / {h_p95:<9.1f}{flag}")
+    return failures
 
-        # The peer: OFFSET pagination to the same depth as the middle keyset page.
-        depth = conn.execute(
-            "SELECT count(*) FROM jobs WHERE state = 'dead' AND id >= %s", (middle,)
-        ).fetchone()[0]
-        offset_sql = sql.SQL(
-            queries.JOBS_PAGE.replace("LIMIT %(limit)s", "OFFSET %(offset)s LIMIT %(limit)s")
-        ).format(where=sql.SQL("state = 'dead'"))
-        offset_params = {"before_id": None, "offset": depth, "limit": queries.DEFAULT_PAGE_SIZE + 1}
-        o_med, o_p95 = timed(lambda: conn.execute(offset_sql, offset_params).fetchall(), repeat)
-        k_med, _ = timed(lambda: queries.jobs_page(conn, queries.JobFilter(state="dead"), middle), repeat)
-        print(
-            f"peer: OFFSET {depth} (same page) {o_med:.1f} / {o_p95:.1f} ms; keyset {k_med:.1f} ms; "
-            f"OFFSET / keyset = {o_med / max(k_med, 0.001):.1f}x"
-        )
-        t_med, t_p95 = timed(
-            lambda: queries.jobs_page(conn, queries.JobFilter(text="order-12345")), max(repeat // 4, 3)
-        )
-        print(f"text search 'order-12345' (a scan, not in the budget): {t_med:.1f} / {t_p95:.1f} ms")
-    print("load after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    print("all pages within budget" if not failures else f"{failures} case(s) over {TARGET_MS:.0f} ms")
-    return 0 if not failures else 1
+
+def time_offset_peer(conn: psycopg.Connection, middle: int, repeat: int) -> None:
+    """The peer: OFFSET pagination to the same depth as the middle keyset page."""
+    from dashboard import queries
+
+    depth = conn.execute("SELECT count(*) FROM jobs WHERE state = 'dead' AND id >= %s", (middle,)).fetchone()[
+        0
+    ]
+    offset_sql = sql.SQL(
+        queries.JOBS_PAGE.replace("LIMIT %(limit)s", "OFFSET %(offset)s LIMIT %(limit)s")
+    ).format(where=sql.SQL("state = 'dead'"))
+    offset_params = {"before_id": None, "offset": depth, "limit": queries.DEFAULT_PAGE_SIZE + 1}
+    o_med, o_p95 = timed(lambda: conn.execute(offset_sql, offset_params).fetchall(), repeat)
+    k_med, _ = timed(lambda: queries.jobs_page(conn, queries.JobFilter(state="dead"), middle), repeat)
+    print(
+        f"peer: OFFSET {depth} (same page) {o_med:.1f} / {o_p95:.1f} ms; keyset {k_med:.1f} ms; "
+        f"OFFSET / keyset = {o_med / max(k_med, 0.001):.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ledger path's no-op actor for bench/throughput.py (loaded with SKYPORT_EXTRA_MODULES)."""
+"""The ledger path's no-op actor of the throughput bench (loaded with SKYPORT_EXTRA_MODULES)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The actors of bench/soak.py, loaded by its workers through SKYPORT_EXTRA_MODULES.
+"""The actors of the soak (bench/soak/), loaded by its workers through SKYPORT_EXTRA_MODULES.
 
 Each successful run of `soak_work` / `soak_flaky` writes one row to `soak_effects` (in the
 soak's own database) naming the job and the attempt it ran as, so the final check can tell a

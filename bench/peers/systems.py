@@ -1,9 +1,9 @@
-"""The four systems of bench/peers.py, each on a database of its own, behind one small interface.
+"""The four systems of the peers bench, each on a database of its own, behind one small interface.
 
-  bare           Dramatiq `actor.send` on a plain RedisBroker (bench/peer_bare_actors.py)
-  ledger         Skyport: `workers.enqueue` / `enqueue_many` + `skyport worker` (bench/peer_ledger_actors.py)
-  procrastinate  `task.defer` / `task.batch_defer` + `procrastinate worker` (bench/peer_procrastinate_app.py)
-  pgqueuer       `SyncQueries.enqueue` (one job, or lists) + `pgqueuer.run` (bench/peer_pgqueuer_app.py)
+  bare           Dramatiq `actor.send` on a plain RedisBroker (bare_actors.py)
+  ledger         Skyport: `workers.enqueue` / `enqueue_many` + `skyport worker` (ledger_actors.py)
+  procrastinate  `task.defer` / `task.batch_defer` + `procrastinate worker` (procrastinate_app.py)
+  pgqueuer       `SyncQueries.enqueue` (one job, or lists) + `pgqueuer.run` (pgqueuer_app.py)
 
 A `Setting` is one way to run a system's workers; each system lists its documented defaults,
 its tuned setting (the best found by `python -m bench.peers --sweep`) and the candidates the
@@ -25,8 +25,10 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
-from bench.peer_write import BENCH_WRITES_COUNT, BENCH_WRITES_CREATE, DATABASE_URL_ENV
-from bench.throughput import REPO, BarePath, LedgerPath, fresh_database
+from bench.peers.write import BENCH_WRITES_COUNT, BENCH_WRITES_CREATE, DATABASE_URL_ENV
+from bench.support.databases import fresh_database
+from bench.support.procs import REPO
+from bench.throughput.paths import BarePath, LedgerPath
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ LEDGER_DEFAULT = Setting("default", "skyport worker -p 2 -t 8 (Skyport's default
 
 # procrastinate: concurrency 1 per worker (its documented default) on psycopg_pool's default 4
 # connections, logging at INFO (its CLI's default: two lines per job). Tuned: concurrency 8, the
-# best of the sweep (bench/RESULTS.md): 4 did about as well, 16 and 32 worse; a larger pool or
+# best of the sweep (docs/benchmarks.md): 4 did about as well, 16 and 32 worse; a larger pool or
 # logging only warnings made no difference beyond the run-to-run noise at concurrency 8.
 PROCRASTINATE_DEFAULT = Setting(
     "default", "2 x procrastinate worker, concurrency 1, pool 4, log INFO (its defaults)", {"concurrency": 1}
@@ -139,7 +141,7 @@ class _Monitor:
 
 
 class BareSystem(BarePath):
-    """bench.throughput's bare path with the writing actor; done = message acknowledged."""
+    """The throughput bench's bare path with the writing actor; done = message acknowledged."""
 
     key = "bare"
     label = "bare Dramatiq"
@@ -147,9 +149,9 @@ class BareSystem(BarePath):
     def __init__(self, redis_url: str, namespace: str, database_url: str) -> None:
         os.environ[DATABASE_URL_ENV] = database_url
         super().__init__(redis_url, namespace)
-        from bench import peer_bare_actors
+        from bench.peers import bare_actors
 
-        self.actor = peer_bare_actors.bench_write
+        self.actor = bare_actors.bench_write
         self.env = {**self.env, DATABASE_URL_ENV: database_url}
         self.db = _Monitor(database_url)
 
@@ -158,7 +160,7 @@ class BareSystem(BarePath):
 
     def worker_commands(self, setting: Setting, processes: int) -> list[tuple[list[str], dict[str, str]]]:
         argv = self.worker_argv(processes, setting.params["threads"])
-        argv[argv.index("bench.bare_app:broker")] = "bench.peer_bare_actors:broker"
+        argv[argv.index(self.BROKER)] = "bench.peers.bare_actors:broker"
         return [(argv, self.env)]
 
     def send_one(self, n: int) -> None:
@@ -186,18 +188,18 @@ class BareSystem(BarePath):
 
 
 class LedgerSystem(LedgerPath):
-    """bench.throughput's ledger path with the writing actor; done = row `succeeded`."""
+    """The throughput bench's ledger path with the writing actor; done = row `succeeded`."""
 
     key = "ledger"
     label = "Skyport ledger"
 
     def __init__(self, database_url: str, redis_url: str, namespace: str, history: int) -> None:
         super().__init__(database_url, redis_url, namespace, history)
-        self.env = {**self.env, "SKYPORT_EXTRA_MODULES": "bench.peer_ledger_actors"}
+        self.env = {**self.env, "SKYPORT_EXTRA_MODULES": "bench.peers.ledger_actors"}
         os.environ.update(self.env)
-        from bench import peer_ledger_actors
+        from bench.peers import ledger_actors
 
-        self.actor = peer_ledger_actors.bench_write
+        self.actor = ledger_actors.bench_write
         self.monitor.execute(BENCH_WRITES_CREATE)
 
     def worker_settings(self, sweep: bool) -> list[Setting]:
@@ -228,16 +230,16 @@ class ProcrastinateSystem:
 
     key = "procrastinate"
     label = "procrastinate"
-    APP = "bench.peer_procrastinate_app.app"
+    APP = "bench.peers.procrastinate_app.app"
 
     def __init__(self, database_url: str) -> None:
         self.env = {DATABASE_URL_ENV: database_url}
         os.environ.update(self.env)
         run_cli([sys.executable, "-m", "procrastinate", f"--app={self.APP}", "schema", "--apply"], self.env)
-        from bench import peer_procrastinate_app
+        from bench.peers import procrastinate_app
 
-        self.app = peer_procrastinate_app.app.open()  # the synchronous connector, for defer
-        self.task = peer_procrastinate_app.bench_write
+        self.app = procrastinate_app.app.open()  # the synchronous connector, for defer
+        self.task = procrastinate_app.bench_write
         self.db = _Monitor(database_url)
 
     def worker_settings(self, sweep: bool) -> list[Setting]:
@@ -246,7 +248,7 @@ class ProcrastinateSystem:
         return [PROCRASTINATE_DEFAULT, PROCRASTINATE_TUNED]
 
     def worker_commands(self, setting: Setting, processes: int) -> list[tuple[list[str], dict[str, str]]]:
-        from bench.peer_procrastinate_app import POOL_MAX_ENV
+        from bench.peers.procrastinate_app import POOL_MAX_ENV
 
         argv = [sys.executable, "-m", "procrastinate", f"--app={self.APP}"]
         if "log_level" in setting.params:
@@ -299,7 +301,7 @@ class PgqueuerSystem:
         from pgqueuer.db import SyncPsycopgDriver
         from pgqueuer.queries import SyncQueries
 
-        from bench.peer_pgqueuer_app import ENTRYPOINT
+        from bench.peers.pgqueuer_app import ENTRYPOINT
 
         self.env = {DATABASE_URL_ENV: database_url, "PGDSN": database_url}
         run_cli([sys.executable, "-m", "pgqueuer", "install"], self.env)
@@ -312,9 +314,9 @@ class PgqueuerSystem:
         return [PGQUEUER_DEFAULT, *PGQUEUER_CANDIDATES] if sweep else [PGQUEUER_DEFAULT, PGQUEUER_TUNED]
 
     def worker_commands(self, setting: Setting, processes: int) -> list[tuple[list[str], dict[str, str]]]:
-        from bench.peer_pgqueuer_app import DEFAULT_BATCH_SIZE
+        from bench.peers.pgqueuer_app import DEFAULT_BATCH_SIZE
 
-        argv = [sys.executable, "-m", "bench.peer_pgqueuer_app"]
+        argv = [sys.executable, "-m", "bench.peers.pgqueuer_app"]
         if setting.params["batch_size"] != DEFAULT_BATCH_SIZE:
             argv += ["--batch-size", str(setting.params["batch_size"])]
         return [(argv, self.env)] * processes

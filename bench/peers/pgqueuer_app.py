@@ -1,8 +1,8 @@
-"""pgqueuer for bench/peers.py: a QueueManager on one asyncpg connection (as `pgq run`'s own
+"""pgqueuer for the peers bench: a QueueManager on one asyncpg connection (as `pgq run`'s own
 factory makes it) with one entrypoint doing the peers' write through an asyncpg pool handed to
 the jobs as a shared resource (pgqueuer's documented way to share a pool).
 
-    BENCH_PEER_DATABASE_URL=... python -m bench.peer_pgqueuer_app [--batch-size N]
+    BENCH_PEER_DATABASE_URL=... python -m bench.peers.pgqueuer_app [--batch-size N]
 
 runs it with `pgqueuer.run`, which is what `pgq run` calls ("as pgq run does, without the CLI"):
 `pgq run` of pgqueuer 1.6.0 stops at start-up in its logging set-up (AttributeError: 'str'
@@ -23,7 +23,7 @@ import pgqueuer
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 from pgqueuer.models import Context
 
-from bench.peer_write import BENCH_WRITE_INSERT_ASYNCPG, database_url
+from bench.peers.write import BENCH_WRITE_INSERT_ASYNCPG, database_url
 
 ENTRYPOINT = "bench_write"
 # `pgq run --batch-size`'s default.
@@ -50,7 +50,7 @@ async def create_manager() -> AsyncIterator[QueueManager]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a pgqueuer worker for bench/peers.py")
+    parser = argparse.ArgumentParser(description="a pgqueuer worker for the peers bench")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

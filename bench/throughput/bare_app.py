@@ -1,7 +1,7 @@
-"""Bare Dramatiq for bench/throughput.py: a RedisBroker with Dramatiq's default middleware, in a
+"""Bare Dramatiq for the throughput bench: a RedisBroker with Dramatiq's default middleware, in a
 namespace of the bench's own (BENCH_BARE_NAMESPACE), and the same no-op actor as the ledger path.
 
-    BENCH_BARE_NAMESPACE=... python -m dramatiq bench.bare_app:broker -p 2 -t 8
+    BENCH_BARE_NAMESPACE=... python -m dramatiq bench.throughput.bare_app:broker -p 2 -t 8
 
 One setting is aligned with Skyport's workers: an idle consumer polls Redis every 100 ms, not
 every second (Dramatiq's default). The consumer thread also sends the acks, so with the default
