@@ -2,6 +2,7 @@
 workers and their current jobs, queue depths from the broker, the audit log.
 
 Ledger writes and generic reads are workers/ledger.py's; scheduler reads are scheduler/state.py's.
+The statements on the ledger tables are workers/ledger_sql.py's; the audit log's are here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from db.schema.ledger import JobState
+from workers import ledger_sql
 
 # Rows per jobs-list page.
 DEFAULT_PAGE_SIZE = 50
@@ -25,6 +27,8 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # Jobs a "retry all dead matching" acts on at most in one request.
 MAX_BULK = 10_000
+# The jobs page's statement, by its former name (bench/families/dashboard.py builds its OFFSET peer on it).
+JOBS_PAGE = ledger_sql.JOB_LIST_PAGE
 
 
 @dataclass(frozen=True)
@@ -90,25 +94,12 @@ class JobFilter:
         return p
 
 
-# -- dashboard_jobs_page -- newest first, keyset on id: each filter column has an (x, id) index
-# (jobs_state_id_idx, jobs_actor_id_idx, jobs_queue_id_idx), a dedup key jobs_dedup_key_idx.
-JOBS_PAGE = """
-SELECT id, actor, queue, state, dedup_key, attempts, max_attempts, enqueued_at, enqueued_by,
-       finished_at, left(last_error, 200) AS last_error,
-       left(args::text, 120) AS args_preview, left(kwargs::text, 120) AS kwargs_preview
-  FROM jobs
- WHERE {where} AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
- ORDER BY id DESC
- LIMIT %(limit)s
-"""
-
-
 def jobs_page(
     conn: psycopg.Connection, flt: JobFilter, before_id: int | None = None, limit: int = DEFAULT_PAGE_SIZE
 ) -> tuple[list[dict[str, Any]], int | None]:
     """One page of jobs and the `before_id` of the next page (None on the last page)."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    query = sql.SQL(JOBS_PAGE).format(where=flt.where())
+    query = sql.SQL(ledger_sql.JOB_LIST_PAGE).format(where=flt.where())
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, {**flt.params(), "before_id": before_id, "limit": limit + 1}).fetchall()
     more = len(rows) > limit
@@ -116,30 +107,15 @@ def jobs_page(
     return rows, (rows[-1]["id"] if more and rows else None)
 
 
-# -- dashboard_job_ids_matching -- the ids a "retry all dead matching" acts on, newest first.
-JOB_IDS_MATCHING = "SELECT id FROM jobs WHERE {where} ORDER BY id DESC LIMIT %(limit)s"
-
-
 def job_ids_matching(conn: psycopg.Connection, flt: JobFilter, limit: int = MAX_BULK) -> list[int]:
-    query = sql.SQL(JOB_IDS_MATCHING).format(where=flt.where())
+    query = sql.SQL(ledger_sql.JOB_IDS_MATCHING).format(where=flt.where())
     return [r[0] for r in conn.execute(query, {**flt.params(), "limit": limit}).fetchall()]
-
-
-# -- dashboard_throughput -- attempts finished per bucket (job_attempts_finished_at_idx).
-THROUGHPUT = """
-SELECT date_bin(%(bucket)s, finished_at, timestamptz '2000-01-01') AS at,
-       count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE outcome <> 'succeeded') AS failed
-  FROM job_attempts
- WHERE finished_at >= now() - %(span)s
- GROUP BY 1 ORDER BY 1
-"""
 
 
 def throughput(conn: psycopg.Connection, span: timedelta, bucket: timedelta) -> list[dict[str, Any]]:
     """Succeeded and failed attempts per bucket over the last `span`, every bucket present."""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(THROUGHPUT, {"span": span, "bucket": bucket}).fetchall()
+        rows = cur.execute(ledger_sql.ATTEMPT_THROUGHPUT, {"span": span, "bucket": bucket}).fetchall()
         now = cur.execute("SELECT now()").fetchone()["now"]
     by_time = {r["at"]: r for r in rows}
     epoch = datetime(2000, 1, 1, tzinfo=now.tzinfo)
@@ -149,33 +125,13 @@ def throughput(conn: psycopg.Connection, span: timedelta, bucket: timedelta) -> 
     return [by_time.get(at, {"at": at, "succeeded": 0, "failed": 0}) for at in buckets]
 
 
-# -- dashboard_dead_recently -- jobs that went dead in the last interval (jobs_finished_at_idx).
-DEAD_RECENTLY = """
-SELECT count(*) FROM jobs WHERE finished_at > now() - %(span)s AND state = 'dead'
-"""
-
-
 def dead_recently(conn: psycopg.Connection, span: timedelta) -> int:
-    return conn.execute(DEAD_RECENTLY, {"span": span}).fetchone()[0]
-
-
-# -- dashboard_workers -- every worker process with its liveness and running jobs (jobs_running_idx).
-WORKERS = """
-SELECT w.worker_id, w.hostname, w.pid, w.queues, w.started_at, w.heartbeat_at,
-       w.heartbeat_at > now() - make_interval(secs => %(dead_after_s)s::float8) AS alive,
-       coalesce(r.running, '[]'::json) AS running
-  FROM workers w
-  LEFT JOIN LATERAL (
-        SELECT json_agg(json_build_object('id', j.id, 'actor', j.actor, 'started_at', j.started_at)
-                        ORDER BY j.id) AS running
-          FROM jobs j WHERE j.state = 'running' AND j.worker_id = w.worker_id) r ON true
- ORDER BY w.heartbeat_at DESC
-"""
+    return conn.execute(ledger_sql.JOB_DEAD_RECENTLY, {"span": span}).fetchone()[0]
 
 
 def workers(conn: psycopg.Connection, dead_after_s: float) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(WORKERS, {"dead_after_s": dead_after_s}).fetchall()
+        return cur.execute(ledger_sql.WORKER_LIST, {"dead_after_s": dead_after_s}).fetchall()
 
 
 def queue_depths(redis_url: str, namespace: str, queues: list[str]) -> list[dict[str, Any]]:

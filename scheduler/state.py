@@ -8,22 +8,14 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-# -- schedule_last_ticks -- the newest tick job of each entry (the enqueued_by index finds it).
-SCHEDULE_LAST_TICKS = """
-SELECT n.name, j.id, j.dedup_key, j.state, j.enqueued_at, j.finished_at, j.last_error
-  FROM unnest(%(names)s::text[]) AS n(name)
-  LEFT JOIN LATERAL (
-        SELECT id, dedup_key, state, enqueued_at, finished_at, last_error FROM jobs
-         WHERE enqueued_by = 'scheduler:' || n.name
-         ORDER BY id DESC LIMIT 1) j ON true
-"""
+from workers import ledger_sql
 
 
 def last_ticks(conn: psycopg.Connection, names: list[str]) -> dict[str, dict[str, Any]]:
     """For each entry name, its newest tick: fire_time, job id, state, finished_at, last_error."""
     result: dict[str, dict[str, Any]] = {}
     with conn.cursor(row_factory=dict_row) as cur:
-        for row in cur.execute(SCHEDULE_LAST_TICKS, {"names": names}):
+        for row in cur.execute(ledger_sql.JOB_LAST_TICKS, {"names": names}):
             name = row.pop("name")
             key = row.pop("dedup_key")
             result[name] = {**row, "fire_time": tick_time(key)} if row["id"] is not None else {}

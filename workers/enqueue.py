@@ -28,7 +28,7 @@ import redis
 
 import config
 from db import pool
-from workers import relay
+from workers import ledger_sql, relay
 
 # Retries an actor gets unless it sets `max_retries` (so max_retries + 1 attempts in all).
 DEFAULT_MAX_RETRIES = 10
@@ -167,66 +167,15 @@ def _sends_at_once(conn: Any) -> bool:
     return config.get().broker.kind == "redis"
 
 
-# -- job_insert -- one statement for the whole batch; ids follow the input order (ORDER BY ord).
-JOB_INSERT = """
-INSERT INTO jobs (actor, queue, args, kwargs, state, dedup_key, dedup_lock, dedup_window,
-                  max_attempts, eta, enqueued_by, published_at, message_id)
-SELECT i.actor, i.queue, i.args, i.kwargs, e.state,
-       i.dedup_key, i.dedup_key, make_interval(secs => i.dedup_window_s),
-       i.max_attempts, e.eta, %(enqueued_by)s,
-       CASE WHEN %(send)s AND e.state = 'queued' THEN now() END,
-       CASE WHEN %(send)s AND e.state = 'queued' THEN gen_random_uuid()::text END
-  FROM unnest(%(actor)s::text[], %(queue)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
-              %(dedup_key)s::text[], %(dedup_window_s)s::float8[], %(delay_s)s::float8[],
-              %(eta)s::timestamptz[], %(max_attempts)s::int[])
-       WITH ORDINALITY AS i(actor, queue, args, kwargs, dedup_key, dedup_window_s, delay_s,
-                            eta, max_attempts, ord)
- CROSS JOIN LATERAL (SELECT d.eta, CASE WHEN d.eta > now() THEN 'scheduled' ELSE 'queued' END AS state
-                       FROM (SELECT coalesce(i.eta, now() + make_interval(secs => coalesce(i.delay_s, 0)))
-                             AS eta) d) e
- ORDER BY i.ord
-    ON CONFLICT (dedup_lock) WHERE dedup_lock IS NOT NULL DO NOTHING
-RETURNING id, dedup_lock, state, message_id
-"""
-
-# -- job_insert_one -- job_insert for a single job, with plain parameters (cheaper to send).
-JOB_INSERT_ONE = """
-INSERT INTO jobs (actor, queue, args, kwargs, state, dedup_key, dedup_lock, dedup_window,
-                  max_attempts, eta, enqueued_by, published_at, message_id)
-SELECT %(actor)s, %(queue)s, %(args)s::jsonb, %(kwargs)s::jsonb, e.state,
-       %(dedup_key)s, %(dedup_key)s, make_interval(secs => %(dedup_window_s)s::float8),
-       %(max_attempts)s, e.eta, %(enqueued_by)s,
-       CASE WHEN %(send)s AND e.state = 'queued' THEN now() END,
-       CASE WHEN %(send)s AND e.state = 'queued' THEN gen_random_uuid()::text END
-  FROM (SELECT d.eta, CASE WHEN d.eta > now() THEN 'scheduled' ELSE 'queued' END AS state
-          FROM (SELECT coalesce(%(eta)s::timestamptz,
-                                now() + make_interval(secs => coalesce(%(delay_s)s::float8, 0))) AS eta) d) e
-    ON CONFLICT (dedup_lock) WHERE dedup_lock IS NOT NULL DO NOTHING
-RETURNING id, dedup_lock, state, message_id
-"""
-
-# -- job_find_dedup -- the jobs holding some dedup keys, and whether their window has passed.
-JOB_FIND_DEDUP = """
-SELECT dedup_lock, id, state, (finished_at IS NOT NULL AND dedup_until <= now()) AS expired
-  FROM jobs WHERE dedup_lock = ANY(%s::text[])
-"""
-
-# -- job_release_expired_dedup -- a finished job whose window has passed lets go of its key.
-JOB_RELEASE_EXPIRED_DEDUP = """
-UPDATE jobs SET dedup_lock = NULL
- WHERE dedup_lock = %s AND finished_at IS NOT NULL AND dedup_until <= now()
-"""
-
-
 def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str, send: bool) -> None:
     """Insert the rows (marked published when `send`: the caller sends them right after the
     commit); each row gets its reference, an existing job's for a dedup key that is taken."""
     pending = rows
     for _ in range(_DEDUP_RESOLVE_TRIES):
         if len(pending) == 1:
-            returned = conn.execute(JOB_INSERT_ONE, _one(pending[0], enqueued_by, send)).fetchall()
+            returned = conn.execute(ledger_sql.JOB_INSERT_ONE, _one(pending[0], enqueued_by, send)).fetchall()
         else:
-            returned = conn.execute(JOB_INSERT, _columns(pending, enqueued_by, send)).fetchall()
+            returned = conn.execute(ledger_sql.JOB_INSERT, _columns(pending, enqueued_by, send)).fetchall()
         fresh = [r for r in pending if r.dedup_key is None]
         by_key = {key: (job_id, state, mid) for job_id, key, state, mid in returned if key is not None}
         without_key = sorted((job_id, state, mid) for job_id, key, state, mid in returned if key is None)
@@ -246,7 +195,7 @@ def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str, send: 
         holders = {
             key: (job_id, state, expired)
             for key, job_id, state, expired in conn.execute(
-                JOB_FIND_DEDUP, ([r.dedup_key for r in conflicted],)
+                ledger_sql.JOB_FIND_DEDUP, ([r.dedup_key for r in conflicted],)
             ).fetchall()
         }
         pending = []
@@ -255,7 +204,7 @@ def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str, send: 
             if holder is None:  # released while we looked: try again
                 pending.append(row)
             elif holder[2]:  # its window passed: release it, then try again
-                conn.execute(JOB_RELEASE_EXPIRED_DEDUP, (row.dedup_key,))
+                conn.execute(ledger_sql.JOB_RELEASE_EXPIRED_DEDUP, (row.dedup_key,))
                 pending.append(row)
             else:
                 row.ref = JobRef(holder[0], False, holder[1])

@@ -21,7 +21,7 @@ import uuid
 import psycopg
 
 import config
-from workers import ledger
+from workers import ledger, ledger_sql
 
 logger = logging.getLogger("skyport.lifeline")
 
@@ -40,15 +40,11 @@ def new_worker_id() -> str:
 
 
 def heartbeat(conn: psycopg.Connection, worker_id: str, queues: list[str] | None) -> None:
-    conn.execute(
-        """INSERT INTO workers (worker_id, hostname, pid, queues) VALUES (%s, %s, %s, %s)
-           ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()""",
-        (worker_id, socket.gethostname(), os.getpid(), queues),
-    )
+    conn.execute(ledger_sql.WORKER_HEARTBEAT, (worker_id, socket.gethostname(), os.getpid(), queues))
 
 
 def forget_worker(conn: psycopg.Connection, worker_id: str) -> None:
-    conn.execute("DELETE FROM workers WHERE worker_id = %s", (worker_id,))
+    conn.execute(ledger_sql.WORKER_FORGET, (worker_id,))
 
 
 def maintenance_pass(conn: psycopg.Connection, cfg: config.Config | None = None) -> dict[str, int]:
@@ -65,14 +61,11 @@ def maintenance_pass(conn: psycopg.Connection, cfg: config.Config | None = None)
     for job_id, state in recovered:
         logger.warning("job %s: its worker stopped heartbeating; now %s", job_id, state)
     if recovered:
-        conn.execute("SELECT pg_notify('skyport_jobs', '')")
+        ledger.wake_relays(conn)
     republished = ledger.republish_stale(conn, cfg.worker.republish_after_s)
     if republished:
         logger.warning("republished %d queued jobs that no worker started", republished)
-    conn.execute(
-        "DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => %s::float8) * 10",
-        (cfg.worker.dead_after_s,),
-    )
+    conn.execute(ledger_sql.WORKER_PRUNE_SILENT, (cfg.worker.dead_after_s,))
     return {"recovered": len(recovered), "republished": republished}
 
 

@@ -119,7 +119,7 @@ class LedgerMiddleware(Middleware):
             with pool.connection() as conn:
                 given_back = ledger.give_back_running(conn, self.worker_id)
                 if given_back:
-                    conn.execute("SELECT pg_notify('skyport_jobs', '')")
+                    ledger.wake_relays(conn)
                 lifeline.forget_worker(conn, self.worker_id)
             if unstarted:
                 logger.info("%d fetched jobs that no thread started are queued again", unstarted)
@@ -269,7 +269,7 @@ class LedgerMiddleware(Middleware):
             with pool.connection() as conn:
                 released = ledger.job_release_unstarted(conn, self.worker_id, attempts)
                 if released:
-                    conn.execute("SELECT pg_notify('skyport_jobs', '')")
+                    ledger.wake_relays(conn)
         for message_id in message_ids:
             self._claimed.pop(message_id, None)
             self._cancelled.discard(message_id)

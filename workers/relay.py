@@ -20,53 +20,16 @@ import dramatiq
 import psycopg
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from psycopg import sql
+
+from workers import ledger, ledger_sql
 
 logger = logging.getLogger("skyport.relay")
-
-NOTIFY_CHANNEL = "skyport_jobs"
-# Cancelled jobs, one NOTIFY per job with its id as payload (workers/ledger.py, JOB_CANCEL).
-CANCEL_CHANNEL = "skyport_cancel"
-
-# -- job_promote_due -- scheduled and retrying jobs whose eta passed become queued; the relay
-# claims them as any queued job (run on the sweep timer, and when asked to).
-JOB_PROMOTE_DUE = """
-WITH due AS MATERIALIZED (
-    SELECT id FROM jobs
-     WHERE published_at IS NULL AND state IN ('scheduled', 'retrying') AND eta <= now()
-     ORDER BY eta
-     LIMIT %(batch)s
-       FOR UPDATE SKIP LOCKED)
-UPDATE jobs j SET state = 'queued' FROM due WHERE j.id = due.id
-"""
-
-# -- job_claim_publishable -- queued rows not yet handed to the broker, marked published with a
-# new message id, committed before the messages go out (asynchronously: a claim lost with a
-# crash of the server only means the rows are published again).
-JOB_CLAIM_PUBLISHABLE = """
-WITH due AS MATERIALIZED (
-    SELECT id FROM jobs
-     WHERE published_at IS NULL AND state = 'queued' AND eta <= now()
-     ORDER BY eta
-     LIMIT %(batch)s
-       FOR UPDATE SKIP LOCKED)
-UPDATE jobs j
-   SET published_at = now(), message_id = gen_random_uuid()::text
-  FROM due
- WHERE j.id = due.id
-RETURNING j.id, j.actor, j.queue, j.args, j.kwargs, j.message_id,
-          set_config('synchronous_commit', 'off', true)
-"""
-
-# -- job_unclaim -- the broker refused the batch: its rows wait for the next relay pass.
-JOB_UNCLAIM = """
-UPDATE jobs SET published_at = NULL
- WHERE id = ANY(%(ids)s::bigint[]) AND state = 'queued' AND message_id = ANY(%(message_ids)s::text[])
-"""
 
 
 def promote_due(conn: psycopg.Connection, batch: int) -> int:
     """Scheduled and retrying jobs that came due become queued; returns how many."""
-    return conn.execute(JOB_PROMOTE_DUE, {"batch": batch}).rowcount
+    return conn.execute(ledger_sql.JOB_PROMOTE_DUE, {"batch": batch}).rowcount
 
 
 def publish_due(
@@ -80,7 +43,7 @@ def publish_due(
     if promote:
         promote_due(conn, batch)
     # Not prepared: planned for the table as it is now (workers/ledger.py, HOT_PATH_PLANNING).
-    rows = conn.execute(JOB_CLAIM_PUBLISHABLE, {"batch": batch}, prepare=False).fetchall()
+    rows = conn.execute(ledger_sql.JOB_CLAIM_PUBLISHABLE, {"batch": batch}, prepare=False).fetchall()
     if not rows:
         return 0
     messages = [job_message(*row[:6]) for row in rows]
@@ -110,8 +73,8 @@ def give_back(conn: psycopg.Connection, job_ids: list[int], message_ids: list[st
     """The broker refused these publications: the rows wait for a relay (woken at once)."""
     try:
         with conn.transaction():
-            conn.execute(JOB_UNCLAIM, {"ids": job_ids, "message_ids": message_ids})
-            conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+            conn.execute(ledger_sql.JOB_UNCLAIM, {"ids": job_ids, "message_ids": message_ids})
+            ledger.wake_relays(conn)
     except psycopg.Error as exc:
         count = len(job_ids)
         logger.warning("%d jobs not given back (%s); the lifeline republishes them", count, _one_line(exc))
@@ -175,9 +138,9 @@ class Relay(threading.Thread):
         while not self.stopping.is_set():
             try:
                 with psycopg.connect(self.database_url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(_listen(ledger_sql.RELAY_CHANNEL))
                     if self.on_cancel is not None:
-                        conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                        conn.execute(_listen(ledger_sql.CANCEL_CHANNEL))
                     backoff_s = 0.1
                     self._loop(conn)
             except Exception as exc:  # broker or database down: the rows wait in the ledger
@@ -199,8 +162,16 @@ class Relay(threading.Thread):
             # once) or the sweep timer; with more to publish, only take those already received.
             timeout_s = 0.0 if published >= self.batch else max(0.0, next_sweep - time.monotonic())
             for notify in conn.notifies(timeout=timeout_s, stop_after=1):
-                if notify.channel == CANCEL_CHANNEL and self.on_cancel and notify.payload.isdigit():
+                if (
+                    notify.channel == ledger_sql.CANCEL_CHANNEL
+                    and self.on_cancel
+                    and notify.payload.isdigit()
+                ):
                     self.on_cancel(int(notify.payload))
+
+
+def _listen(channel: str) -> sql.Composed:
+    return sql.SQL("LISTEN {}").format(sql.Identifier(channel))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from dramatiq.brokers.redis import RedisBroker
 import config
 from tests.conftest import TEST_REDIS_URL
 from tests.support import free_port, wait_for
-from workers import enqueue, ledger, lifeline
+from workers import enqueue, ledger, ledger_sql, lifeline
 from workers.relay import publish_due
 
 
@@ -159,6 +159,84 @@ def test_lifeline_requeues_jobs_of_silent_workers_and_kills_crash_loops(conn: ps
     assert _state(conn, last_try) == "dead"
     history = ledger.get_job(conn, lost)["history"]
     assert [(h["attempt"], h["outcome"], h["worker_id"]) for h in history] == [(1, "lost", "silent")]
+
+
+def test_a_worker_shutting_down_gives_back_its_own_running_jobs_only(conn: psycopg.Connection) -> None:
+    lifeline.heartbeat(conn, "leaving", None)  # beating: its jobs are given back all the same
+    mine = [enqueue("remember", [str(i)]).id for i in range(2)]
+    last_try = enqueue("refuse", ["x"]).id
+    other = enqueue("remember", ["other"]).id
+    conn.execute("UPDATE jobs SET max_attempts = 1 WHERE id = %s", (last_try,))
+    for i, job in enumerate([*mine, last_try]):
+        ledger.job_start(conn, job, "leaving", f"m{i}")
+    ledger.job_start(conn, other, "staying", "m-other")
+
+    given_back = ledger.give_back_running(conn, "leaving")
+    assert sorted(given_back) == sorted([(mine[0], "queued"), (mine[1], "queued"), (last_try, "dead")])
+    assert _state(conn, other) == "running"
+    history = ledger.get_job(conn, mine[0])["history"]
+    assert [(h["outcome"], h["error"]) for h in history] == [("interrupted", "worker shut down: leaving")]
+
+
+def _plan(conn: psycopg.Connection, params: dict[str, object]) -> str:
+    params = {"limit": 100, "outcome": "lost", "error": "e: "} | params
+    rows = conn.execute("EXPLAIN " + ledger_sql.JOB_RELEASE_RUNNING, params, prepare=False).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
+def test_release_running_is_planned_for_its_branch(conn: psycopg.Connection) -> None:
+    """One statement for both callers; planned with its parameters, each keeps the plan it had as
+    a statement of its own: a worker's jobs by jobs_running_idx, lost jobs with an anti join."""
+    conn.execute(
+        """INSERT INTO jobs (actor, queue, state, max_attempts, worker_id, started_at, finished_at)
+           SELECT 'remember', 'default', CASE WHEN g % 10 = 0 THEN 'running' ELSE 'succeeded' END, 3,
+                  'w' || g % 50, now(), CASE WHEN g % 10 <> 0 THEN now() END
+             FROM generate_series(1, 5000) g"""
+    )
+    conn.execute("ANALYZE jobs")
+    give_back = _plan(conn, {"worker_id": "w1", "dead_after_s": None})
+    assert "jobs_running_idx" in give_back and "Index Cond: (worker_id = 'w1'::text)" in give_back
+    lost = _plan(conn, {"worker_id": None, "dead_after_s": 30.0})
+    assert "jobs_running_idx" in lost and "Anti Join" in lost and "SubPlan" not in lost
+
+
+def test_the_relay_channel_is_the_one_the_insert_trigger_notifies(
+    conn: psycopg.Connection, database_url: str
+) -> None:
+    trigger = conn.execute("SELECT pg_get_functiondef('jobs_notify_relay'::regproc)").fetchone()[0]
+    assert f"pg_notify('{ledger_sql.RELAY_CHANNEL}'" in trigger
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN " + ledger_sql.RELAY_CHANNEL)
+        enqueue("remember", ["x"], conn=conn)  # left for the relay: the trigger wakes it
+        heard = [n.channel for n in listener.notifies(timeout=5, stop_after=1)]
+    assert heard == [ledger_sql.RELAY_CHANNEL]
+
+
+def test_cancel_notifies_the_job_id_on_the_cancel_channel(
+    conn: psycopg.Connection, database_url: str
+) -> None:
+    job = enqueue("remember", ["x"], delay=60).id
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN " + ledger_sql.CANCEL_CHANNEL)
+        assert ledger.job_cancel(conn, job, by="ops:ann")
+        heard = [(n.channel, n.payload) for n in listener.notifies(timeout=5, stop_after=1)]
+    assert heard == [(ledger_sql.CANCEL_CHANNEL, str(job))]
+
+
+def test_bulk_retry_takes_dead_and_cancelled_jobs_and_skips_a_taken_key(conn: psycopg.Connection) -> None:
+    dead = enqueue("remember", ["dead"], dedup_key="k-dead").id
+    _run_to_failure(conn, dead, "w1", retry_in_s=None)
+    cancelled = enqueue("remember", ["cancelled"], delay=60).id
+    ledger.job_cancel(conn, cancelled, by="ops:ann")
+    queued = enqueue("remember", ["queued"]).id
+    assert sorted(ledger.jobs_retry_many(conn, [dead, cancelled, queued], 1)) == [dead, cancelled]
+    assert ledger.jobs_retry_many(conn, [dead, cancelled], 1) == []  # a double click retries once
+
+    _run_to_failure(conn, dead, "w2", retry_in_s=None)
+    holder = enqueue("remember", ["dead"], dedup_key="k-dead").id  # the dead job's key, taken
+    ledger.job_cancel(conn, cancelled, by="ops:ann")
+    assert ledger.jobs_retry_many(conn, [dead, cancelled], 1) == [cancelled]  # one at a time
+    assert _state(conn, dead) == "dead" and _state(conn, holder) != "dead"
 
 
 def test_stale_queued_jobs_are_published_again(conn: psycopg.Connection, broker: RedisBroker) -> None:
