@@ -64,10 +64,7 @@ def retry_jobs(
 ) -> ActionResult:
     """Retry dead or cancelled jobs; the others (already queued again...) are left alone."""
     with conn.transaction():
-        before = {
-            r[0]: r[1]
-            for r in conn.execute("SELECT id, attempts FROM jobs WHERE id = ANY(%s)", (job_ids,)).fetchall()
-        }
+        before = ledger.attempts_of(conn, job_ids)
         retried = ledger.jobs_retry_many(conn, job_ids, DEFAULT_RETRY_EXTRA_ATTEMPTS)
         for job_id in retried:
             _audit(conn, who, "retry", [job_id], {"after_attempt": before.get(job_id), "scope": scope})

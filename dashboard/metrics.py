@@ -18,18 +18,12 @@ from db import pool
 from jobs import registry
 from workers import ledger
 
-# -- job_oldest_queued_age / job_dead_last_hour -- both use partial or state indexes.
-JOB_HEALTH = """
-SELECT (SELECT extract(epoch FROM now() - min(eta)) FROM jobs WHERE state = 'queued'),
-       (SELECT count(*) FROM jobs WHERE state = 'dead' AND finished_at > now() - interval '1 hour')
-"""
-
 
 class LedgerCollector:
     def collect(self) -> Iterator[Metric]:
         with pool.connection() as conn:
             by_state = ledger.count_by_state(conn)
-            oldest_queued_s, dead_last_hour = conn.execute(JOB_HEALTH).fetchone()
+            oldest_queued_s, dead_last_hour = ledger.health(conn)
             families = [m for f in registry.FAMILIES if f.metrics for m in f.metrics(conn)]
 
         jobs = GaugeMetricFamily("skyport_jobs", "Jobs in the ledger by state", labels=["state"])
@@ -39,7 +33,7 @@ class LedgerCollector:
         yield GaugeMetricFamily(
             "skyport_oldest_queued_job_age_seconds",
             "Age of the oldest queued job (0 when none)",
-            value=oldest_queued_s or 0,
+            value=oldest_queued_s,
         )
         yield GaugeMetricFamily(
             "skyport_dead_jobs_last_hour", "Jobs that went dead in the last hour", value=dead_last_hour

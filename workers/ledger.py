@@ -268,5 +268,15 @@ def count_by_state(conn: psycopg.Connection) -> dict[str, int]:
     return {str(s): 0 for s in JobState} | dict(rows)
 
 
+def attempts_of(conn: psycopg.Connection, job_ids: list[int]) -> dict[int, int]:
+    return dict(conn.execute(q.JOB_ATTEMPTS_OF, {"ids": job_ids}).fetchall())
+
+
+def health(conn: psycopg.Connection) -> tuple[float, int]:
+    """Seconds the oldest queued job has waited (0: none), jobs that went dead in the last hour."""
+    oldest_queued_s, dead_last_hour = conn.execute(q.JOB_HEALTH).fetchone()
+    return float(oldest_queued_s or 0), dead_last_hour
+
+
 def now(conn: psycopg.Connection) -> datetime:
     return conn.execute("SELECT now()").fetchone()[0]

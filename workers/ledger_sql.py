@@ -341,6 +341,16 @@ SELECT id, actor, queue, state, dedup_key, attempts, max_attempts, args, kwargs,
 # -- job_count_by_state -- jobs per state (a scan of jobs_state_id_idx or of the table).
 JOB_COUNT_BY_STATE = "SELECT state, count(*) FROM jobs GROUP BY state"
 
+# -- job_attempts_of -- attempts used so far by each of the jobs (primary key).
+JOB_ATTEMPTS_OF = "SELECT id, attempts FROM jobs WHERE id = ANY(%(ids)s)"
+
+# -- job_health -- age of the oldest queued job, jobs dead in the last hour (jobs_state_id_idx and
+# the finished_at guard of JOB_DEAD_RECENTLY).
+JOB_HEALTH = """
+SELECT (SELECT extract(epoch FROM now() - min(eta)) FROM jobs WHERE state = 'queued'),
+       (SELECT count(*) FROM jobs WHERE state = 'dead' AND finished_at > now() - interval '1 hour')
+"""
+
 # ---- dashboard reads (dashboard/queries.py) ---------------------------------------------------
 
 # -- job_list_page -- newest first, keyset on id; `{where}` is JobFilter.where(), composed with
