@@ -75,9 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    import workers.app  # noqa: F401 - every actor, the demo's included when loaded
-
     import demo.actors  # noqa: F401 - the demo's actors, whatever SKYPORT_EXTRA_MODULES says
+    import jobs.registry  # noqa: F401 - every job family's actors
     from db import pool
     from demo import seed
 
