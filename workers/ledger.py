@@ -34,7 +34,7 @@ class StartedAttempt:
 # for the table as it is now. psycopg prepares a statement after 5 executions and PostgreSQL then
 # keeps a generic plan, built once: prepared while `jobs` was small or just emptied (a new
 # deployment, a prune; autovacuum off or not there yet), it stays a seq scan or a walk of a
-# whole index once the table holds thousands of rows (bench/RESULTS.md, throughput, measured
+# whole index once the table holds thousands of rows (docs/benchmarks.md, throughput, measured
 # at 244 jobs/s). Planning once per batch costs far less than that.
 
 

@@ -1,4 +1,4 @@
-"""Actors that keep the ledger healthy; the scheduler fires them (scheduler/schedule.py)."""
+"""Actors that keep the ledger healthy; the scheduler fires them (their entries: jobs/registry.py)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ DEFAULT_RECORD_OUTCOME_FOR_S = 300.0
 DEFAULT_IDLE_POLL_MS = 100
 # Messages a consumer holds per worker thread (Dramatiq's default is 2): each fetch is claimed in
 # one statement, and a consumer fetches again once half of them are done, so this sets the size
-# of those batches (bench/RESULTS.md, peers: batched end-to-end +13 % at 4 against 2). A claimed
+# of those batches (docs/benchmarks.md, peers: batched end-to-end +13 % at 4 against 2). A claimed
 # job waiting for a thread shows as running; `dramatiq_queue_prefetch` in the environment
 # overrides it (per consumer, not per thread), e.g. for long jobs.
 DEFAULT_PREFETCH_PER_THREAD = 4

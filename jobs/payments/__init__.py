@@ -1,5 +1,6 @@
 """Payment-gateway callbacks: signed webhook intake (dashboard/webhooks.py), an inbox of raw
-events, idempotent processing under the shipment's row lock, reconciliation, and a simulator.
+events, idempotent processing under the shipment's row lock, and reconciliation
+(the gateway simulator is a tool of the repository: demo/payments_simulator.py).
 
 Functions for the dashboard: `problem_events(conn)`, `replay_event(conn, provider, event_id, by)`,
 `drift(conn)`, `count_by_status(conn)`.

@@ -94,7 +94,7 @@ SELECT event.*,
 # state of a healthy system. Once a backlog builds (workers down for a while, a burst), every
 # write then walks all open events: measured 4.2 ms of PostgreSQL per event and 310 events/s
 # draining 11,000 stored events, against 1.05 ms and 766/s with the same statistics and the guards
-# written so (bench/RESULTS.md, payments, session 4).
+# written so (docs/benchmarks.md, payments).
 
 # -- payment_event_apply -- an applied event's writes in one statement: the payment (created when
 # `transaction_id` is NULL, else moved from the status it is `expected` to have), the shipment's

@@ -184,7 +184,7 @@ def test_enqueue_is_fast_enough_for_a_request_path(conn: psycopg.Connection) -> 
     started = time.perf_counter()
     for i in range(50):
         enqueue("remember", [str(i)], dedup_key=f"fast-{i}")
-    # Sanity only (the figure lives in bench/throughput.py): 50 enqueues well under 5 s.
+    # Sanity only (the figure lives in bench/throughput/): 50 enqueues well under 5 s.
     assert time.perf_counter() - started < 5
     assert _count(conn, "dedup_key LIKE 'fast-%%'") == 50
 

@@ -17,7 +17,7 @@ Revises: 0003_schedule
   at once (PostgreSQL sorts every due row for each batch): dropped.
 - The seed's `idx_notif_queue_dedup (dedup_key)` duplicates the index of the UNIQUE (dedup_key)
   constraint: dropped. Every index costs each insert and each status change (non-HOT updates):
-  quote expiry inserts a notification per quote (bench/quote_expiry.py).
+  quote expiry inserts a notification per quote (bench/families/quote_expiry.py).
 """
 
 from alembic import op
