@@ -9,7 +9,7 @@ A finished job releases its dedup key at once, or keeps it for `dedup_window` af
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -274,7 +274,8 @@ def attempts_of(conn: psycopg.Connection, job_ids: list[int]) -> dict[int, int]:
 
 def health(conn: psycopg.Connection) -> tuple[float, int]:
     """Seconds the oldest queued job has waited (0: none), jobs that went dead in the last hour."""
-    oldest_queued_s, dead_last_hour = conn.execute(q.JOB_HEALTH).fetchone()
+    oldest_queued_s = conn.execute(q.JOB_OLDEST_QUEUED_AGE).fetchone()[0]
+    dead_last_hour = conn.execute(q.JOB_DEAD_RECENTLY, {"span": timedelta(hours=1)}).fetchone()[0]
     return float(oldest_queued_s or 0), dead_last_hour
 
 

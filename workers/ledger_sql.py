@@ -344,12 +344,8 @@ JOB_COUNT_BY_STATE = "SELECT state, count(*) FROM jobs GROUP BY state"
 # -- job_attempts_of -- attempts used so far by each of the jobs (primary key).
 JOB_ATTEMPTS_OF = "SELECT id, attempts FROM jobs WHERE id = ANY(%(ids)s)"
 
-# -- job_health -- age of the oldest queued job, jobs dead in the last hour (jobs_state_id_idx and
-# the finished_at guard of JOB_DEAD_RECENTLY).
-JOB_HEALTH = """
-SELECT (SELECT extract(epoch FROM now() - min(eta)) FROM jobs WHERE state = 'queued'),
-       (SELECT count(*) FROM jobs WHERE state = 'dead' AND finished_at > now() - interval '1 hour')
-"""
+# -- job_oldest_queued_age -- seconds the oldest queued job has waited, NULL: none (jobs_state_id_idx).
+JOB_OLDEST_QUEUED_AGE = "SELECT extract(epoch FROM now() - min(eta)) FROM jobs WHERE state = 'queued'"
 
 # ---- dashboard reads (dashboard/queries.py) ---------------------------------------------------
 
