@@ -12,14 +12,11 @@ simulator (demo/payments_simulator.py) against a running web process.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
-
-import psycopg
 
 import config
 from demo.payments_simulator import (
@@ -30,35 +27,15 @@ from demo.payments_simulator import (
     plan_events,
     post_events,
 )
+from skyport.errors import CommandError
+from skyport.main import run_command
 
 # Where the simulator posts unless told otherwise (`skyport web`'s default).
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-class CommandError(Exception):
-    """A command could not do what was asked; the message says why."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return 2
-    try:
-        config.get.cache_clear()
-        config.get()  # fail fast, with one line, on a malformed variable
-        return args.run(args) or 0
-    except config.ConfigError as exc:
-        print(f"demo: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"demo: cannot reach PostgreSQL (DATABASE_URL): {first}", file=sys.stderr)
-        return 3
-    except CommandError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
+    return run_command(_parser, argv, prog="demo")
 
 
 def _parser() -> argparse.ArgumentParser:

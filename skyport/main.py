@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 
@@ -16,24 +16,32 @@ from skyport.commands import console, db, jobs, processes, schedule
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_parser, argv, prog="skyport")
+
+
+def run_command(
+    build: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None, *, prog: str
+) -> int:
+    """Parse and run one command. The configuration is checked first; a malformed variable, an
+    unreachable database or a failed command ends in one line on stderr, never a traceback."""
     try:
         config.get.cache_clear()
-        config.get()  # fail fast, with one line, on a malformed variable
-        parser = build_parser()
+        config.get()
+        parser = build()
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
             parser.print_help()
             return 2
         return args.run(args) or 0
     except config.ConfigError as exc:
-        print(f"skyport: configuration error: {exc}", file=sys.stderr)
+        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"skyport: cannot reach PostgreSQL (DATABASE_URL): {first}", file=sys.stderr)
+        print(f"{prog}: cannot reach PostgreSQL (DATABASE_URL): {first}", file=sys.stderr)
         return 3
     except CommandFailed as exc:  # CommandError, and the families' commands' own
-        print(f"skyport: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
 
 
