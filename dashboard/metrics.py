@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from db import pool
 from jobs import registry
+from jobs.family import Gauge
 from workers import ledger
 
 
@@ -38,7 +39,17 @@ class LedgerCollector:
         yield GaugeMetricFamily(
             "skyport_dead_jobs_last_hour", "Jobs that went dead in the last hour", value=dead_last_hour
         )
-        yield from families  # each family's gauges (jobs/<family>/family.py)
+        for gauge in families:  # each family's gauges (jobs/<family>/family.py)
+            yield _prometheus(gauge)
+
+
+def _prometheus(gauge: Gauge) -> Metric:
+    if gauge.label is None:
+        return GaugeMetricFamily(gauge.name, gauge.help, value=gauge.values[None])
+    metric = GaugeMetricFamily(gauge.name, gauge.help, labels=[gauge.label])
+    for label, value in gauge.values.items():
+        metric.add_metric([str(label)], value)
+    return metric
 
 
 _registry = CollectorRegistry(auto_describe=False)

@@ -15,7 +15,6 @@ from types import ModuleType
 from typing import Any
 
 import psycopg
-from prometheus_client.core import Metric
 
 
 class CommandFailed(Exception):
@@ -57,6 +56,18 @@ ConsoleAction = Callable[..., Any]
 
 
 @dataclass(frozen=True)
+class Gauge:
+    """A gauge for the web process's /metrics: `values` maps a label value (or None for a gauge
+    without a label) to the current value. The web process turns it into Prometheus' format
+    (the families import no metrics library: Dramatiq's must be set up before one loads)."""
+
+    name: str
+    help: str
+    values: Mapping[str | None, float]
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     # The modules whose import declares the family's actors.
@@ -66,8 +77,8 @@ class Family:
     reads: tuple[ConsoleRead, ...] = ()
     actions: Mapping[str, ConsoleAction] = field(default_factory=dict)
     schedule: tuple[Periodic, ...] = ()
-    # Gauges for the web process's /metrics (prometheus_client metric families), read per scrape.
-    metrics: Callable[[psycopg.Connection], Iterable[Metric]] | None = None
+    # Gauges for the web process's /metrics, read at each scrape.
+    metrics: Callable[[psycopg.Connection], Iterable[Gauge]] | None = None
     # Run by every scheduler process before its first tick (e.g. partitions exist ahead).
     startup: tuple[Callable[[], None], ...] = ()
 

@@ -16,17 +16,34 @@ from skyport.commands import console, db, jobs, processes, schedule
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(build_parser, argv, prog="skyport")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_command(build_parser, argv, prog="skyport", start=lambda: _start_sentry(argv))
+
+
+def _start_sentry(argv: list[str]) -> None:
+    """Sentry hooks into Dramatiq's Broker when it is built, and the parser builds it (every
+    actor is declared to offer the families' commands): so Sentry starts first, named after the
+    command (`worker`, `web`, `scheduler`, ...). It stays off without SENTRY_DSN."""
+    from workers import observability
+
+    observability.init_sentry(argv[0] if argv and not argv[0].startswith("-") else "cli")
 
 
 def run_command(
-    build: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None, *, prog: str
+    build: Callable[[], argparse.ArgumentParser],
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    start: Callable[[], None] | None = None,
 ) -> int:
-    """Parse and run one command. The configuration is checked first; a malformed variable, an
-    unreachable database or a failed command ends in one line on stderr, never a traceback."""
+    """Parse and run one command. The configuration is checked first (then `start` runs); a
+    malformed variable, an unreachable database or a failed command ends in one line on stderr,
+    never a traceback."""
     try:
         config.get.cache_clear()
         config.get()
+        if start is not None:
+            start()
         parser = build()
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):

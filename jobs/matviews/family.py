@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from prometheus_client.core import GaugeMetricFamily, Metric
 
-from jobs.family import ConsoleRead, Family, Periodic
+from jobs.family import ConsoleRead, Family, Gauge, Periodic
 from jobs.matviews import actors, cli
 from jobs.matviews.status import staleness
 
@@ -30,15 +29,13 @@ def refresh_by_ops(conn: psycopg.Connection, user: str, view: str) -> int:
     return actors.request_refresh(view, conn=conn).id
 
 
-def _metrics(conn: psycopg.Connection) -> Iterator[Metric]:
-    stale = GaugeMetricFamily(
+def _metrics(conn: psycopg.Connection) -> Iterator[Gauge]:
+    yield Gauge(
         "skyport_matview_staleness_seconds",
         "Seconds since the view's last successful refresh (-1: never)",
-        labels=["view"],
+        {v.view: v.staleness_s if v.staleness_s is not None else -1 for v in staleness(conn)},
+        label="view",
     )
-    for view in staleness(conn):
-        stale.add_metric([view.view], view.staleness_s if view.staleness_s is not None else -1)
-    yield stale
 
 
 FAMILY = Family(

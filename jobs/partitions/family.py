@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from prometheus_client.core import GaugeMetricFamily, Metric
 
-from jobs.family import ConsoleRead, Family, Periodic
+from jobs.family import ConsoleRead, Family, Gauge, Periodic
 from jobs.partitions import actors, cli
 from jobs.partitions.status import coverage
 
@@ -21,15 +20,13 @@ def _coverage_problems(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _metrics(conn: psycopg.Connection) -> Iterator[Metric]:
-    ahead = GaugeMetricFamily(
+def _metrics(conn: psycopg.Connection) -> Iterator[Gauge]:
+    yield Gauge(
         "skyport_partitions_intervals_ahead",
         "Whole partition intervals created beyond the current one",
-        labels=["table"],
+        {table.parent: table.ahead for table in coverage(conn)},
+        label="table",
     )
-    for table in coverage(conn):
-        ahead.add_metric([table.parent], table.ahead)
-    yield ahead
 
 
 FAMILY = Family(

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from prometheus_client.core import GaugeMetricFamily, Metric
 
-from jobs.family import ConsoleRead, Family, Periodic
+from jobs.family import ConsoleRead, Family, Gauge, Periodic
 from jobs.payments import actors
 from jobs.payments.inbox import problem_events, replay_event
 from jobs.payments.reconcile import drift
@@ -29,11 +28,11 @@ def replay_by_ops(conn: psycopg.Connection, user: str, provider: str, event_id: 
     return bool(replay_event(conn, provider, event_id, f"ops:{user}"))
 
 
-def _metrics(conn: psycopg.Connection) -> Iterator[Metric]:
-    yield GaugeMetricFamily(
+def _metrics(conn: psycopg.Connection) -> Iterator[Gauge]:
+    yield Gauge(
         "skyport_payment_drift_shipments",
         "Shipments whose amount_paid differs from their payments",
-        value=len(drift(conn)),
+        {None: len(drift(conn))},
     )
 
 

@@ -65,18 +65,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _start_observability(component: str) -> None:
-    """Logs (LOG_FORMAT=json for JSON lines) and Sentry (SENTRY_DSN) for a long-running process."""
+def _start_logging() -> None:
+    """Log lines (LOG_FORMAT=json for JSON lines) of a long-running process; Sentry started with
+    the command line (skyport/main.py)."""
     from workers import observability
 
     observability.configure_logging()
-    observability.init_sentry(component)
 
 
 def _web(args: argparse.Namespace) -> int:
     import uvicorn
 
-    _start_observability("web")
+    _start_logging()
     cfg = config.get().web
     workers = cfg.concurrency if args.workers is None else args.workers
     if workers < 1:
@@ -99,7 +99,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from workers import boot_gate
 
-    _start_observability("worker")
+    _start_logging()
     cfg = config.get()
     if cfg.worker.metrics_port:
         from workers.observability import set_prometheus_env
@@ -129,7 +129,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _scheduler(args: argparse.Namespace) -> int:
     from scheduler import runner, schedule
 
-    _start_observability("scheduler")
+    _start_logging()
     try:
         return runner.main()
     except schedule.ScheduleError as exc:
