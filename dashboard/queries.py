@@ -27,8 +27,6 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # Jobs a "retry all dead matching" acts on at most in one request.
 MAX_BULK = 10_000
-# The jobs page's statement, by its former name (bench/families/dashboard.py builds its OFFSET peer on it).
-JOBS_PAGE = ledger_sql.JOB_LIST_PAGE
 
 
 @dataclass(frozen=True)

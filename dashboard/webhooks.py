@@ -99,7 +99,7 @@ def _intake() -> LoopBatcher[Delivery, Received]:
 async def payment_webhook(request: Request) -> JSONResponse:
     provider = request.path_params["provider"]
     cfg = config.get()
-    secret = config.get().payments.secret_for(provider) if len(provider) <= 50 else None
+    secret = cfg.payments.secret_for(provider) if len(provider) <= 50 else None
     if secret is None:
         return _error(404, f"unknown payment provider {provider!r}")
     try:

@@ -30,9 +30,6 @@ from demo.payments_simulator import (
 from skyport.errors import CommandError
 from skyport.main import run_command
 
-# Where the simulator posts unless told otherwise (`skyport web`'s default).
-DEFAULT_URL = "http://127.0.0.1:8000"
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_command(_parser, argv, prog="demo")
@@ -72,7 +69,7 @@ def _add_simulate_payments(subparsers: Any) -> None:
         "simulate-payments", help="post signed payment-gateway callbacks to a running web process"
     )
     cmd.add_argument(
-        "--url", default=None, help=f"web process (default: http://127.0.0.1:$PORT or {DEFAULT_URL})"
+        "--url", default=None, help="web process (default: http://127.0.0.1:$PORT, PORT defaulting to 8000)"
     )
     cmd.add_argument(
         "--provider", default="simulator", help="provider name in the URL (default: %(default)s)"

@@ -1,9 +1,9 @@
 """What a job family declares, in one place (its `family.py`), for everything above the families.
 
-The worker imports `actors` (declaring the actors), the scheduler runs `schedule` and `startup`,
-the console shows `reads` and offers `actions`, /metrics adds `metrics`, the command line adds
-`commands`. Nothing above the families names a family's modules: they read `jobs.registry.FAMILIES`.
-"""
+Importing a family's `family.py` imports its `actors` (declaring them); the scheduler runs its
+`schedule` and `startup`, the console shows its `reads` and offers its `actions`, /metrics adds
+its `metrics`, the command line adds its `commands`. Nothing above the families looks a family's
+module up by name: they read `jobs.registry.FAMILIES`."""
 
 from __future__ import annotations
 

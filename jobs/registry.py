@@ -2,7 +2,7 @@
 
 Importing this module declares every actor on the broker: the runtime's own (`ping`, the ledger's
 maintenance), each family's, and the modules named in SKYPORT_EXTRA_MODULES (an app's own actor
-modules). A worker loads it as `jobs.registry:broker`. A new family adds its `FAMILY` here.
+modules). A worker loads it through `skyport.app:broker`. A new family adds its `FAMILY` here.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ FAMILIES: tuple[Family, ...] = (LEDGER, NOTIFICATIONS, QUOTES, PARTITIONS, MATVI
 def _import_extra_modules() -> None:
     # The app's own modules, named by configuration: the one place a module is imported by name.
     for name in config.get().worker.extra_modules:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise config.ConfigError(f"SKYPORT_EXTRA_MODULES: cannot import {name!r}: {exc}") from None
 
 
 def schedule() -> Iterator[Periodic]:

@@ -101,7 +101,7 @@ SCHEDULE = shipped_schedule()
 
 
 def env_name(name: str) -> str:
-    return "SKYPORT_SCHEDULE_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return config.SCHEDULE_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
 def load_schedule(

@@ -116,7 +116,8 @@ def redis_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     except redis.RedisError as exc:
         _service_down("Redis", exc)
     namespace = f"skyport-test-{RUN_ID}-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.setenv("BROKER_URL", TEST_REDIS_URL)
+    monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("SKYPORT_BROKER_NAMESPACE", namespace)
     config.get.cache_clear()
     try:

@@ -1,6 +1,7 @@
-"""The job runtime: enqueue API, ledger, relay, lifeline, worker entry point.
+"""The job runtime: enqueue API, ledger, relay, consumer, lifeline, middleware.
 
-Apps use `enqueue` / `enqueue_many`; job modules declare actors with `workers.actor`.
+Job modules declare actors with `workers.actor`. `enqueue` / `enqueue_many` know the actors
+declared in this process: apps import them from `skyport.app`, which declares every actor.
 """
 
 from __future__ import annotations

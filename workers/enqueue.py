@@ -247,7 +247,10 @@ def resolve_actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
         return broker.get_actor(name)
     except dramatiq.ActorNotFound:
         known = ", ".join(sorted(broker.get_declared_actors())) or "none"
-        raise EnqueueError(f"unknown actor {name!r} (known actors: {known})") from None
+        raise EnqueueError(
+            f"unknown actor {name!r} (known actors: {known}; `import skyport.app` declares every "
+            "job family's actors and SKYPORT_EXTRA_MODULES)"
+        ) from None
 
 
 # Computing a signature costs more than the rest of the validation; an actor's function is fixed.

@@ -143,7 +143,7 @@ def run_actor(url: str, rows: int, batch: int, redis_url: str) -> float:
     env = {
         **os.environ,
         "DATABASE_URL": url,
-        "REDIS_URL": redis_url,
+        "BROKER_URL": redis_url,
         "SKYPORT_BROKER_NAMESPACE": namespace,
         "SKYPORT_NOTIFY_BATCH": str(batch),
         "SKYPORT_NOTIFY_TIME_BUDGET_S": "600",
@@ -162,7 +162,7 @@ def run_actor(url: str, rows: int, batch: int, redis_url: str) -> float:
             while conn.execute("SELECT count(*) FROM workers").fetchone()[0] < 2:
                 assert time.monotonic() < deadline, "workers did not start"
                 time.sleep(0.1)
-            os.environ.update({"REDIS_URL": redis_url, "SKYPORT_BROKER_NAMESPACE": namespace})
+            os.environ.update({"BROKER_URL": redis_url, "SKYPORT_BROKER_NAMESPACE": namespace})
             import config
             from workers import JobSpec, enqueue_many
 

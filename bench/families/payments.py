@@ -93,7 +93,7 @@ def run(args: argparse.Namespace, database_url: str, dbname: str, namespace: str
     logs = Path(tempfile.mkdtemp(prefix="bench-payments-"))
     env = {
         "DATABASE_URL": database_url,
-        "REDIS_URL": args.redis_url,
+        "BROKER_URL": args.redis_url,
         "SKYPORT_BROKER_NAMESPACE": namespace,
         "PAYMENT_WEBHOOK_SECRET": SECRET,
         "SKYPORT_SECRET_KEY": "bench",

@@ -72,7 +72,10 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="server to use (the soak creates and drops a database of its own there)",
     )
-    add("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    add(
+        "--redis-url",
+        default=os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
     add("--keep-logs", action="store_true", help="keep the processes' logs")
     return p
 

@@ -54,7 +54,7 @@ class Soak:
     def environment(self) -> dict[str, str]:
         env = {
             "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.args.redis_url,
+            "BROKER_URL": self.args.redis_url,
             "SKYPORT_BROKER_NAMESPACE": self.namespace,
             "SKYPORT_EXTRA_MODULES": "bench.soak.actors",
             "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,

@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="server to use (the bench creates and drops a database of its own there)",
     )
-    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
     return p
 

@@ -28,7 +28,7 @@ class IdlePoll(Middleware):
 
 
 broker = RedisBroker(
-    url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    url=os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     namespace=os.environ["BENCH_BARE_NAMESPACE"],
 )
 broker.add_middleware(IdlePoll())

@@ -47,7 +47,7 @@ class BarePath:
     BROKER = "bench.throughput.bare_app:broker"
 
     def __init__(self, redis_url: str, namespace: str) -> None:
-        self.env = {"REDIS_URL": redis_url, "BENCH_BARE_NAMESPACE": namespace}
+        self.env = {"BROKER_URL": redis_url, "BENCH_BARE_NAMESPACE": namespace}
         os.environ.update(self.env)
         from bench.throughput import bare_app
 
@@ -90,7 +90,7 @@ class LedgerPath:
     def __init__(self, database_url: str, redis_url: str, namespace: str, history: int) -> None:
         self.env = {
             "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
+            "BROKER_URL": redis_url,
             "SKYPORT_BROKER_NAMESPACE": namespace,
             "SKYPORT_EXTRA_MODULES": "bench.throughput.ledger_actors",
         }

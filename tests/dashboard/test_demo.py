@@ -45,7 +45,7 @@ def test_private_servers_start_when_nothing_answers(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(servers, "DATA", tmp_path)
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/skyport")
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("BROKER_URL", "redis://127.0.0.1:1/0")
     config.get.cache_clear()
     try:
         pg_url, redis_url = servers.start_postgres(), servers.start_redis()

@@ -18,14 +18,14 @@ pytestmark = pytest.mark.slow
 
 def _use_redis(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     """The test process's broker URL: where enqueue() sends jobs (to Redis, right after they commit)."""
-    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.setenv("BROKER_URL", url)
     config.get.cache_clear()
 
 
 @pytest.mark.timeout(90)
 def test_redis_down_at_enqueue_loses_nothing(effects: str, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [f"down-{i}" for i in range(100)]
-    with PrivateRedis() as redis_server, WorkerProcess(env={"REDIS_URL": redis_server.url}) as worker:
+    with PrivateRedis() as redis_server, WorkerProcess(env={"BROKER_URL": redis_server.url}) as worker:
         _use_redis(monkeypatch, redis_server.url)  # the app's enqueue sends to the workers' Redis
         worker.wait_ready(effects)
         redis_server.stop()
@@ -55,7 +55,7 @@ def test_redis_restarted_empty_after_publishing_still_runs_everything_once(
     keys = [f"lost-{i}" for i in range(100)]
     env = {"SKYPORT_REPUBLISH_AFTER_S": "2"}
     with PrivateRedis() as redis_server:
-        env["REDIS_URL"] = redis_server.url
+        env["BROKER_URL"] = redis_server.url
         _use_redis(monkeypatch, redis_server.url)
         # A worker that consumes another queue: its relay publishes, nobody takes the jobs.
         with WorkerProcess(env=env, args=["--queues", "other"]) as relay_only:
@@ -141,7 +141,7 @@ def test_rabbitmq_broker_runs_retries_and_buries_jobs(
     effects: str, rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _use_redis(monkeypatch, rabbitmq_url)  # the app's broker too (its jobs then go by the relay)
-    with WorkerProcess(env={"REDIS_URL": rabbitmq_url}) as worker:
+    with WorkerProcess(env={"BROKER_URL": rabbitmq_url}) as worker:
         worker.wait_ready(effects)
         ok = enqueue("remember", ["rabbit-ok"]).id
         flaky = enqueue("flaky", ["rabbit-flaky"], {"failures": 1}).id
@@ -164,7 +164,7 @@ def test_rabbitmq_kill_9_during_jobs_runs_each_again_once(
     effects: str, rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _use_redis(monkeypatch, rabbitmq_url)
-    env = {"REDIS_URL": rabbitmq_url}
+    env = {"BROKER_URL": rabbitmq_url}
     keys = [f"rabbit-slow-{i}" for i in range(4)]  # 2 threads: two run, two wait prefetched (unacked)
     with WorkerProcess(threads=2, env=env) as worker:
         worker.wait_ready(effects)

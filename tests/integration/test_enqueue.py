@@ -271,7 +271,7 @@ def test_enqueue_outside_a_transaction_sends_the_job_to_redis_at_once(
 def test_a_send_refused_by_redis_leaves_the_job_to_the_relay(
     conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
     config.get.cache_clear()
     monkeypatch.setattr(enqueue_module, "_sending_paused_until", 0.0)
     ref = enqueue("remember", ["x"])  # no error: the job is in the ledger

@@ -77,20 +77,31 @@ def test_malformed_values_name_the_variable(
         config.load()
 
 
-def test_cli_reports_a_bad_url_in_one_line_without_traceback() -> None:
+@pytest.mark.parametrize(
+    ("command", "env", "message"),
+    [
+        (
+            ["jobs", "list"],
+            {"DATABASE_URL": "mysql://nope"},
+            "DATABASE_URL must start with one of postgresql://, postgres://: 'mysql://nope'",
+        ),
+        (["--version"], {"SKYPORT_EXTRA_MODULES": "no.such.module"}, "SKYPORT_EXTRA_MODULES: cannot import"),
+    ],
+)
+def test_cli_reports_bad_configuration_in_one_line_without_traceback(
+    command: list[str], env: dict[str, str], message: str
+) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "skyport", "jobs", "list"],
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "mysql://nope", "PYTHONPATH": str(REPO)},
+        [sys.executable, "-m", "skyport", *command],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env},
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=60,
     )
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [
-        "skyport: configuration error: DATABASE_URL must start with one of postgresql://, postgres://: "
-        "'mysql://nope'"
-    ]
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(f"skyport: configuration error: {message}")
     assert "Traceback" not in out.stderr
 
 
