@@ -38,11 +38,23 @@ WEBHOOK_SECRET_PREFIX = "PAYMENT_WEBHOOK_SECRET_"
 
 @dataclass(frozen=True)
 class DatabaseConfig:
+    # Where every connection goes: the server, or a pooler in front of it.
     url: str
+    # A direct connection to the server (not through a transaction pooler), for LISTEN and
+    # migrations; None: `url` is direct enough, or (behind a transaction pooler) nothing listens.
+    direct_url: str | None = None
+    # "none", or "transaction": `url` is a transaction pooler (PgBouncer pool_mode=transaction),
+    # so no connection keeps session state: no prepared statements, no LISTEN, no session locks.
+    pooler: str = "none"
 
     @property
     def sqlalchemy_url(self) -> str:
         return to_sqlalchemy_url(self.url)
+
+    @property
+    def session_url(self) -> str | None:
+        """A URL whose connections keep their session (LISTEN, session settings), or None."""
+        return self.direct_url or (self.url if self.pooler == "none" else None)
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,8 @@ class ObservabilityConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
-    # The port `skyport web` listens on unless --port says otherwise.
+    # The address and port `skyport web` listens on unless --host / --port say otherwise.
+    host: str
     port: int
     # Processes serving the one port (uvicorn workers), and one log line per request.
     concurrency: int
@@ -201,7 +214,11 @@ def variables() -> list[str]:
 def _build(env: Reader) -> Config:
     return Config(
         database=DatabaseConfig(
-            url=env.url("DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres"))
+            url=env.url("DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres")),
+            direct_url=env.url("DATABASE_DIRECT_URL", "", ("postgresql", "postgres"))
+            if env.text("DATABASE_DIRECT_URL")
+            else None,
+            pooler=env.choice("SKYPORT_DATABASE_POOLER", "none", ("none", "transaction")),
         ),
         broker=BrokerConfig(
             url=env.url(
@@ -216,6 +233,7 @@ def _build(env: Reader) -> Config:
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
         ),
         web=WebConfig(
+            host=env.text("HOST") or "127.0.0.1",
             port=env.int("PORT", 8000, minimum=1),
             concurrency=env.int("WEB_CONCURRENCY", 1, minimum=1),
             access_log=env.flag("SKYPORT_WEB_ACCESS_LOG", True),

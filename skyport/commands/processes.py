@@ -17,7 +17,7 @@ WORKER_APP = "skyport.app:broker"
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     cmd = sub.add_parser("web", help="run the web process (dashboard, webhooks, health, metrics)")
-    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    cmd.add_argument("--host", default=None, help="address to listen on (default: $HOST, else 127.0.0.1)")
     cmd.add_argument("--port", type=int, default=None, help="port to listen on (default: $PORT, else 8000)")
     cmd.add_argument(
         "--workers",
@@ -83,7 +83,7 @@ def _web(args: argparse.Namespace) -> int:
         raise CommandError(f"--workers must be at least 1, got {workers}")
     uvicorn.run(
         "dashboard.app:app",
-        host=args.host,
+        host=args.host or cfg.host,
         port=args.port or cfg.port,
         workers=workers,
         access_log=cfg.access_log if args.access_log is None else args.access_log,

@@ -116,3 +116,26 @@ def test_nothing_but_config_reads_the_environment() -> None:
                 if "getenv(" in code or re.search(r"os\.environ(?!\[[^]]*\]\s*=)", code):
                     readers.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not readers, "read the variable through config/ instead:\n" + "\n".join(readers)
+
+
+def test_the_web_listens_locally_and_the_database_pooler_is_explicit() -> None:
+    cfg = config.load({})
+    assert (cfg.web.host, cfg.database.pooler, cfg.database.session_url) == (
+        "127.0.0.1",
+        "none",
+        config.DEFAULT_DATABASE_URL,
+    )
+    pooled = config.load(
+        {"DATABASE_URL": "postgresql://u@pooler:6432/db", "SKYPORT_DATABASE_POOLER": "transaction"}
+    ).database
+    assert pooled.session_url is None
+    direct = config.load(
+        {
+            "DATABASE_URL": "postgresql://u@pooler:6432/db",
+            "SKYPORT_DATABASE_POOLER": "transaction",
+            "DATABASE_DIRECT_URL": "postgresql://u@db:5432/db",
+        }
+    ).database
+    assert direct.session_url == "postgresql://u@db:5432/db"
+    with pytest.raises(config.ConfigError, match="SKYPORT_DATABASE_POOLER must be none or transaction"):
+        config.load({"SKYPORT_DATABASE_POOLER": "session"})
