@@ -160,7 +160,7 @@ def _apply(job: PeriodicJob | None, name: str, changes: dict[str, Any], source: 
 
 def validate(jobs: list[PeriodicJob]) -> None:
     """Fail at start-up, naming the entry, on a bad trigger, unknown actor or bad arguments."""
-    from workers.enqueue import EnqueueError, JobSpec, validate_spec
+    from workers.job_spec import EnqueueError, JobSpec, validate_spec
 
     for job in jobs:
         if not _NAME.match(job.name):

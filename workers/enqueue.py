@@ -11,14 +11,11 @@ NOTHING), never by a check-then-insert.
 from __future__ import annotations
 
 import functools
-import inspect
-import json
 import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,9 +26,8 @@ import redis
 import config
 from db import pool
 from workers import ledger_sql, relay
+from workers.job_spec import EnqueueError, JobRef, JobSpec, Row, validate_spec
 
-# Retries an actor gets unless it sets `max_retries` (so max_retries + 1 attempts in all).
-DEFAULT_MAX_RETRIES = 10
 # Attempts to resolve a dedup conflict whose holder is finishing at the same moment.
 _DEDUP_RESOLVE_TRIES = 5
 # After Redis refused jobs sent at enqueue, enqueue leaves publishing to the relay this long.
@@ -41,49 +37,6 @@ DEFAULT_SEND_TIMEOUT_S = 1.0
 
 logger = logging.getLogger("skyport.enqueue")
 _sending_paused_until = 0.0
-
-
-class EnqueueError(ValueError):
-    """The job cannot be enqueued as asked (unknown actor or queue, bad arguments, bad delay)."""
-
-
-@dataclass(frozen=True)
-class JobRef:
-    """What enqueue returns: the job's id, and whether this call created it."""
-
-    id: int
-    created: bool
-    state: str
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One job to enqueue (the arguments of `enqueue`, for `enqueue_many`)."""
-
-    actor: dramatiq.Actor | str
-    args: Sequence[Any] = ()
-    kwargs: dict[str, Any] | None = None
-    dedup_key: str | None = None
-    dedup_window: timedelta | float | None = None
-    delay: timedelta | float | None = None
-    eta: datetime | None = None
-    queue: str | None = None
-
-
-@dataclass
-class _Row:
-    actor: str
-    queue: str
-    args: str
-    kwargs: str
-    dedup_key: str | None
-    dedup_window_s: float | None
-    delay_s: float | None
-    eta: datetime | None
-    max_attempts: int
-    call: tuple[list[Any], dict[str, Any]]  # the arguments as given (for a message sent at once)
-    ref: JobRef | None = field(default=None)
-    message_id: str | None = None  # set when the row was inserted published (sent at once)
 
 
 def enqueue(
@@ -128,7 +81,7 @@ def enqueue_many(jobs: Iterable[JobSpec], *, conn: Any = None, enqueued_by: str 
     return [row.ref for row in rows if row.ref is not None]
 
 
-def _send(conn: psycopg.Connection, rows: list[_Row]) -> None:
+def _send(conn: psycopg.Connection, rows: list[Row]) -> None:
     """Hand jobs that just committed (inserted as published) to Redis, as the relay would.
     If Redis refuses, they are marked unpublished for the relay, which publishes them when Redis
     is back, and enqueue stops sending for a while; if even that write fails, the lifeline
@@ -167,7 +120,7 @@ def _sends_at_once(conn: Any) -> bool:
     return config.get().broker.kind == "redis"
 
 
-def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str, send: bool) -> None:
+def _insert(conn: psycopg.Connection, rows: list[Row], enqueued_by: str, send: bool) -> None:
     """Insert the rows (marked published when `send`: the caller sends them right after the
     commit); each row gets its reference, an existing job's for a dedup key that is taken."""
     pending = rows
@@ -181,7 +134,7 @@ def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str, send: 
         without_key = sorted((job_id, state, mid) for job_id, key, state, mid in returned if key is None)
         for row, (job_id, state, message_id) in zip(fresh, without_key, strict=True):
             row.ref, row.message_id = JobRef(job_id, True, state), message_id
-        conflicted: list[_Row] = []
+        conflicted: list[Row] = []
         for row in pending:
             if row.dedup_key is None:
                 continue
@@ -213,7 +166,7 @@ def _insert(conn: psycopg.Connection, rows: list[_Row], enqueued_by: str, send: 
     raise EnqueueError(f"could not settle dedup keys {[r.dedup_key for r in pending]}: they keep changing")
 
 
-# The _Row fields that are statement parameters.
+# The Row fields that are statement parameters.
 _PARAMETERS = (
     "actor",
     "queue",
@@ -227,88 +180,16 @@ _PARAMETERS = (
 )
 
 
-def _one(row: _Row, enqueued_by: str, send: bool) -> dict[str, Any]:
+def _one(row: Row, enqueued_by: str, send: bool) -> dict[str, Any]:
     return {"enqueued_by": enqueued_by, "send": send} | {name: getattr(row, name) for name in _PARAMETERS}
 
 
-def _columns(rows: list[_Row], enqueued_by: str, send: bool) -> dict[str, Any]:
+def _columns(rows: list[Row], enqueued_by: str, send: bool) -> dict[str, Any]:
     columns = {name: [getattr(r, name) for r in rows] for name in _PARAMETERS}
     return {"enqueued_by": enqueued_by, "send": send} | columns
 
 
 # ---- validation -------------------------------------------------------------------------------
-
-
-def resolve_actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
-    from workers.broker import broker  # the actors this process declared (jobs.registry: every one)
-
-    name = actor.actor_name if isinstance(actor, dramatiq.Actor) else actor
-    try:
-        return broker.get_actor(name)
-    except dramatiq.ActorNotFound:
-        known = ", ".join(sorted(broker.get_declared_actors())) or "none"
-        raise EnqueueError(
-            f"unknown actor {name!r} (known actors: {known}; `import skyport.app` declares every "
-            "job family's actors and SKYPORT_EXTRA_MODULES)"
-        ) from None
-
-
-# Computing a signature costs more than the rest of the validation; an actor's function is fixed.
-_signature = functools.lru_cache(maxsize=1024)(inspect.signature)
-
-
-def _seconds(name: str, value: timedelta | float | None) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-        raise EnqueueError(f"{name} must be seconds or a timedelta, got {value!r}")
-    if seconds < 0:
-        raise EnqueueError(f"{name} must not be negative, got {seconds}")
-    return float(seconds)
-
-
-def _json(name: str, value: Any) -> str:
-    try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise EnqueueError(f"{name} must be JSON-serializable: {exc}") from None
-
-
-def validate_spec(spec: JobSpec) -> _Row:
-    """Check a job before it is written; raises EnqueueError saying what is wrong."""
-    actor = resolve_actor(spec.actor)
-    queue = spec.queue or actor.queue_name
-    declared = actor.broker.get_declared_queues()
-    if queue not in declared:
-        raise EnqueueError(f"unknown queue {queue!r} (declared queues: {', '.join(sorted(declared))})")
-    args = list(spec.args)
-    kwargs = dict(spec.kwargs or {})
-    try:
-        _signature(actor.fn).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise EnqueueError(f"invalid arguments for {actor.actor_name}: {exc}") from None
-    if spec.eta is not None and spec.delay is not None:
-        raise EnqueueError("give either delay or eta, not both")
-    if spec.eta is not None and (not isinstance(spec.eta, datetime) or spec.eta.tzinfo is None):
-        raise EnqueueError(f"eta must be a timezone-aware datetime, got {spec.eta!r}")
-    if spec.dedup_window is not None and spec.dedup_key is None:
-        raise EnqueueError("dedup_window needs a dedup_key")
-    if spec.dedup_key is not None and (not isinstance(spec.dedup_key, str) or not spec.dedup_key):
-        raise EnqueueError(f"dedup_key must be a non-empty string, got {spec.dedup_key!r}")
-    max_retries = actor.options.get("max_retries", DEFAULT_MAX_RETRIES)
-    return _Row(
-        actor=actor.actor_name,
-        queue=queue,
-        args=_json("args", args),
-        kwargs=_json("kwargs", kwargs),
-        dedup_key=spec.dedup_key,
-        dedup_window_s=_seconds("dedup_window", spec.dedup_window),
-        delay_s=_seconds("delay", spec.delay),
-        eta=spec.eta,
-        max_attempts=max_retries + 1,
-        call=(args, kwargs),
-    )
 
 
 # ---- the caller's connection ------------------------------------------------------------------

@@ -47,25 +47,72 @@ def test_delay_and_eta_schedule_the_job(conn: psycopg.Connection) -> None:
 
 
 @pytest.mark.parametrize(
-    ("call", "message"),
+    ("call", "field", "message"),
     [
-        (lambda: enqueue("no_such_actor"), "unknown actor 'no_such_actor'"),
-        (lambda: enqueue("remember", [object()]), "args must be JSON-serializable"),
-        (lambda: enqueue("remember", [], {"key": float("nan")}), "kwargs must be JSON-serializable"),
-        (lambda: enqueue("remember", ["a"], delay=-1), "delay must not be negative"),
-        (lambda: enqueue("remember", ["a"], delay=timedelta(seconds=-5)), "delay must not be negative"),
-        (lambda: enqueue("remember", ["a"], queue="nowhere"), "unknown queue 'nowhere'"),
-        (lambda: enqueue("remember", ["a", "b"]), "invalid arguments for remember"),
-        (lambda: enqueue("remember", [], {"nope": 1}), "invalid arguments for remember"),
-        (lambda: enqueue("remember", ["a"], eta=datetime(2030, 1, 1)), "eta must be a timezone-aware"),
-        (lambda: enqueue("remember", ["a"], dedup_window=5), "dedup_window needs a dedup_key"),
-        (lambda: enqueue("remember", ["a"], dedup_key=""), "dedup_key must be a non-empty string"),
+        (lambda: enqueue("no_such_actor"), "actor", "unknown actor 'no_such_actor'"),
+        (lambda: enqueue(["not", "a name"]), "actor", "actor must be an actor or its name"),
+        (lambda: enqueue("remember", [object()]), "args", "args must be JSON-serializable"),
+        (lambda: enqueue("remember", "ab"), "args", "args must be a list or tuple"),
+        (
+            lambda: enqueue("remember", [], {"key": float("nan")}),
+            "kwargs",
+            "kwargs must be JSON-serializable",
+        ),
+        (lambda: enqueue("remember", [], {1: "x"}), "kwargs", "kwargs must be a dict with string keys"),
+        (lambda: enqueue("remember", ["a\x00b"]), "args", "a NUL character"),
+        (lambda: enqueue("remember", ["\ud800"]), "args", "a lone surrogate"),
+        (lambda: enqueue("remember", [], {"key": {"\udfff": 1}}), "kwargs", "a lone surrogate"),
+        (lambda: enqueue("remember", ["x" * 11_000_000]), "args", "more than 1,048,576"),
+        (lambda: enqueue("remember", ["a"], delay=-1), "delay", "delay must be between 0 and"),
+        (lambda: enqueue("remember", ["a"], delay=timedelta(seconds=-5)), "delay", "delay must be between"),
+        (lambda: enqueue("remember", ["a"], delay=float("nan")), "delay", "delay must be between"),
+        (lambda: enqueue("remember", ["a"], delay=float("inf")), "delay", "delay must be between"),
+        (lambda: enqueue("remember", ["a"], delay=10**12), "delay", "delay must be between"),
+        (lambda: enqueue("remember", ["a"], queue="nowhere"), "queue", "unknown queue 'nowhere'"),
+        (lambda: enqueue("remember", ["a"], queue=["default"]), "queue", "unknown queue"),
+        (lambda: enqueue("remember", ["a", "b"]), "args", "invalid arguments for remember"),
+        (lambda: enqueue("remember", [], {"nope": 1}), "args", "invalid arguments for remember"),
+        (lambda: enqueue("remember", ["a"], eta=datetime(2030, 1, 1)), "eta", "eta must be a timezone-aware"),
+        (
+            lambda: enqueue("remember", ["a"], eta=datetime(9999, 1, 1, tzinfo=UTC)),
+            "eta",
+            "eta must be within",
+        ),
+        (
+            lambda: enqueue("remember", ["a"], dedup_window=5),
+            "dedup_window",
+            "dedup_window needs a dedup_key",
+        ),
+        (
+            lambda: enqueue("remember", ["a"], dedup_key=""),
+            "dedup_key",
+            "dedup_key must be a non-empty string",
+        ),
+        (lambda: enqueue("remember", ["a"], dedup_key="k" * 2000), "dedup_key", "longer than 1024 bytes"),
+        (lambda: enqueue("remember", ["a"], dedup_key="a\x00"), "dedup_key", "a NUL character"),
+        (lambda: enqueue("remember", ["a"], dedup_key="\udc00"), "dedup_key", "a lone surrogate"),
+        (
+            lambda: enqueue("remember", ["a"], dedup_key="k", dedup_window=float("inf")),
+            "dedup_window",
+            "dedup_window must be between",
+        ),
     ],
 )
-def test_invalid_input_is_refused_and_writes_nothing(conn: psycopg.Connection, call, message: str) -> None:
-    with pytest.raises(EnqueueError, match=message):
+def test_invalid_input_is_refused_and_writes_nothing(
+    conn: psycopg.Connection, call, field: str, message: str
+) -> None:
+    with pytest.raises(EnqueueError, match=message) as refused:
         call()
+    assert refused.value.field == field
     assert _count(conn) == 0
+
+
+def test_non_ascii_text_and_emoji_are_stored(conn: psycopg.Connection) -> None:
+    ref = enqueue("remember", ["héllo 😀 \ud55c"], dedup_key="ключ-😀")
+    assert conn.execute("SELECT args->>0, dedup_key FROM jobs WHERE id = %s", (ref.id,)).fetchone() == (
+        "héllo 😀 \ud55c",
+        "ключ-😀",
+    )
 
 
 def test_a_bad_job_in_a_batch_writes_nothing(conn: psycopg.Connection) -> None:
