@@ -30,8 +30,10 @@ import redis
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff, dq_name
+from dramatiq.common import compute_backoff, dq_name, xq_name
 from dramatiq.errors import ConnectionClosed
+
+from workers import observability
 
 logger = logging.getLogger("skyport.worker")
 
@@ -55,6 +57,29 @@ end
 """
 
 
+# Moves fetched messages whose data cannot be decoded (ARGV[2..], their raw bytes) out of the
+# consumer's fetched set and the queue's messages into Dramatiq's dead-letter set of the queue
+# (`<queue>.XQ`, scored by ARGV[1], the time in ms; Dramatiq's maintenance expires it like its own
+# dead letters), keeping the raw bytes there for ops. Returns the ids moved. The fetch returns
+# data without ids, so a message is found by its data among the consumer's fetched ones.
+DEAD_LETTER_RAW = """
+local moved = {}
+local poison = {}
+for i = 2, #ARGV do poison[ARGV[i]] = true end
+for _, id in ipairs(redis.call("smembers", KEYS[1])) do
+    local data = redis.call("hget", KEYS[2], id)
+    if data and poison[data] then
+        redis.call("srem", KEYS[1], id)
+        redis.call("hdel", KEYS[2], id)
+        redis.call("zadd", KEYS[3], ARGV[1], id)
+        redis.call("hset", KEYS[4], id, data)
+        table.insert(moved, id)
+    end
+end
+return moved
+"""
+
+
 class ClaimingRedisBroker(RedisBroker):
     """A RedisBroker whose consumers claim ledger jobs at fetch time (see the module's text)."""
 
@@ -63,6 +88,7 @@ class ClaimingRedisBroker(RedisBroker):
         self.claim = claim
         self.release = release
         self.ack_many = self.client.register_script(ACK_MANY)
+        self.dead_letter_raw = self.client.register_script(DEAD_LETTER_RAW)
         # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
         # acks to the next one.
         self.pending_acks: dict[str, deque[str]] = defaultdict(deque)
@@ -83,6 +109,17 @@ class ClaimingRedisBroker(RedisBroker):
         except redis.ConnectionError:
             pending.extendleft(reversed(ids))  # sent again by the next flush
             raise
+
+    def set_aside(self, queue_name: str, raw: list[bytes]) -> list[str]:
+        """Dead-letter fetched messages that cannot be decoded, raw bytes kept (see DEAD_LETTER_RAW)."""
+        keys = [
+            f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
+            f"{self.namespace}:{queue_name}.msgs",
+            f"{self.namespace}:{xq_name(queue_name)}",
+            f"{self.namespace}:{xq_name(queue_name)}.msgs",
+        ]
+        moved = self.dead_letter_raw(keys=keys, args=[int(time.time() * 1000), *raw])
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in moved]
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _RedisConsumer:
         if queue_name == dq_name(queue_name):  # Dramatiq's delay queues hold messages, not work
@@ -157,9 +194,32 @@ class ClaimingConsumer(_RedisConsumer):
                     time.sleep(backoff_ms / 1000)
                     return None
                 self.misses = 0
-                self._claim([MessageProxy(Message.decode(data)) for data in fetched if data is not None])
+                self._claim(self._decode(fetched))
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
+
+    def _decode(self, fetched: list[bytes | None]) -> list[MessageProxy]:
+        """The fetched messages that decode; the others are set aside at once, so that one poison
+        message never holds up the valid ones fetched with it."""
+        decoded, poison = [], []
+        for data in fetched:
+            if data is None:
+                continue
+            try:
+                decoded.append(MessageProxy(Message.decode(data)))
+            except Exception:  # DecodeError, or JSON that is not a message (missing fields)
+                poison.append(data)
+        if poison:
+            moved = self.broker.set_aside(self.queue_name, poison)
+            observability.count_poison_messages(self.queue_name, len(poison))
+            logger.error(
+                "queue %s: %d undecodable message(s) dead-lettered with their raw bytes (%s): %r",
+                self.queue_name,
+                len(poison),
+                ", ".join(moved),
+                poison[0][:200],
+            )
+        return decoded
 
     def _claim(self, fetched: list[MessageProxy]) -> None:
         self.queued_message_ids.update(m.message_id for m in fetched)

@@ -94,6 +94,23 @@ def set_prometheus_env(cfg: config.Config) -> None:
     )
 
 
+_poison_counter: Any = None
+
+
+def count_poison_messages(queue: str, count: int) -> None:
+    """`skyport_poison_messages_total{queue}`: undecodable messages a consumer set aside. Made at
+    the first one: prometheus_client must load after Dramatiq's Prometheus middleware set its
+    multiprocess folder, or the worker processes' counts would not be exported."""
+    global _poison_counter
+    if _poison_counter is None:
+        from prometheus_client import Counter
+
+        _poison_counter = Counter(
+            "skyport_poison_messages", "Undecodable broker messages dead-lettered", ["queue"]
+        )
+    _poison_counter.labels(queue).inc(count)
+
+
 # ---- job context ------------------------------------------------------------------------------
 
 

@@ -151,3 +151,30 @@ def test_a_message_for_an_actor_this_worker_lacks_is_not_claimed(
     assert claims.batches == [[4]]  # only the message of a known actor was claimed
     assert sorted(m.args[0] for m in taken) == [0, 2, 4]  # the others go on to Dramatiq, which
     consumer.close()  # dead-letters a message of an unknown actor
+
+
+def _push_raw(redis_namespace: str, message_id: str, data: bytes) -> None:
+    """A message as Dramatiq's enqueue stores it (its data under an id, the id in the queue)."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.hset(f"{redis_namespace}:{QUEUE}.msgs", message_id, data)
+    client.rpush(f"{redis_namespace}:{QUEUE}", message_id)
+
+
+def test_undecodable_messages_are_set_aside_and_the_valid_ones_fetched_with_them_run(
+    broker: ClaimingRedisBroker, claims: _Claims, redis_namespace: str
+) -> None:
+    _send(broker, range(0, 4, 2))
+    _push_raw(redis_namespace, "poison-1", b"\xff\xfe not json")
+    _push_raw(redis_namespace, "poison-2", b'{"valid json": "but not a message"}')
+    _send(broker, range(4, 8, 2))
+    consumer = broker.consume(QUEUE, prefetch=8, timeout=100)
+    taken = _take(consumer, 4)  # one fetch: the four valid messages come out of it at once
+    assert [m.args[0] for m in taken] == [0, 2, 4, 6]
+    assert claims.batches == [[0, 2, 4, 6]]
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    dead = f"{redis_namespace}:{QUEUE}.XQ"
+    assert sorted(client.zrange(dead, 0, -1)) == [b"poison-1", b"poison-2"]
+    assert client.hget(f"{dead}.msgs", "poison-1") == b"\xff\xfe not json"  # the raw bytes, for ops
+    assert client.hget(f"{redis_namespace}:{QUEUE}.msgs", "poison-1") is None
+    acks = f"{redis_namespace}:__acks__.{broker.broker_id}.{QUEUE}"
+    assert not {b"poison-1", b"poison-2"} & client.smembers(acks)  # not held by this worker either
