@@ -27,9 +27,11 @@ import tests.actors
 import tests.topology.actors  # declared here too: the test process enqueues them
 from db import pool
 from tests.conftest import ON_CI
-from tests.support import REPO, postgres_bindir, scalar, wait_for
+from tests.support import REPO, postgres_bindir, scalar
 from tests.topology.network import Host, Network, leftovers, unavailable_reason
 from tests.topology.servers import BridgePostgres, BridgeRedis, HostWorker
+from tests.topology.views import activity
+from tests.topology.waiting import wait_until
 
 HOSTS = 3
 TEMPLATE = "skyport_topology_tpl"
@@ -137,8 +139,7 @@ class Cluster:
             found = {w: self.worker_id(w) for w in workers}
             return found if all(found.values()) else None
 
-        logs = "\n".join(w.output() for w in workers)
-        return wait_for(ids, timeout_s, 0.1, what=f"workers to heartbeat\n{logs}")
+        return wait_until(ids, timeout_s, "the workers to heartbeat", self.report)
 
     def worker_id(self, worker: HostWorker) -> str | None:
         pids = list(worker.pids())
@@ -147,6 +148,11 @@ class Cluster:
             "SELECT max(worker_id) FROM workers WHERE pid = ANY(%s)",
             (pids,),
         )
+
+    def report(self) -> str:
+        """The database's sessions and jobs, and every worker's log: for a failed wait."""
+        logs = [f"--- worker in {w.host.name} ({w.host.address}) ---\n{w.output()}" for w in self.workers]
+        return "\n".join([activity(self.database_url), *logs])
 
     def close(self) -> None:
         for worker in self.workers:

@@ -70,6 +70,10 @@ class BridgeRedis(PrivateRedis):
         return self
 
 
+# What a worker logs when the ledger refuses an outcome it writes (workers/middleware.py).
+OUTCOME_IGNORED = "ignored (cancelled or recovered meanwhile)"
+
+
 class HostWorker(WorkerProcess):
     """`skyport worker -p 1` inside a host's network namespace (`ip netns exec` execs the
     worker, so the process group is the worker's own: freezing it freezes the whole host)."""
@@ -99,6 +103,10 @@ class HostWorker(WorkerProcess):
 
     def thaw(self) -> None:
         os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def ignored_outcomes(self) -> int:
+        """Outcomes this worker wrote that the ledger refused (the job was no longer its own)."""
+        return self.log_count(OUTCOME_IGNORED)
 
     def log_count(self, *texts: str) -> int:
         """Lines of the worker's log that contain every one of `texts`."""

@@ -16,14 +16,12 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.consistency import check_consistency
-from tests.support import wait_for
 from tests.topology.conftest import Cluster
 from tests.topology.views import all_in, effect_counts, held_by, ledger_rows, outcomes
+from tests.topology.waiting import wait_until
 from workers import JobSpec, enqueue_many
 
 pytestmark = pytest.mark.slow
-
-IGNORED = "ignored (cancelled or recovered meanwhile)"
 
 
 @pytest.mark.timeout(60)
@@ -39,29 +37,24 @@ def test_cut_from_postgres_jobs_recovered_elsewhere_and_late_writes_change_nothi
         ]
     )
     jobs = [r.id for r in refs]
-    wait_for(
+    wait_until(
         lambda: held_by(db, jobs, cut_id) == jobs and len(effect_counts(db)) == 2,
         20,
-        what=f"both jobs to start on the first host\n{cut.output()}",
+        "both jobs to start on the first host",
+        cluster.report,
     )
 
     cut_host.cut(cluster.postgres_address)
     other = cluster.start_worker(other_host)
     other_id = cluster.wait_ready(other)[other]
-    wait_for(
-        lambda: all_in(db, jobs, "succeeded"),
-        30,
-        what=f"the other host to run both jobs\n{other.output()}\n--- cut host ---\n{cut.output()}",
-    )
+    wait_until(lambda: all_in(db, jobs, "succeeded"), 30, "the other host to run both jobs", cluster.report)
     before = ledger_rows(db, jobs)
     assert outcomes(db, jobs) == {j: [(cut_id, "lost"), (other_id, "succeeded")] for j in jobs}
 
     cut_host.heal()
     # Both late writes arrive (the success group-committed, the failure retried) and are refused.
-    wait_for(
-        lambda: cut.log_count(IGNORED) == 2,
-        30,
-        what=f"the cut host's late outcomes to be written and ignored\n{cut.output()}",
+    wait_until(
+        lambda: cut.ignored_outcomes() == 2, 30, "the cut host's late outcomes to be refused", cluster.report
     )
     assert ledger_rows(db, jobs) == before
     assert cut.alive() and other.alive()

@@ -17,9 +17,9 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.consistency import check_consistency
-from tests.support import wait_for
 from tests.topology.conftest import Cluster
 from tests.topology.views import all_in, client_addresses, held_by, states, succeeded_by
+from tests.topology.waiting import wait_until
 from workers import JobSpec, enqueue_many
 
 pytestmark = pytest.mark.slow
@@ -34,41 +34,41 @@ def test_cut_from_redis_others_carry_the_flow_and_the_host_resumes_after_healing
     ids = cluster.wait_ready(cut, *rest)
     cut_id = ids[cut]
     # The network is real: each host's sessions come from its own namespace's address.
-    wait_for(
+    wait_until(
         lambda: client_addresses(db) >= {h.address for h in cluster.hosts},
         10,
-        what=f"sessions from every host: {client_addresses(db)}",
+        "sessions from every host's address",
+        cluster.report,
     )
 
     before = [
         r.id for r in enqueue_many([JobSpec("step", [f"before-{i}"], {"seconds": 0.3}) for i in range(30)])
     ]
-    wait_for(
+    wait_until(
         lambda: list(succeeded_by(db, before).values()).count(cut_id) >= 2 and held_by(db, before, cut_id),
         20,
-        what=f"the host to take part in the flow, holding jobs\n{cut.output()}",
+        "the host to take part in the flow, holding jobs",
+        cluster.report,
     )
     cut_host.cut(cluster.redis_address)
     during = [r.id for r in enqueue_many([JobSpec("remember", [f"during-{i}"]) for i in range(30)])]
     waiting = [r.id for r in enqueue_many([JobSpec("on_other_queue", [f"other-{i}"]) for i in range(3)])]
-    logs = "\n".join(w.output() for w in (cut, *rest))
-    wait_for(lambda: all_in(db, before + during, "succeeded"), 30, what=f"the flow to go on\n{logs}")
+    wait_until(lambda: all_in(db, before + during, "succeeded"), 30, "the flow to go on", cluster.report)
     assert cut_id not in succeeded_by(db, during).values()
     # The cut lasts until both of the host's consumers gave up their stalled connections (Redis
     # calls time out after 10 s), so that healing has to bring back broken consumers.
     for queue in ("default", "other"):
-        wait_for(
+        wait_until(
             lambda q=queue: cut.log_count(f"ConsumerThread({q}) ", "connection error"),
             20,
-            what=f"the {queue} consumer to lose Redis\n{cut.output()}",
+            f"the {queue} consumer to lose Redis",
+            cluster.report,
         )
     assert states(db, waiting) == {"queued": 3}
 
     cut_host.heal()
-    wait_for(
-        lambda: all_in(db, waiting, "succeeded"),
-        30,
-        what=f"the healed host to consume again: {states(db, waiting)}\n{cut.output()}",
+    wait_until(
+        lambda: all_in(db, waiting, "succeeded"), 30, "the healed host to consume again", cluster.report
     )
     assert set(succeeded_by(db, waiting).values()) == {cut_id}
     assert all(w.alive() for w in (cut, *rest))

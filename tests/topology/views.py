@@ -93,3 +93,21 @@ def client_addresses(database_url: str) -> set[str]:
             " WHERE datname = current_database() AND client_addr IS NOT NULL",
         )
     }
+
+
+def activity(database_url: str) -> str:
+    """The database's sessions (from where, doing what, blocked by whom) and jobs by state and
+    worker: what a failed wait needs to be read."""
+    sessions = _rows(
+        database_url,
+        "SELECT pid, client_addr, application_name, state, wait_event_type, wait_event,"
+        " pg_blocking_pids(pid), now() - state_change, left(query, 40)"
+        " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY pid",
+    )
+    jobs = _rows(
+        database_url, "SELECT actor, state, worker_id, count(*) FROM jobs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    workers = _rows(database_url, "SELECT worker_id, now() - heartbeat_at FROM workers ORDER BY 1")
+    return "\n".join(
+        ["sessions:", *map(str, sessions), "jobs:", *map(str, jobs), "workers:", *map(str, workers)]
+    )
