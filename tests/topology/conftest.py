@@ -28,7 +28,8 @@ import tests.topology.actors  # declared here too: the test process enqueues the
 from db import pool
 from tests.conftest import ON_CI
 from tests.support import REPO, postgres_bindir, scalar
-from tests.topology.network import Host, Network, leftovers, unavailable_reason
+from tests.topology import leftovers
+from tests.topology.network import Host, Network, remaining, unavailable_reason
 from tests.topology.servers import BridgePostgres, BridgeRedis, HostWorker
 from tests.topology.views import activity
 from tests.topology.waiting import wait_until
@@ -57,12 +58,15 @@ def network() -> Iterator[Network]:
     reason = unavailable_reason()
     if reason:
         _unavailable(f"cannot build the test network: {reason}")
+    leftovers.sweep()  # what runs killed before their finalizers left behind
     net = Network(hosts=HOSTS, services=2)
+    leftovers.note(net.id)
     try:
         yield net
     finally:
         net.close()
-        assert not leftovers(net.id), f"network left behind: {leftovers(net.id)}"
+        assert not remaining(net.id), f"network left behind: {remaining(net.id)}"
+        leftovers.forget(net.id)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ def servers(network: Network) -> Iterator[Servers]:
         BridgePostgres(network.services[0], str(network.subnet)) as pg,
         BridgeRedis(network.services[1]) as rds,
     ):
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+        leftovers.note(
+            network.id, pids=[[postmaster, "SIGQUIT"], [rds.proc.pid, "SIGKILL"]], dirs=[str(pg.dir), rds.dir]
+        )
         url = pg.url(TEMPLATE)
         done = subprocess.run(
             [sys.executable, "-m", "skyport", "db", "upgrade"],

@@ -10,7 +10,7 @@ A cut is a route inside the host's namespace (`ip route add unreachable <server>
 packets to that server go nowhere, new connections fail at once ("No route to host"), and
 established ones stall (TCP retransmits) until the route goes, as in a real partition; the other
 server stays reachable. Names carry a random id, so two runs never collide; `close()` removes
-everything, and `leftovers(id)` lists what a run left behind.
+everything (`remove_by_id` also what a killed run left: tests/topology/leftovers.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import ipaddress
 import os
 import random
 import shutil
+import signal
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -132,21 +133,31 @@ class Network:
             host.heal()
 
     def close(self) -> None:
-        """Remove the namespaces (their veth ends go with them) and the bridge; never raises."""
-        for host in self.hosts:
-            with contextlib.suppress(Exception):
-                run_ip("link", "del", host.veth, check=False)
-                run_ip("netns", "del", host.netns, check=False)
-        with contextlib.suppress(Exception):
-            run_ip("link", "del", self.bridge, check=False)
+        """Kill what still runs in the namespaces, remove them (their veth ends go with them) and
+        the bridge; never raises."""
+        remove_by_id(self.id)
 
 
-def leftovers(network_id: str) -> list[str]:
-    """Links and namespaces of this id still present (empty after `close()`)."""
+def remaining(network_id: str) -> list[str]:
+    """Links and namespaces of this id still present (none after `close()`)."""
     links = run_ip("-o", "link", "show").stdout
     namespaces = run_ip("netns", "list").stdout
-    return [
+    found = {
         word.rstrip(":").split("@")[0]
         for word in (links + namespaces).split()
         if network_id in word and word.startswith(("skyb-", "skyv", "skyh-"))
-    ]
+    }
+    return sorted(found)
+
+
+def remove_by_id(network_id: str) -> None:
+    """Remove every namespace and link of this id, killing the processes inside first; never raises."""
+    with contextlib.suppress(Exception):
+        for name in remaining(network_id):
+            if name.startswith("skyh-"):
+                for pid in run_ip("netns", "pids", name, check=False).stdout.split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+                run_ip("netns", "del", name, check=False)
+        for name in remaining(network_id):
+            run_ip("link", "del", name, check=False)

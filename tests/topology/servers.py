@@ -6,6 +6,7 @@ processes run inside a host's network namespace."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -68,6 +69,17 @@ class BridgeRedis(PrivateRedis):
         wait_for(pings, 10, what="the private redis to start")
         client.close()
         return self
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> BridgeRedis:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a server that never answered is not left running
+            raise
 
 
 # What a worker logs when the ledger refuses an outcome it writes (workers/middleware.py).
