@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 import config
-from db import migrate
+from db import migrate, pool
 
 # Seconds each readiness probe may take.
 PROBE_TIMEOUT_S = 2.0
@@ -22,7 +22,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 def _check_postgres(cfg: config.Config) -> str | None:
     try:
-        with psycopg.connect(cfg.database.url, connect_timeout=PROBE_TIMEOUT_S) as conn:
+        with pool.connect(cfg.database.url, connect_timeout=PROBE_TIMEOUT_S) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         return f"PostgreSQL unreachable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"

@@ -21,6 +21,7 @@ import uuid
 import psycopg
 
 import config
+from db import pool
 from workers import ledger, ledger_sql
 
 logger = logging.getLogger("skyport.lifeline")
@@ -96,7 +97,7 @@ class Heartbeat(threading.Thread):
                 beats += 1
                 try:
                     if conn is None or conn.closed:
-                        conn = psycopg.connect(
+                        conn = pool.connect(
                             self.cfg.database.url, autocommit=True, connect_timeout=DEFAULT_CONNECT_TIMEOUT_S
                         )
                     heartbeat(conn, self.worker_id, self.queues)

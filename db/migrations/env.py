@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from db.pool import connect_kwargs
 from db.schema import metadata
 
 # include_object: what autogenerate compares. Everything, except database tables that are
@@ -21,7 +22,11 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    # Without a pool of its own; the product's connection options (db/pool.py: no prepared
+    # statements behind a transaction pooler).
+    engine = create_engine(
+        config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool, connect_args=connect_kwargs()
+    )
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, include_object=include_object)
         with context.begin_transaction():
