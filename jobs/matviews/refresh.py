@@ -2,7 +2,9 @@
 flight per view, bounded by statement_timeout, every refresh recorded in `matview_refreshes`.
 
 Takes an autocommit connection: the history rows are written outside the refresh's transaction,
-so a refresh in progress is visible ('running') and a failed one still leaves its record.
+so a refresh in progress is visible ('running') and a failed one still leaves its record. The
+view's lock spans those transactions: it is held by a transaction of its own on another pooled
+connection (db/locks.py), so it holds behind a transaction pooler too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from db import locks
 from jobs.matviews.registry import MaterializedView, get_view
 
 logger = logging.getLogger("skyport.matviews")
@@ -44,10 +47,6 @@ class RefreshResult:
     error: str | None = None
     refresh_id: int | None = None
 
-
-# -- matview_try_lock -- single flight: one refresh per view at a time, across all workers.
-MATVIEW_TRY_LOCK = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
-MATVIEW_UNLOCK = "SELECT pg_advisory_unlock(%s, hashtext(%s))"
 
 # -- matview_inspect -- populated? a unique index on plain columns, valid, without WHERE (what
 # REFRESH ... CONCURRENTLY requires)?
@@ -93,13 +92,11 @@ DELETE FROM matview_refreshes WHERE view_name = %s AND started_at < now() - make
 
 
 @contextmanager
-def view_lock(conn: psycopg.Connection, view: str) -> Iterator[bool]:
-    got = conn.execute(MATVIEW_TRY_LOCK, (ADVISORY_LOCK_CLASS, view)).fetchone()[0]
-    try:
+def view_lock(view: str) -> Iterator[bool]:
+    """Single flight: one refresh per view at a time, across all workers; yields whether this
+    process got the view's lock (held until the block ends; db/locks.py)."""
+    with locks.try_lock(ADVISORY_LOCK_CLASS, view) as got:
         yield got
-    finally:
-        if got:
-            conn.execute(MATVIEW_UNLOCK, (ADVISORY_LOCK_CLASS, view))
 
 
 def refresh_mode(conn: psycopg.Connection, view: str) -> tuple[str, str]:
@@ -129,7 +126,7 @@ def refresh_view(
         if found is None:
             raise UnknownView(f"matview {view!r} is not in the registry (jobs/matviews/registry.py)")
         view = found
-    with view_lock(conn, view.name) as got:
+    with view_lock(view.name) as got:
         if not got:
             conn.execute(MATVIEW_REFRESH_SKIPPED, (view.name, job_id))
             logger.info("matview %s: a refresh is already running, skipped", view.name)

@@ -79,14 +79,15 @@ def check_parent(conn: psycopg.Connection, table: PartitionedTable) -> None:
 def list_partitions(conn: psycopg.Connection, table: PartitionedTable) -> list[Partition]:
     """The parent's partitions (checks the parent first). Bounds are read with TimeZone UTC."""
     check_parent(conn, table)
-    # Bounds of a timestamptz key print in the session's time zone: read them in UTC, then put the
-    # caller's setting back (the dashboard may call this inside its own transaction).
-    previous = conn.execute("SELECT current_setting('TimeZone')").fetchone()[0]
-    conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
-    try:
+    # Bounds of a timestamptz key print in the session's time zone: read them in UTC, set for this
+    # transaction only (never for the session: behind a transaction pooler a session setting
+    # stays on a server connection other clients use). Inside a caller's transaction (the
+    # dashboard's) this is a savepoint, which a SET LOCAL outlives: the caller's setting goes back.
+    with conn.transaction():
+        previous = conn.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+        conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
         rows = conn.execute(PARTITION_LIST, (table.parent,)).fetchall()
-    finally:
-        conn.execute("SELECT set_config('TimeZone', %s, false)", (previous,))
+        conn.execute("SELECT set_config('TimeZone', %s, true)", (previous,))
     return [_partition(name, bound, pending) for name, bound, pending in rows]
 
 

@@ -2,9 +2,17 @@
 (`apply_retention`), for the tables of the registry only.
 
 Every function takes `today` (a pinned clock for tests; default: the database's date in UTC) and an
-autocommit connection. DDL on one table runs under a session advisory lock (two workers never race
-on it) with `lock_timeout` (DDL never queues behind a long transaction: it gives up, the caller
-retries later). When everything exists, ensuring is two catalog reads per table and no lock.
+autocommit connection. DDL on one table runs under the table's advisory lock (two workers never
+race on it), held by a transaction of its own on another pooled connection for as long as the
+DDL's transactions run (db/locks.py: it holds behind a transaction pooler too), and with
+`lock_timeout` (DDL never queues behind a long transaction: it gives up, the caller retries
+later). When everything exists, ensuring is two catalog reads per table and no lock.
+
+Nothing here sets anything for the session: each setting is SET LOCAL in the transaction of the
+DDL it bounds. DETACH PARTITION ... CONCURRENTLY cannot run in a transaction, so it runs on a
+session connection of its own (`session_url`: DATABASE_DIRECT_URL, or DATABASE_URL without a
+transaction pooler), with its lock_timeout set for that session alone; without one it detaches in
+a transaction (the parent's ACCESS EXCLUSIVE lock for a moment, under lock_timeout).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import psycopg
 from psycopg import errors, sql
 
 import config
+from db import locks, pool
 from jobs.partitions import catalog
 from jobs.partitions.catalog import NotMaintainable, Partition
 from jobs.partitions.registry import (
@@ -47,20 +56,12 @@ class TableResult:
     error: str | None = None
 
 
-# -- partition_try_lock -- one worker at a time does DDL on a table (session lock, autocommit conn).
-PARTITION_TRY_LOCK = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
-PARTITION_UNLOCK = "SELECT pg_advisory_unlock(%s, hashtext(%s))"
-
-
 @contextmanager
-def table_lock(conn: psycopg.Connection, parent: str) -> Iterator[bool]:
-    """Yields True when this session got the table's DDL lock (released on exit)."""
-    got = conn.execute(PARTITION_TRY_LOCK, (ADVISORY_LOCK_CLASS, parent)).fetchone()[0]
-    try:
+def table_lock(parent: str) -> Iterator[bool]:
+    """One worker at a time does DDL on a table: yields True when this process got the table's
+    lock (held until the block ends, across the DDL's transactions; db/locks.py)."""
+    with locks.try_lock(ADVISORY_LOCK_CLASS, parent) as got:
         yield got
-    finally:
-        if got:
-            conn.execute(PARTITION_UNLOCK, (ADVISORY_LOCK_CLASS, parent))
 
 
 def wanted_ranges(table: PartitionedTable, today: date) -> list[tuple[date, date]]:
@@ -128,7 +129,7 @@ def _ensure_table(
     result = TableResult(table.parent)
     if not missing_ranges(table, catalog.list_partitions(conn, table), today):
         return result  # the common case: a check, no lock, no DDL
-    with table_lock(conn, table.parent) as got:
+    with table_lock(table.parent) as got:
         if not got:
             logger.info("partitions %s: another worker is creating partitions", table.parent)
             result.outcome = "busy"
@@ -267,7 +268,7 @@ def _retain_table(
     result = TableResult(table.parent)
     if not expired_partitions(table, catalog.list_partitions(conn, table), today):
         return result
-    with table_lock(conn, table.parent) as got:
+    with table_lock(table.parent) as got:
         if not got:
             result.outcome = "busy"
             return result
@@ -296,22 +297,21 @@ def _detach(
     conn: psycopg.Connection, parent: str, part: Partition, *, concurrently: bool, lock_timeout_s: float
 ) -> None:
     names = {"parent": sql.Identifier(parent), "part": sql.Identifier(part.name)}
+    session_url = config.get().database.session_url
     if part.detach_pending:  # an earlier DETACH ... CONCURRENTLY was interrupted: finish it
         statement = "ALTER TABLE {parent} DETACH PARTITION {part} FINALIZE"
-    elif concurrently:  # readers and writers of the parent are never blocked
+    elif concurrently and session_url is not None:  # readers and writers of the parent never wait
         statement = "ALTER TABLE {parent} DETACH PARTITION {part} CONCURRENTLY"
-    else:  # CONCURRENTLY is refused when the table has a DEFAULT partition
+        # Cannot run in a transaction block: on a session of its own, whose setting dies with it.
+        with pool.connect(session_url, autocommit=True) as session:
+            _set_lock_timeout(session, lock_timeout_s, local=False)
+            session.execute(sql.SQL(statement).format(**names))
+        return
+    else:  # CONCURRENTLY is refused with a DEFAULT partition, and needs a session connection
         statement = "ALTER TABLE {parent} DETACH PARTITION {part}"
-    if concurrently or part.detach_pending:  # cannot run in a transaction block
-        _set_lock_timeout(conn, lock_timeout_s, local=False)
-        try:
-            conn.execute(sql.SQL(statement).format(**names))
-        finally:
-            conn.execute("RESET lock_timeout")
-    else:
-        with conn.transaction():
-            _set_lock_timeout(conn, lock_timeout_s, local=True)
-            conn.execute(sql.SQL(statement).format(**names))
+    with conn.transaction():
+        _set_lock_timeout(conn, lock_timeout_s, local=True)
+        conn.execute(sql.SQL(statement).format(**names))
 
 
 def _set_lock_timeout(conn: psycopg.Connection, seconds: float, *, local: bool) -> None:
