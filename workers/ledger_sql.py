@@ -287,6 +287,10 @@ WITH cancelled AS (
 SELECT pg_notify(%(channel)s, id::text) FROM cancelled
 """
 
+# -- job_cancelled_among -- which of these jobs (a worker's claimed, not yet begun) are cancelled:
+# the relay's poll for job_cancel's NOTIFY when nothing can LISTEN (workers/relay.py; jobs_pkey).
+JOB_CANCELLED_AMONG = "SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) AND state = 'cancelled'"
+
 # -- job_retry_many -- dead or cancelled jobs go back to queued with a fresh attempt budget; their
 # history (job_attempts) stays. Each takes its dedup key back: a key another job holds now fails
 # the statement on jobs_dedup_lock_key. One job or many (jobs_pkey).

@@ -92,12 +92,16 @@ class LedgerMiddleware(Middleware):
         self._heartbeat.start()
         self._starts.start()
         self._successes.start()
+        # LISTEN needs a session connection; behind a transaction pooler without one, it polls.
+        session_url = cfg.database.session_url
         self._relay = Relay(
-            cfg.database.url,
+            session_url or cfg.database.url,
             broker,
             batch=cfg.worker.relay_batch,
             sweep_s=cfg.worker.relay_sweep_s,
+            listen=session_url is not None,
             on_cancel=self._on_cancel,
+            claimed_jobs=self._claimed_jobs,
         )
         self._relay.start()
         self._booted.set()
@@ -254,6 +258,10 @@ class LedgerMiddleware(Middleware):
         for message_id, (attempt, _) in list(self._claimed.items()):
             if attempt.job_id == job_id:
                 self._cancelled.add(message_id)
+
+    def _claimed_jobs(self) -> list[int]:
+        """The jobs this process claimed and no thread has begun (for the relay's poll)."""
+        return [attempt.job_id for attempt, _ in list(self._claimed.values())]
 
     def release_messages(self, messages: list[dramatiq.MessageProxy]) -> None:
         """Claimed messages that will not run in this process: their jobs are queued again,

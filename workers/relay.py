@@ -6,6 +6,10 @@ batch in one round trip on Redis). If the broker refuses, the batch is marked un
 again; if even that fails, the lifeline publishes those rows again after `republish_after_s`.
 Publishing twice is harmless: a worker runs a message only if its job is still `queued`.
 Woken by NOTIFY at commit, and sweeping on a timer for jobs whose eta came due.
+
+LISTEN needs a session connection (`session_url`). Behind a transaction pooler without
+DATABASE_DIRECT_URL there is none: the relay then listens to nothing and finds new jobs and
+cancelled claims on its sweep (docs/operations.md, "Through PgBouncer").
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from psycopg import sql
 
+from db import pool
 from workers import ledger, ledger_sql
 
 logger = logging.getLogger("skyport.relay")
@@ -110,8 +115,12 @@ def send_to_redis(client: redis.Redis, namespace: str, messages: Sequence[dramat
 
 
 class Relay(threading.Thread):
-    """A thread that publishes due jobs until stopped. It also hears of cancelled jobs, and
-    passes their ids to `on_cancel`."""
+    """A thread that publishes due jobs until stopped. It also hears of cancelled jobs among
+    those this process claimed (`claimed_jobs()`), and passes their ids to `on_cancel`.
+
+    With `listen`, its connection (to `database_url`, which must keep its session then) LISTENs,
+    and NOTIFYs wake it at commit; without, it polls: every `sweep_s` it publishes, and asks the
+    ledger which claimed jobs were cancelled."""
 
     def __init__(
         self,
@@ -120,14 +129,18 @@ class Relay(threading.Thread):
         *,
         batch: int,
         sweep_s: float,
+        listen: bool = True,
         on_cancel: Callable[[int], None] | None = None,
+        claimed_jobs: Callable[[], list[int]] | None = None,
     ) -> None:
         super().__init__(name="skyport-relay", daemon=True)
         self.database_url = database_url
         self.broker = broker
         self.batch = batch
         self.sweep_s = sweep_s
+        self.listen = listen
         self.on_cancel = on_cancel
+        self.claimed_jobs = claimed_jobs
         self.stopping = threading.Event()
 
     def stop(self) -> None:
@@ -137,10 +150,11 @@ class Relay(threading.Thread):
         backoff_s = 0.1
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(self.database_url, autocommit=True) as conn:
-                    conn.execute(_listen(ledger_sql.RELAY_CHANNEL))
-                    if self.on_cancel is not None:
-                        conn.execute(_listen(ledger_sql.CANCEL_CHANNEL))
+                with pool.connect(self.database_url, autocommit=True) as conn:
+                    if self.listen:
+                        conn.execute(_listen(ledger_sql.RELAY_CHANNEL))
+                        if self.on_cancel is not None:
+                            conn.execute(_listen(ledger_sql.CANCEL_CHANNEL))
                     backoff_s = 0.1
                     self._loop(conn)
             except Exception as exc:  # broker or database down: the rows wait in the ledger
@@ -155,12 +169,17 @@ class Relay(threading.Thread):
             sweep = now >= next_sweep
             if sweep:
                 next_sweep = now + self.sweep_s
+                if not self.listen:
+                    self._poll_cancelled(conn)
             published = publish_due(conn, self.broker, self.batch, promote=sweep)
             if published:
                 logger.debug("relay: published %d jobs", published)
             # Wait for NOTIFYs (commits that inserted jobs; all those received are taken at
             # once) or the sweep timer; with more to publish, only take those already received.
             timeout_s = 0.0 if published >= self.batch else max(0.0, next_sweep - time.monotonic())
+            if not self.listen:
+                self.stopping.wait(timeout_s)
+                continue
             for notify in conn.notifies(timeout=timeout_s, stop_after=1):
                 if (
                     notify.channel == ledger_sql.CANCEL_CHANNEL
@@ -168,6 +187,15 @@ class Relay(threading.Thread):
                     and notify.payload.isdigit()
                 ):
                     self.on_cancel(int(notify.payload))
+
+    def _poll_cancelled(self, conn: psycopg.Connection) -> None:
+        """Without LISTEN: the claimed jobs that were cancelled since, told to `on_cancel`."""
+        if self.on_cancel is None or self.claimed_jobs is None:
+            return
+        claimed = self.claimed_jobs()
+        if claimed:
+            for (job_id,) in conn.execute(ledger_sql.JOB_CANCELLED_AMONG, {"ids": claimed}).fetchall():
+                self.on_cancel(job_id)
 
 
 def _listen(channel: str) -> sql.Composed:
