@@ -9,6 +9,7 @@ Without root, `ip` or the right to make namespaces the tests skip, and fail when
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -45,6 +46,8 @@ WORKER_ENV = {
     "SKYPORT_REPUBLISH_AFTER_S": "1",
     "SKYPORT_EXTRA_MODULES": "tests.actors,tests.topology.actors",
 }
+# The private server directly, whatever the developer's environment says (a pooler in front).
+DIRECT = {"DATABASE_DIRECT_URL": "", "SKYPORT_DATABASE_POOLER": "none"}
 
 
 def _unavailable(message: str) -> None:
@@ -59,7 +62,10 @@ def network() -> Iterator[Network]:
     if reason:
         _unavailable(f"cannot build the test network: {reason}")
     leftovers.sweep()  # what runs killed before their finalizers left behind
-    net = Network(hosts=HOSTS, services=2)
+    try:
+        net = Network(hosts=HOSTS, services=2)
+    except RuntimeError as exc:  # e.g. no bridge or veth support in this kernel
+        _unavailable(f"cannot build the test network: {exc}")
     leftovers.note(net.id)
     try:
         yield net
@@ -92,7 +98,7 @@ def servers(network: Network) -> Iterator[Servers]:
         url = pg.url(TEMPLATE)
         done = subprocess.run(
             [sys.executable, "-m", "skyport", "db", "upgrade"],
-            env={**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO)},
+            env={**os.environ, **DIRECT, "DATABASE_URL": url, "PYTHONPATH": str(REPO)},
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -126,13 +132,13 @@ class Cluster:
     def redis_address(self) -> str:
         return self.servers.redis.address
 
-    def worker_env(self, **extra: str) -> dict[str, str]:
+    def worker_env(self) -> dict[str, str]:
         return {
             **WORKER_ENV,
+            **DIRECT,
             "DATABASE_URL": self.database_url,
             "BROKER_URL": self.servers.redis.url,
             "SKYPORT_BROKER_NAMESPACE": self.namespace,
-            **extra,
         }
 
     def start_worker(self, host: Host, threads: int = 2, queues: list[str] | None = None) -> HostWorker:
@@ -163,9 +169,13 @@ class Cluster:
         return "\n".join([activity(self.database_url), *logs])
 
     def close(self) -> None:
-        for worker in self.workers:
-            worker.__exit__()
-        self.network.heal_all()
+        """Kill every worker (frozen ones too: SIGKILL needs no SIGCONT), then heal every cut."""
+        try:
+            for worker in self.workers:
+                with contextlib.suppress(Exception):
+                    worker.__exit__()
+        finally:
+            self.network.heal_all()
 
 
 @pytest.fixture
@@ -186,11 +196,13 @@ def cluster(network: Network, servers: Servers, monkeypatch: pytest.MonkeyPatch)
     try:
         yield c
     finally:
-        c.close()
-        pool.close()
-        config.get.cache_clear()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        client = redis.Redis.from_url(servers.redis.url)
-        client.flushall()
-        client.close()
+        try:
+            c.close()
+            pool.close()
+        finally:
+            config.get.cache_clear()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            client = redis.Redis.from_url(servers.redis.url)
+            client.flushall()  # the run's own server: nothing else lives there
+            client.close()
