@@ -9,6 +9,7 @@ variables read here (a test keeps the two equal).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,6 +113,12 @@ class WebConfig:
     dashboard_users: str
     # Signs the dashboard's session cookies; None: a random key per process (with a warning).
     secret_key: str | None
+    # The console's address as its users reach it (https://ops.example.com); None: not set.
+    public_url: str | None
+    # Session cookies only over HTTPS (Secure); default on when public_url is https.
+    secure_cookies: bool
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (networks, e.g. "10.0.0.0/8").
+    trusted_proxies: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -232,14 +239,7 @@ def _build(env: Reader) -> Config:
             environment=env.text("SKYPORT_ENVIRONMENT") or "production",
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
         ),
-        web=WebConfig(
-            host=env.text("HOST") or "127.0.0.1",
-            port=env.int("PORT", 8000, minimum=1),
-            concurrency=env.int("WEB_CONCURRENCY", 1, minimum=1),
-            access_log=env.flag("SKYPORT_WEB_ACCESS_LOG", True),
-            dashboard_users=env.text("SKYPORT_DASHBOARD_USERS"),
-            secret_key=env.text("SKYPORT_SECRET_KEY") or None,
-        ),
+        web=_web(env),
         scheduler=SchedulerConfig(
             file=env.text("SKYPORT_SCHEDULE_FILE") or None,
             overrides=env.prefixed(SCHEDULE_PREFIX, "<NAME>", exclude=("SKYPORT_SCHEDULE_FILE",)),
@@ -266,6 +266,35 @@ def _build(env: Reader) -> Config:
             partition_warn_ahead=env.int("SKYPORT_PARTITION_WARN_AHEAD", 2, minimum=0),
         ),
     )
+
+
+def _web(env: Reader) -> WebConfig:
+    public_url = env.optional_http_url("SKYPORT_PUBLIC_URL")
+    https = bool(public_url and public_url.lower().startswith("https:"))
+    return WebConfig(
+        host=env.text("HOST") or "127.0.0.1",
+        port=env.int("PORT", 8000, minimum=1),
+        concurrency=env.int("WEB_CONCURRENCY", 1, minimum=1),
+        access_log=env.flag("SKYPORT_WEB_ACCESS_LOG", True),
+        dashboard_users=env.text("SKYPORT_DASHBOARD_USERS"),
+        secret_key=env.text("SKYPORT_SECRET_KEY") or None,
+        public_url=public_url,
+        secure_cookies=env.flag("SKYPORT_SECURE_COOKIES", https),
+        trusted_proxies=_networks(env, "SKYPORT_TRUSTED_PROXIES"),
+    )
+
+
+def _networks(env: Reader, name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks, normalized ("10.0.0.1" -> "10.0.0.1/32")."""
+    networks = []
+    for part in env.names_list(name):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be addresses or CIDR networks, comma-separated: {part!r}"
+            ) from None
+    return tuple(networks)
 
 
 def _worker(env: Reader) -> WorkerConfig:
