@@ -1,7 +1,9 @@
 """The JSON API behind the same login (for scripts): the same data and actions as the pages.
 
 Log in with `POST /api/login {"username", "password"}` (sets the session cookie, returns the CSRF
-token); send that token as `X-CSRF-Token` on every POST.
+token); send that token as `X-CSRF-Token` on every POST. Every parameter and body is checked by
+dashboard/validate.py against dashboard/inputs.py: a refused value is 400
+`{"error", "field", "detail"}`.
 """
 
 from __future__ import annotations
@@ -10,88 +12,86 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashboard import actions, auth, data, queries
-from dashboard.pages import _ids, _int_param, periodic_verb, who
+from dashboard import actions, auth, data, inputs, queries, sessions, validate
+from dashboard import login as login_flow
+from dashboard.pages import domain_body, job_verb, periodic_verb, sign_out_target, who
+from dashboard.validate import BadInput
 from dashboard.web import ApiResponse, change_request, db
 from workers.ledger import DedupKeyTaken
 
 
 async def login(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
+    body = await validate.json_body(request, inputs.LOGIN_API, required=inputs.LOGIN_REQUIRED)
     try:
-        body = await request.json()
-        name, password = str(body["username"]), str(body["password"])
-    except (ValueError, KeyError, TypeError):
-        return ApiResponse({"error": 'send {"username": ..., "password": ...}'}, status_code=400)
-    limiter: auth.LoginLimiter = request.app.state.login_limiter
-    key = auth.client_key(request)
-    wait_s = limiter.blocked_for_s(key)
-    if wait_s:
-        return ApiResponse({"error": f"too many failed logins; retry in {int(wait_s) + 1}s"}, status_code=429)
-    user = request.app.state.users.get(name)
-    if not auth.verify_password(user, password):
-        limiter.failed(key)
-        return ApiResponse({"error": "wrong user or password"}, status_code=401)
-    limiter.succeeded(key)
-    request.session.clear()
-    request.session["user"] = name
-    return ApiResponse({"user": name, "role": user.role, "csrf_token": auth.csrf_token(request)})
+        user = await login_flow.log_in(request, body["username"], body["password"])
+    except login_flow.LoginRefused as refused:
+        content = {"error": refused.message}
+        if refused.retry_after_s:
+            content["retry_after_s"] = refused.retry_after_s
+        return ApiResponse(content, status_code=refused.status, headers=refused.headers)
+    return ApiResponse({"user": user.name, "role": user.role, "csrf_token": auth.csrf_token(request)})
+
+
+async def logout(request: Request) -> Response:
+    """End this session (every copy of its cookie); needs the CSRF token like every POST."""
+    if not auth.csrf_ok(request, request.headers.get("x-csrf-token")):
+        raise HTTPException(403, "missing or wrong CSRF token")
+    await login_flow.log_out(request)
+    return ApiResponse({"message": "logged out"})
 
 
 async def me(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
     user = request.state.user
     return ApiResponse({"user": user.name, "role": user.role, "csrf_token": auth.csrf_token(request)})
 
 
 async def overview(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
     return ApiResponse(await db(data.overview))
 
 
 async def jobs(request: Request) -> Response:
-    try:
-        flt = queries.JobFilter.from_params(request.query_params)
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from None
-    limit = _int_param(request, "limit") or queries.DEFAULT_PAGE_SIZE
-    rows, next_id = await db(queries.jobs_page, flt, _int_param(request, "before"), limit)
+    values = validate.query(request, inputs.JOBS_API)
+    flt = inputs.job_filter(values)
+    limit = values.get("limit", queries.DEFAULT_PAGE_SIZE)
+    rows, next_id = await db(queries.jobs_page, flt, values.get("before"), limit)
     return ApiResponse({"jobs": rows, "next_before": next_id, "filter": flt.to_params()})
 
 
 async def job(request: Request) -> Response:
-    detail = await db(data.job_detail, request.path_params["job_id"])
+    validate.query(request, inputs.NO_PARAMETERS)
+    job_id = validate.path(request, "job_id", validate.ID)
+    detail = await db(data.job_detail, job_id)
     if detail is None:
-        raise HTTPException(404, f"no job {request.path_params['job_id']}")
+        raise HTTPException(404, f"no job {job_id}")
     return ApiResponse(detail)
 
 
-_VERBS = {"retry": actions.retry_jobs, "cancel": actions.cancel_jobs, "delete": actions.delete_jobs}
-
-
 async def job_action(request: Request) -> Response:
-    await change_request(request)
-    return await _act(request, request.path_params["verb"], [request.path_params["job_id"]])
+    job_id = validate.path(request, "job_id", validate.ID)
+    await change_request(request, {})
+    return await _act(request, request.path_params["verb"], [job_id])
 
 
 async def jobs_bulk(request: Request) -> Response:
     """POST /api/jobs/{verb} with {"ids": [...]}, or /api/jobs/retry with {"filter": {...}}: every dead
     job matching the filter."""
-    body = await change_request(request)
+    body = await change_request(request, inputs.JOBS_BULK_API)
     verb = request.path_params["verb"]
+    if "filter" in body and "ids" in body:
+        raise BadInput("filter", "send ids or a filter, not both")
     if "filter" in body:
         if verb != "retry":
-            raise HTTPException(400, "only retry acts on a whole filter")
-        try:
-            flt = queries.JobFilter.from_params({k: str(v) for k, v in (body["filter"] or {}).items()})
-        except (ValueError, AttributeError) as exc:
-            raise HTTPException(400, f"filter: {exc}") from None
-        result = await db(actions.retry_dead_matching, who(request), flt)
+            raise BadInput("filter", "only retry acts on a whole filter")
+        result = await db(actions.retry_dead_matching, who(request), inputs.job_filter(body["filter"]))
         return ApiResponse(result.as_dict())
-    return await _act(request, verb, _ids(body.get("ids")))
+    return await _act(request, verb, sorted(set(body.get("ids", []))))
 
 
 async def _act(request: Request, verb: str, ids: list[int]) -> Response:
-    fn = _VERBS.get(verb)
-    if fn is None:
-        raise HTTPException(404, f"unknown action {verb!r}")
+    fn = job_verb(verb)
     try:
         result = await db(fn, who(request), ids)
     except DedupKeyTaken as exc:
@@ -100,6 +100,7 @@ async def _act(request: Request, verb: str, ids: list[int]) -> Response:
 
 
 async def periodic(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
     return ApiResponse({"entries": await db(data.periodic)})
 
 
@@ -108,21 +109,39 @@ async def periodic_action(request: Request) -> Response:
 
 
 async def domain_queues(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
     return ApiResponse(await db(data.domain.read_all))
 
 
 async def audit(request: Request) -> Response:
-    limit = min(_int_param(request, "limit") or 100, 1000)
-    rows = await db(queries.audit_list, limit=limit, before_id=_int_param(request, "before"))
+    values = validate.query(request, inputs.AUDIT_API)
+    limit = values.get("limit", inputs.AUDIT_PAGE_SIZE)
+    rows = await db(queries.audit_list, limit=limit, before_id=values.get("before"))
     return ApiResponse({"entries": rows})
 
 
 async def domain_action(request: Request) -> Response:
-    body = await change_request(request)
+    body = await domain_body(request)
     try:
         result = await db(actions.domain_action, who(request), request.path_params["verb"], body)
     except actions.ActionError as exc:
-        raise HTTPException(400, str(exc)) from None
+        return ApiResponse({"error": str(exc)}, status_code=409)
     except Exception as exc:  # a family's own refusal (UnknownView...)
         return ApiResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=409)
+    return ApiResponse(result.as_dict())
+
+
+async def sessions_list(request: Request) -> Response:
+    """Every live session: user, created, last seen, address, browser; `current` marks the caller's."""
+    validate.query(request, inputs.NO_PARAMETERS)
+    return ApiResponse({"sessions": await db(sessions.active, request.session.get("sid"))})
+
+
+async def sign_out_everywhere(request: Request) -> Response:
+    """An admin ends every session of `{"user": name}`, or of every user (`{"all": true}`); audited."""
+    body = await change_request(request, inputs.SIGN_OUT_EVERYWHERE)
+    target = sign_out_target(body)
+    result = await db(sessions.sign_out_everywhere, who(request), target)
+    if target is None or target == request.state.user.name:
+        request.session.clear()  # this session ended too: the cookie goes
     return ApiResponse(result.as_dict())

@@ -9,8 +9,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import config
-from dashboard import api, auth, metrics, pages, web, webhooks
+from dashboard import api, auth, metrics, pages, proxies, sessions, web, webhooks
 from dashboard.health import healthz, readyz
+from dashboard.validate import BadInput
 
 
 def create_app() -> Starlette:
@@ -28,31 +29,49 @@ def create_app() -> Starlette:
         Route("/", pages.overview),
         Route("/jobs", pages.jobs),
         Route("/jobs/bulk", pages.jobs_bulk, methods=["POST"]),
-        Route("/jobs/{job_id:int}", pages.job),
-        Route("/jobs/{job_id:int}/{verb:str}", pages.job_action, methods=["POST"]),
+        Route("/jobs/{job_id}", pages.job),
+        Route("/jobs/{job_id}/{verb}", pages.job_action, methods=["POST"]),
         Route("/periodic", pages.periodic),
         Route("/periodic/{name:str}/{verb:str}", pages.periodic_action, methods=["POST"]),
         Route("/queues", pages.domain_queues),
         Route("/queues/{verb:str}", pages.domain_action, methods=["POST"]),
         Route("/audit", pages.audit),
-        # The JSON API (README "Dashboard").
+        Route("/sessions", pages.sessions_page),
+        Route("/sessions/sign-out-everywhere", pages.sign_out_everywhere, methods=["POST"]),
+        # The JSON API (docs/api.md "Console JSON API").
         Route("/api/login", api.login, methods=["POST"]),
+        Route("/api/logout", api.logout, methods=["POST"]),
         Route("/api/me", api.me),
         Route("/api/overview", api.overview),
         Route("/api/jobs", api.jobs),
-        Route("/api/jobs/{job_id:int}", api.job),
-        Route("/api/jobs/{job_id:int}/{verb:str}", api.job_action, methods=["POST"]),
-        Route("/api/jobs/{verb:str}", api.jobs_bulk, methods=["POST"]),
+        Route("/api/jobs/{job_id}", api.job),
+        Route("/api/jobs/{job_id}/{verb}", api.job_action, methods=["POST"]),
+        Route("/api/jobs/{verb}", api.jobs_bulk, methods=["POST"]),
         Route("/api/periodic", api.periodic),
         Route("/api/periodic/{name:str}/{verb:str}", api.periodic_action, methods=["POST"]),
         Route("/api/queues", api.domain_queues),
         Route("/api/queues/{verb:str}", api.domain_action, methods=["POST"]),
         Route("/api/audit", api.audit),
+        Route("/api/sessions", api.sessions_list),
+        Route("/api/sessions/sign-out-everywhere", api.sign_out_everywhere, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(web.DashboardGate, secret_key=web.secret_key(cfg))],
-        exception_handlers={HTTPException: web.http_error, web.Repeated: web.repeated},
+        middleware=[
+            # Outermost: the client address and scheme, from trusted proxies only (SKYPORT_TRUSTED_PROXIES).
+            Middleware(proxies.ForwardedHeaders, trusted=cfg.web.trusted_proxies),
+            Middleware(
+                web.DashboardGate,
+                secret_key=web.secret_key(cfg),
+                secure=cfg.web.secure_cookies,
+                max_age_s=sessions.DEFAULT_SESSION_MAX_AGE_S,
+            ),
+        ],
+        exception_handlers={
+            HTTPException: web.http_error,
+            BadInput: web.bad_input,
+            web.Repeated: web.repeated,
+        },
     )
     app.state.users = auth.parse_users(cfg.web.dashboard_users)
     if not app.state.users:
@@ -60,7 +79,7 @@ def create_app() -> Starlette:
             "SKYPORT_DASHBOARD_USERS is empty: nobody can log in to the dashboard "
             "(hashes from `skyport dashboard hash-password`)"
         )
-    app.state.login_limiter = auth.LoginLimiter()
+    app.state.session_max_age_s = sessions.DEFAULT_SESSION_MAX_AGE_S
     app.state.requests_seen = web.RequestsSeen()
     return app
 

@@ -2,62 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from dashboard import actions, auth, chart, data, queries
-from dashboard.web import change_request, db, redirect_with, render, safe_next
+from dashboard import actions, auth, chart, data, inputs, queries, sessions, validate
+from dashboard import login as login_flow
+from dashboard.validate import BadInput
+from dashboard.web import change_request, db, is_api, redirect_with, render, safe_next
 from workers.ledger import DedupKeyTaken
 
 
 def who(request: Request) -> actions.Actor:
-    return actions.Actor(request.state.user.name, request.client.host if request.client else None)
+    return actions.Actor(request.state.user.name, auth.client_address(request))
 
 
 # ---- login ------------------------------------------------------------------------------------
 
 
 async def login(request: Request) -> Response:
-    next_url = safe_next(request.query_params.get("next"))
     if request.method == "GET":
+        next_url = safe_next(validate.query(request, inputs.LOGIN_PAGE).get("next"))
         return render(request, "login.html", next_url=next_url)
-    form = await request.form()
+    form = await validate.form(request, inputs.LOGIN_FORM)
+    next_url = safe_next(form.get("next"))
     if not auth.csrf_ok(request, form.get("csrf_token")):
         return render(
             request, "login.html", status_code=403, next_url=next_url, error="session expired, try again"
         )
-    limiter: auth.LoginLimiter = request.app.state.login_limiter
-    key = auth.client_key(request)
-    wait_s = limiter.blocked_for_s(key)
-    if wait_s:
-        return render(
-            request,
-            "login.html",
-            status_code=429,
-            next_url=next_url,
-            error=f"too many failed logins: try again in {int(wait_s) + 1}s",
+    try:
+        await login_flow.log_in(request, form.get("username", ""), form.get("password", ""))
+    except login_flow.LoginRefused as refused:
+        response = render(
+            request, "login.html", status_code=refused.status, next_url=next_url, error=refused.message
         )
-    name, password = str(form.get("username", "")), str(form.get("password", ""))
-    user = request.app.state.users.get(name)
-    if not auth.verify_password(user, password):
-        limiter.failed(key)
-        return render(
-            request, "login.html", status_code=401, next_url=next_url, error="wrong user or password"
-        )
-    limiter.succeeded(key)
-    request.session.clear()
-    request.session["user"] = name
-    auth.csrf_token(request)
-    return RedirectResponse(safe_next(str(form.get("next", "")) or next_url), status_code=303)
+        response.headers.update(refused.headers)
+        return response
+    return RedirectResponse(next_url, status_code=303)
 
 
 async def logout(request: Request) -> Response:
-    form = await request.form()
+    form = await validate.form(request, inputs.LOGOUT_FORM)
     if auth.csrf_ok(request, form.get("csrf_token")):
-        request.session.clear()
+        await login_flow.log_out(request)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -65,6 +55,7 @@ async def logout(request: Request) -> Response:
 
 
 async def overview(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
     info = await db(data.overview)
     return render(
         request,
@@ -75,26 +66,9 @@ async def overview(request: Request) -> Response:
     )
 
 
-def _filter(request: Request) -> queries.JobFilter:
-    try:
-        return queries.JobFilter.from_params(request.query_params)
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from None
-
-
-def _int_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise HTTPException(400, f"{name} must be a whole number") from None
-
-
 async def jobs(request: Request) -> Response:
-    flt = _filter(request)
-    before = _int_param(request, "before")
+    values = validate.query(request, inputs.JOBS_PAGE)
+    flt, before = inputs.job_filter(values), values.get("before")
     rows, next_id = await db(queries.jobs_page, flt, before)
     params = flt.to_params()
     next_url = "/jobs?" + urlencode({**params, "before": next_id}) if next_id else None
@@ -112,7 +86,8 @@ async def jobs(request: Request) -> Response:
 
 
 async def job(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
+    validate.query(request, inputs.NO_PARAMETERS)
+    job_id = validate.path(request, "job_id", validate.ID)
     detail = await db(data.job_detail, job_id)
     if detail is None:
         raise HTTPException(404, f"no job {job_id}")
@@ -120,34 +95,36 @@ async def job(request: Request) -> Response:
 
 
 async def periodic(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
     return render(request, "periodic.html", entries=await db(data.periodic))
 
 
 async def domain_queues(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
     return render(request, "queues.html", sections=await db(data.domain.read_all))
 
 
 async def audit(request: Request) -> Response:
-    before = _int_param(request, "before")
-    rows = await db(queries.audit_list, limit=100, before_id=before)
-    next_url = f"/audit?before={rows[-1]['audit_id']}" if len(rows) == 100 else None
+    before = validate.query(request, inputs.AUDIT_PAGE).get("before")
+    rows = await db(queries.audit_list, limit=inputs.AUDIT_PAGE_SIZE, before_id=before)
+    full = len(rows) == inputs.AUDIT_PAGE_SIZE
+    next_url = f"/audit?before={rows[-1]['audit_id']}" if full else None
     return render(request, "audit.html", rows=rows, next_url=next_url)
+
+
+async def sessions_page(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
+    rows = await db(sessions.active, request.session.get("sid"))
+    return render(request, "sessions.html", rows=rows, users=sorted(request.app.state.users))
 
 
 # ---- actions (POST, CSRF, admin) -------------------------------------------------------------
 
 
-def _ids(values: object) -> list[int]:
-    raw = values if isinstance(values, list) else [values] if values else []
-    try:
-        return sorted({int(v) for v in raw})
-    except (TypeError, ValueError):
-        raise HTTPException(400, "job ids must be whole numbers") from None
-
-
 async def job_action(request: Request) -> Response:
-    body = await change_request(request)
-    job_id, verb = request.path_params["job_id"], request.path_params["verb"]
+    job_id = validate.path(request, "job_id", validate.ID)
+    body = await change_request(request, inputs.PAGE_FORM)
+    verb = request.path_params["verb"]
     result = await _run(request, verb, [job_id])
     back = "/jobs" if verb == "delete" and result.changed else f"/jobs/{job_id}"
     return redirect_with(
@@ -156,29 +133,33 @@ async def job_action(request: Request) -> Response:
 
 
 async def jobs_bulk(request: Request) -> Response:
-    body = await change_request(request)
-    verb = str(body.get("verb", ""))
+    body = await change_request(request, inputs.JOBS_BULK_FORM, required=("verb",))
+    verb = body["verb"]
     back = safe_next(body.get("back"), "/jobs")
     if body.get("scope") == "filter":
-        try:
-            flt = queries.JobFilter.from_params(body)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
         if verb != "retry":
-            raise HTTPException(400, "only retry acts on a whole filter")
-        result = await db(actions.retry_dead_matching, who(request), flt)
+            raise BadInput("verb", "only retry acts on a whole filter")
+        result = await db(actions.retry_dead_matching, who(request), inputs.job_filter(body))
     else:
-        ids = _ids(body.get("ids"))
+        ids = sorted(set(body.get("ids", [])))
         if not ids:
             return redirect_with(request, back, "no job selected: nothing done")
         result = await _run(request, verb, ids)
     return redirect_with(request, back, result.message)
 
 
+JOB_ACTIONS = {"retry": actions.retry_jobs, "cancel": actions.cancel_jobs, "delete": actions.delete_jobs}
+
+
+def job_verb(verb: str) -> Callable[..., actions.ActionResult]:
+    """The action a job verb names (the page and the JSON API)."""
+    if verb not in JOB_ACTIONS:
+        raise BadInput("verb", f"unknown action; one of {', '.join(JOB_ACTIONS)}")
+    return JOB_ACTIONS[verb]
+
+
 async def _run(request: Request, verb: str, ids: list[int]) -> actions.ActionResult:
-    fn = {"retry": actions.retry_jobs, "cancel": actions.cancel_jobs, "delete": actions.delete_jobs}.get(verb)
-    if fn is None:
-        raise HTTPException(400, f"unknown action {verb!r}")
+    fn = job_verb(verb)
     try:
         return await db(fn, who(request), ids)
     except DedupKeyTaken as exc:
@@ -187,8 +168,9 @@ async def _run(request: Request, verb: str, ids: list[int]) -> actions.ActionRes
 
 async def periodic_verb(request: Request) -> actions.ActionResult:
     """Run now / enable / disable a schedule entry (the page and the JSON API)."""
-    await change_request(request)
-    name, verb = request.path_params["name"], request.path_params["verb"]
+    name = validate.path(request, "name", inputs.PERIODIC_NAME)
+    verb = request.path_params["verb"]
+    await change_request(request, {} if is_api(request) else inputs.PAGE_FORM)
     try:
         if verb == "run":
             return await db(actions.run_entry_now, who(request), name)
@@ -204,12 +186,46 @@ async def periodic_action(request: Request) -> Response:
     return redirect_with(request, "/periodic", result.message)
 
 
+async def domain_body(request: Request) -> dict:
+    """The checked body of a job family's action (the page and the JSON API)."""
+    verb = request.path_params["verb"]
+    if verb not in inputs.DOMAIN_ACTIONS:
+        raise BadInput("verb", f"unknown action; one of {', '.join(inputs.DOMAIN_ACTIONS)}")
+    schema, required = inputs.DOMAIN_ACTIONS[verb]
+    if not is_api(request):
+        schema = {**inputs.PAGE_FORM, **schema}
+    body = await change_request(request, schema, required=required)
+    if verb == "retry-notifications" and not (body.get("ids") or body.get("all")):
+        raise BadInput("ids", "name the notifications to retry, or send all")
+    return body
+
+
 async def domain_action(request: Request) -> Response:
-    body = await change_request(request)
+    body = await domain_body(request)
     try:
         result = await db(actions.domain_action, who(request), request.path_params["verb"], body)
     except actions.ActionError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise HTTPException(409, str(exc)) from None
     except Exception as exc:  # a family's own refusal (UnknownView...) is a message, not a 500
         result = actions.ActionResult(f"failed: {type(exc).__name__}: {exc}")
     return redirect_with(request, "/queues", result.message)
+
+
+async def sign_out_everywhere(request: Request) -> Response:
+    """An admin ends every session of one user (`user`), or of every user (`all`)."""
+    body = await change_request(request, {**inputs.PAGE_FORM, **inputs.SIGN_OUT_EVERYWHERE})
+    target = sign_out_target(body)
+    result = await db(sessions.sign_out_everywhere, who(request), target)
+    if target is None or target == request.state.user.name:
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+    return redirect_with(request, "/sessions", result.message)
+
+
+def sign_out_target(body: dict) -> str | None:
+    """The user whose sessions end (None: every user's), from `user` or `all`."""
+    if body.get("all") and "user" not in body:
+        return None
+    if body.get("all") or "user" not in body:
+        raise BadInput("user", "name one user, or send all (not both)")
+    return body["user"]

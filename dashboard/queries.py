@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import asdict, dataclass, fields
+import re
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ import redis
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from db.schema.ledger import JobState
+from dashboard.validate import MAX_BIGINT
 from workers import ledger_sql
 
 # Rows per jobs-list page.
@@ -27,11 +28,13 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # Jobs a "retry all dead matching" acts on at most in one request.
 MAX_BULK = 10_000
+_ID_TEXT = re.compile(r"[0-9]{1,19}\Z")
 
 
 @dataclass(frozen=True)
 class JobFilter:
-    """What the jobs list shows; every field optional. `text` is a job id or text in the arguments."""
+    """What the jobs list shows; every field optional. `text` is a job id or text in the arguments.
+    The values come checked by the console's validation layer (dashboard/inputs.py)."""
 
     state: str | None = None
     actor: str | None = None
@@ -43,25 +46,12 @@ class JobFilter:
 
     @classmethod
     def from_params(cls, params: Any) -> JobFilter:
-        """From query or form parameters; raises ValueError with a readable message."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = (params.get(f.name) or "").strip()
-            if not raw:
-                continue
-            if f.name in ("since", "until"):
-                try:
-                    value: Any = datetime.fromisoformat(raw)
-                except ValueError:
-                    raise ValueError(f"{f.name}: not a date/time: {raw!r}") from None
-                if value.tzinfo is None:
-                    value = value.astimezone()  # the server's zone, as typed into the form
-                values[f.name] = value
-            else:
-                values[f.name] = raw
-        if values.get("state") and values["state"] not in JobState.__members__.values():
-            raise ValueError(f"state: unknown {values['state']!r}; one of {', '.join(JobState)}")
-        return cls(**values)
+        """From query or form parameters (other keys are ignored), checked like the console's
+        requests (dashboard/inputs.py); raises ValueError (validate.BadInput) naming the field."""
+        from dashboard import inputs, validate
+
+        known = [(k, v) for k, v in params.items() if k in inputs.JOB_FILTER]
+        return inputs.job_filter(validate.fields(known, inputs.JOB_FILTER))
 
     def to_params(self) -> dict[str, str]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items() if v}
@@ -77,7 +67,7 @@ class JobFilter:
         if self.until:
             parts.append(sql.SQL("enqueued_at < %(until)s"))
         if self.text:
-            if self.text.isdigit():
+            if text_as_id(self.text) is not None:
                 parts.append(sql.SQL("id = %(text_id)s"))
             else:
                 parts.append(sql.SQL("(args::text || ' ' || kwargs::text) ILIKE %(text_like)s"))
@@ -86,10 +76,17 @@ class JobFilter:
     def params(self) -> dict[str, Any]:
         p: dict[str, Any] = asdict(self)
         if self.text:
-            p["text_id"] = int(self.text) if self.text.isdigit() else None
+            p["text_id"] = text_as_id(self.text)
             escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             p["text_like"] = f"%{escaped}%"
         return p
+
+
+def text_as_id(text: str) -> int | None:
+    """A job id when `text` is one (ASCII digits within bigint; `str.isdigit()` also takes '²')."""
+    if _ID_TEXT.match(text) and int(text) <= MAX_BIGINT:
+        return int(text)
+    return None
 
 
 def jobs_page(

@@ -25,7 +25,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import config
-from dashboard import auth
+from dashboard import auth, sessions, validate
+from dashboard.validate import BadInput, Schema
 from db import pool
 
 logger = logging.getLogger("skyport.dashboard")
@@ -34,8 +35,10 @@ HERE = Path(__file__).resolve().parent
 MACHINE_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/")
 # Paths reachable without a login (the machine paths, the login itself, static files).
 PUBLIC_PREFIXES = (*MACHINE_PREFIXES, "/login", "/api/login", "/static/")
-# Session cookie lifetime in seconds.
-DEFAULT_SESSION_MAX_AGE_S = 12 * 3600
+# The session cookie's name; over HTTPS only (secure cookies) with the __Host- prefix: the browser
+# keeps it for this host and path / only, and never sends it over plain HTTP.
+SESSION_COOKIE = "skyport_session"
+SECURE_SESSION_COOKIE = "__Host-skyport_session"
 # Request ids of state changes remembered per web process (double-click protection).
 DEFAULT_REQUESTS_REMEMBERED = 10_000
 # Headers on every dashboard page: no framing, no script or style from elsewhere.
@@ -90,7 +93,9 @@ def _json_default(value: Any) -> Any:
 
 class ApiResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, default=_json_default, ensure_ascii=False).encode()
+        # backslashreplace: a lone surrogate (a JSON body can carry one) comes out as its \\uXXXX escape.
+        text = json.dumps(content, default=_json_default, ensure_ascii=False)
+        return text.encode("utf-8", "backslashreplace")
 
 
 def is_api(request: Request) -> bool:
@@ -100,19 +105,27 @@ def is_api(request: Request) -> bool:
 class DashboardGate:
     """The session and the login, for the dashboard only (a pure ASGI middleware: no task, stream
     or Request per machine request). Probes, metrics and webhooks (MACHINE_PREFIXES) go straight to
-    the app, without a session cookie or security headers. Every other path gets the session; pages
-    and API calls outside PUBLIC_PREFIXES need a login (pages redirect to /login, the API answers
-    401); responses carry SECURITY_HEADERS."""
+    the app, without a session cookie or security headers. Every other path gets the signed session
+    cookie and, when it names a live server-side session (dashboard/sessions.py), its user; pages
+    and API calls outside PUBLIC_PREFIXES need one (pages redirect to /login, the API answers 401).
+    Responses carry SECURITY_HEADERS."""
 
-    def __init__(self, app: ASGIApp, *, secret_key: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret_key: str,
+        secure: bool = False,
+        max_age_s: int = sessions.DEFAULT_SESSION_MAX_AGE_S,
+    ) -> None:
         self.app = app
         self.dashboard = SessionMiddleware(
             self._login_gate,
             secret_key=secret_key,
-            session_cookie="skyport_session",
-            max_age=DEFAULT_SESSION_MAX_AGE_S,
+            session_cookie=SECURE_SESSION_COOKIE if secure else SESSION_COOKIE,
+            max_age=max_age_s,
             same_site="lax",
-            https_only=False,
+            https_only=secure,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,13 +136,13 @@ class DashboardGate:
 
     async def _login_gate(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
-        if path == "/" or not path.startswith(PUBLIC_PREFIXES):
-            request = Request(scope)
-            user = auth.current_user(request)
-            if user is None:
-                await _login_required(request)(scope, receive, send)
-                return
+        request = Request(scope)
+        user = None if path.startswith("/static/") else await current_user(request)
+        if user is not None:
             request.state.user = user  # kept in the scope: the endpoint's Request sees it
+        elif path == "/" or not path.startswith(PUBLIC_PREFIXES):
+            await _login_required(request)(scope, receive, send)
+            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -137,6 +150,18 @@ class DashboardGate:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+async def current_user(request: Request) -> auth.User | None:
+    """The user of the cookie's server-side session; a session ended elsewhere (logout, sign out
+    everywhere, a new password hash) or expired also empties the cookie."""
+    token = request.session.get("sid")
+    if not isinstance(token, str):
+        return None
+    user = await db(sessions.lookup, token, request.app.state.users)
+    if user is None:
+        request.session.clear()
+    return user
 
 
 def _login_required(request: Request) -> Response:
@@ -157,28 +182,34 @@ async def db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await run_in_threadpool(call)
 
 
-async def change_request(request: Request) -> dict[str, Any]:
-    """The body of a state-changing request, after the CSRF and role checks (403 otherwise).
-    Forms carry `csrf_token`; API calls send JSON and the `X-CSRF-Token` header."""
+async def change_request(
+    request: Request, schema: Schema, *, required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The checked body of a state-changing request, after the CSRF and role checks (403 otherwise).
+    Forms carry `csrf_token`; API calls send JSON and the `X-CSRF-Token` header. A request id seen
+    before (`request_id` in forms, the `Idempotency-Key` header) raises Repeated."""
     if is_api(request):
-        try:
-            body = await request.json() if await request.body() else {}
-        except ValueError:
-            raise HTTPException(400, "the body must be JSON") from None
-        token = request.headers.get("x-csrf-token")
+        _may_act(request, request.headers.get("x-csrf-token"))
+        body = await validate.json_body(request, schema, required=required)
+        key = IDEMPOTENCY_KEY.parse("Idempotency-Key", request.headers.get("idempotency-key") or "") or None
     else:
-        form = await request.form()
-        body = {k: (form.getlist(k) if k == "ids" else form.get(k)) for k in form}
-        token = form.get("csrf_token")
-    if not auth.csrf_ok(request, token):
-        raise HTTPException(403, "missing or wrong CSRF token (reload the page)")
-    if not request.state.user.can_act:
-        raise HTTPException(403, f"user {request.state.user.name} is read-only")
-    body = body if isinstance(body, dict) else {}
-    key = request.headers.get("idempotency-key") if is_api(request) else body.get("request_id")
+        form = await validate.raw_form(request)
+        _may_act(request, form.get("csrf_token"))
+        body = validate.fields(form.multi_items(), schema, required=required)
+        key = body.get("request_id")
     if key and not request.app.state.requests_seen.first_time(f"{request.state.user.name}:{key}"):
         raise Repeated()
     return body
+
+
+IDEMPOTENCY_KEY = validate.Text(200)
+
+
+def _may_act(request: Request, csrf: object) -> None:
+    if not auth.csrf_ok(request, csrf):
+        raise HTTPException(403, "missing or wrong CSRF token (reload the page)")
+    if not request.state.user.can_act:
+        raise HTTPException(403, f"user {request.state.user.name} is read-only")
 
 
 class Repeated(Exception):
@@ -233,6 +264,16 @@ def safe_next(url: str | None, default: str = "/") -> str:
     """Only local paths: a login link must not send the user elsewhere."""
     ok = url and url.startswith("/") and not url.startswith("//") and "\\" not in url
     return url if ok else default
+
+
+async def bad_input(request: Request, exc: Exception) -> Response:
+    """400 (413) naming the refused field: JSON for the API, a page for the pages."""
+    assert isinstance(exc, BadInput)
+    if is_api(request) or "session" not in request.scope:
+        return ApiResponse(exc.as_dict(), status_code=exc.status)
+    return render(
+        request, "error.html", status_code=exc.status, status=exc.status, detail=exc.detail, field=exc.field
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

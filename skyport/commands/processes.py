@@ -88,7 +88,7 @@ def _web(args: argparse.Namespace) -> int:
         workers=workers,
         access_log=cfg.access_log if args.access_log is None else args.access_log,
         log_level="info",
-        proxy_headers=True,
+        proxy_headers=False,  # the app reads X-Forwarded-* from SKYPORT_TRUSTED_PROXIES only
         log_config=None,
     )
     return 0
