@@ -10,10 +10,12 @@ How the cut lands mid-payment: the test holds one shipment's row lock, so the ho
 transactions wait inside PostgreSQL; the host is cut, then the lock released: the host's session
 takes the locks and is left open, its next statement stuck on the host's side of the cut.
 
-What it proves: the other host recovers the cut host's jobs and processes every event; when the
-network heals, the cut host's open transaction and its late outcomes arrive; still every payment
-is applied once per idempotency key, every shipment is paid as planned (no drift), every event is
-final and agrees with its job, and no job has two successes.
+What it proves: the other host's lifeline recovers the cut host's jobs; when the network heals,
+the cut host's open transaction and its late outcome arrive (the outcome refused), and every event
+is processed: each payment applied once per idempotency key, every shipment paid as planned (no
+drift), every event final and agreeing with its job, no job with two successes. The second test
+asks that the other shipments' events go on while the cut lasts; today they stall behind the cut
+host's orphaned locks (a strict xfail naming that bug).
 """
 
 from __future__ import annotations
@@ -146,11 +148,12 @@ class Stalled(AssertionError):
 @pytest.mark.xfail(
     strict=True,
     raises=Stalled,
-    reason="liveness bug: a host cut off from PostgreSQL inside a payment transaction leaves its "
-    "session idle in transaction holding the event's and shipment's row locks for as long as the "
-    "partition lasts (no idle_in_transaction_session_timeout, TCP keepalive or tcp_user_timeout on "
-    "the workers' sessions: db/pool.py); the other hosts' threads block on those locks and, their "
-    "prefetch full, stop processing the other shipments' events too",
+    reason="liveness bug: a host cut off from PostgreSQL inside a payment transaction "
+    "(jobs/payments/apply.py _process_once) leaves its session idle in transaction, holding the "
+    "event's and shipment's row locks for as long as the partition lasts (nothing bounds it: no "
+    "idle_in_transaction_session_timeout in that transaction, no server-side tcp_user_timeout or "
+    "keepalives on worker sessions, db/pool.py); the other hosts' threads block on those locks and, "
+    "their prefetch full, stop processing the other shipments' events too",
 )
 @pytest.mark.timeout(60)
 def test_a_host_cut_mid_payment_does_not_stall_the_other_shipments(cluster: Cluster) -> None:
