@@ -2,7 +2,7 @@
 
 The network (tests/topology/network.py): a bridge with PostgreSQL and Redis on two addresses of
 their own, each worker host in its own namespace. The cut is an `unreachable` route to the
-PostgreSQL address inside the host's namespace: the host's heartbeat stalls, Redis still answers.
+PostgreSQL address inside the host's namespace: its heartbeat fails, Redis still answers.
 
 What it proves: the lifeline of another host sees the silent worker and recovers its running jobs
 (outcome `lost`), which that host then runs to success; when the network heals, the cut-off
@@ -51,6 +51,7 @@ def test_cut_from_postgres_jobs_recovered_elsewhere_and_late_writes_change_nothi
     before = ledger_rows(db, jobs)
     assert outcomes(db, jobs) == {j: [(cut_id, "lost"), (other_id, "succeeded")] for j in jobs}
 
+    assert cut.ignored_outcomes() == 0  # nothing of the cut host's has reached the ledger yet
     cut_host.heal()
     # Both late writes arrive (the success group-committed, the failure retried) and are refused.
     wait_until(
