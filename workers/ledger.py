@@ -268,6 +268,11 @@ def count_by_state(conn: psycopg.Connection) -> dict[str, int]:
     return {str(s): 0 for s in JobState} | dict(rows)
 
 
+def claim_held(conn: psycopg.Connection, attempt: StartedAttempt, worker_id: str) -> bool:
+    params = {"job_id": attempt.job_id, "worker_id": worker_id, "attempt": attempt.attempt}
+    return conn.execute(q.JOB_CLAIM_HELD, params).fetchone()[0]
+
+
 def attempts_of(conn: psycopg.Connection, job_ids: list[int]) -> dict[int, int]:
     return dict(conn.execute(q.JOB_ATTEMPTS_OF, {"ids": job_ids}).fetchall())
 

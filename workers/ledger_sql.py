@@ -291,6 +291,13 @@ SELECT pg_notify(%(channel)s, id::text) FROM cancelled
 # the relay's poll for job_cancel's NOTIFY when nothing can LISTEN (workers/relay.py; jobs_pkey).
 JOB_CANCELLED_AMONG = "SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) AND state = 'cancelled'"
 
+# -- job_claim_held -- whether a worker still holds its claim on a job: running, on that worker, at
+# that attempt. A claim that waited long for a thread may have been taken back (jobs_pkey).
+JOB_CLAIM_HELD = """
+SELECT EXISTS (SELECT 1 FROM jobs WHERE id = %(job_id)s AND state = 'running'
+                  AND worker_id = %(worker_id)s AND attempts = %(attempt)s)
+"""
+
 # -- job_retry_many -- dead or cancelled jobs go back to queued with a fresh attempt budget; their
 # history (job_attempts) stays. Each takes its dedup key back: a key another job holds now fails
 # the statement on jobs_dedup_lock_key. One job or many (jobs_pkey).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import dramatiq
 import dramatiq.worker
+import psycopg
 from dramatiq.middleware import Middleware, SkipMessage
 
 import config
@@ -65,6 +67,10 @@ class LedgerMiddleware(Middleware):
         # heartbeat row and its writers, and Dramatiq's main process knows it booted (boot_gate).
         self._booted = threading.Event()
         self._ready = False
+        # A claim older than this is checked before its job begins: the process may have been
+        # frozen (SIGSTOP, a suspended VM) past the dead-after time, and the lifeline given the job
+        # to another worker meanwhile. Set from the configuration at boot.
+        self._recheck_claims_after_s = math.inf
 
     # ---- worker process lifecycle -------------------------------------------------------------
 
@@ -84,6 +90,7 @@ class LedgerMiddleware(Middleware):
 
     def _boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         cfg = config.get()
+        self._recheck_claims_after_s = cfg.worker.dead_after_s / 2
         self.worker_id = lifeline.new_worker_id()
         queues = sorted(worker.consumer_whitelist) if worker.consumer_whitelist else None
         with pool.connection() as conn:
@@ -156,7 +163,13 @@ class LedgerMiddleware(Middleware):
             raise SkipMessage("job cancelled")
         if claimed is not None:
             started, claimed_at = claimed
-            started = dataclasses.replace(started, waited_s=time.monotonic() - claimed_at)
+            waited_s = time.monotonic() - claimed_at
+            if waited_s > self._recheck_claims_after_s and not self._claim_held(started):
+                logger.warning(
+                    "job %s: claimed %.0fs ago and taken back since (lifeline); skipped", job_id, waited_s
+                )
+                raise SkipMessage("claim taken back")
+            started = dataclasses.replace(started, waited_s=waited_s)
         else:  # not claimed at fetch time (RabbitMQ): claim it now
             started = self._starts.submit((job_id, message.message_id))
         if started is None:
@@ -232,6 +245,16 @@ class LedgerMiddleware(Middleware):
         self._attempts.pop(message.message_id, None)
 
     # ---- claims at fetch time (on the consumer threads, workers/consumer.py) --------------------
+
+    def _claim_held(self, started: ledger.StartedAttempt) -> bool:
+        """Whether the ledger still gives this worker the job; when it cannot say, the job runs
+        (as it would have: delivery is at least once)."""
+        try:
+            with pool.connection() as conn:
+                return ledger.claim_held(conn, started, self.worker_id or "")
+        except psycopg.Error:
+            logger.warning("job %s: could not check its claim; running it", started.job_id, exc_info=True)
+            return True
 
     def claim_messages(self, messages: list[dramatiq.MessageProxy]) -> list[dramatiq.MessageProxy]:
         """Claim the jobs of fetched messages in one statement; returns the messages to run."""

@@ -90,14 +90,6 @@ class RanAgain(AssertionError):
     """A job the thawed worker had claimed but not begun ran again after it was recovered."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RanAgain,
-    reason="product bug: workers/middleware.py before_process_message (its `claimed is not None` "
-    "branch) begins a job claimed at fetch time from the process's own _claimed map without asking "
-    "the ledger again, so a claim the lifeline took away while the worker was frozen still runs (its "
-    "outcome is then ignored, but its effects happen a second time)",
-)
 @pytest.mark.timeout(60)
 def test_frozen_host_claimed_jobs_do_not_run_again_after_the_thaw(cluster: Cluster) -> None:
     thawed = freeze_recover_thaw(cluster, count=6)
