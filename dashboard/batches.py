@@ -28,7 +28,8 @@ DEFAULT_MAX_BATCH = 256
 
 class LoopBatcher(Generic[Item, Result]):
     """`write(items)` runs in `executor` and returns, for each item in order, its result or the
-    exception its caller gets; when `write` raises, every caller of the batch gets that error.
+    exception its caller gets (so that one item's failure is that caller's alone); when `write`
+    raises, or returns a list of another length, every caller of the batch gets an error.
     One batcher serves one event loop."""
 
     def __init__(
@@ -69,6 +70,9 @@ class LoopBatcher(Generic[Item, Result]):
         self._running -= 1
         error = done.exception() if not done.cancelled() else asyncio.CancelledError()
         results: Sequence[Result | BaseException] = [error] * len(batch) if error else done.result()
+        if len(results) != len(batch):  # a broken write: every caller still gets an answer
+            mismatch = RuntimeError(f"batch write returned {len(results)} results for {len(batch)} items")
+            results = [mismatch] * len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():  # its request went away (client disconnected): the write stands
                 continue

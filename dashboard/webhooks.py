@@ -1,15 +1,20 @@
 """`POST /webhooks/payments/{provider}`: gateway callbacks in, stored and enqueued, nothing else.
 
 401 missing/wrong signature or a timestamp outside the tolerance (replay); 400 a body that is not
-JSON or does not match the contract (the JSON error names the field); 413 a body above the limit;
-404 a provider without a secret; 200 accepted, and 200 again for a duplicate (which changes nothing).
+UTF-8 JSON of bounded depth or does not match the contract (the JSON error names the field); 413 a
+body above the limit; 404 a provider without a secret; 503 (Retry-After) the database is away;
+200 accepted, and 200 again for a duplicate (which changes nothing).
 Outside the dashboard login: the signature is the authentication.
+
+Concurrent deliveries share one transaction (dashboard/batches.py); when a batch's transaction
+fails, each of its deliveries is stored again on its own, so that only a delivery at fault fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +37,13 @@ from jobs.payments.events import (
 from jobs.payments.inbox import Received, receive_many
 
 logger = logging.getLogger("skyport.webhooks")
+
+# Seconds a gateway is asked to wait (Retry-After) when the database is away.
+RETRY_AFTER_S = 5
+# Seconds to wait for a connection to store a failed batch's deliveries one by one.
+ALONE_CONNECT_TIMEOUT_S = 5.0
+# Provider names (the path's last segment); others are unknown (404).
+_PROVIDER = re.compile(r"[A-Za-z0-9_.-]{1,50}", re.ASCII)
 
 
 class _TooLarge(Exception):
@@ -66,22 +78,43 @@ _batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBatcher[Deli
 
 
 def store_deliveries(deliveries: list[Delivery]) -> list[Received | BaseException]:
-    """A batch of accepted deliveries in one transaction; when one body is refused by the database
-    (psycopg.DataError, e.g. a \\u0000 that jsonb refuses), each is stored on its own, so that only
-    that request gets the error."""
-    with pool.connection() as conn:
+    """A batch of accepted deliveries in one transaction. When that fails (a body the database
+    refuses, a deadlock, a connection lost), each delivery is stored again in a transaction of its
+    own, so that only the deliveries at fault get an error; their results, or exceptions, in order.
+    Raises (every delivery gets the error) only when no connection is to be had."""
+    stored = _store_batch(deliveries)
+    if stored is not None:
+        return stored
+    with pool.connection(ALONE_CONNECT_TIMEOUT_S) as conn:
+        return [_store_alone(conn, delivery) for delivery in deliveries]
+
+
+def _store_batch(deliveries: list[Delivery]) -> list[Received | BaseException] | None:
+    """The batch's results, or None when its transaction failed (and rolled back)."""
+    with pool.connection() as conn:  # raising here: no database
         try:
             return list(receive_many(conn, deliveries))
-        except psycopg.DataError:
+        except Exception as exc:
             if len(deliveries) == 1:
                 raise
-        results: list[Received | BaseException] = []
-        for delivery in deliveries:
-            try:
-                results.append(receive_many(conn, [delivery])[0])
-            except psycopg.DataError as exc:
-                results.append(exc)
-        return results
+            logger.warning(
+                "payment intake: a batch of %d deliveries failed (%s); storing each on its own",
+                len(deliveries),
+                _first_line(exc),
+            )
+            return None
+
+
+def _store_alone(conn: psycopg.Connection, delivery: Delivery) -> Received | BaseException:
+    try:
+        return receive_many(conn, [delivery])[0]
+    except Exception as exc:
+        return exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _intake() -> LoopBatcher[Delivery, Received]:
@@ -96,16 +129,39 @@ def _intake() -> LoopBatcher[Delivery, Received]:
     return batcher
 
 
+def _store_error(provider: str, event: PaymentEvent, exc: BaseException) -> JSONResponse:
+    """The answer to a delivery that could not be stored: 400 when its body is at fault (data the
+    database refuses, which the intake's checks should have refused first), 503 with Retry-After
+    when the database is away or the delivery's transaction failed on its own, else 500 (logged;
+    the gateway's retry is safe)."""
+    if isinstance(exc, psycopg.DataError | UnicodeError):
+        return _error(400, "invalid event", field="body", detail=_first_line(exc))
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        logger.warning("payment intake: %s/%s not stored: %s", provider, event.id, _first_line(exc))
+        return JSONResponse(
+            {"error": "database unavailable", "detail": "not stored; send it again later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    logger.error("payment intake: %s/%s not stored", provider, event.id, exc_info=exc)
+    return _error(500, "internal error", detail="not stored; send it again later")
+
+
 async def payment_webhook(request: Request) -> JSONResponse:
     provider = request.path_params["provider"]
     cfg = config.get()
-    secret = cfg.payments.secret_for(provider) if len(provider) <= 50 else None
+    secret = cfg.payments.secret_for(provider) if _PROVIDER.fullmatch(provider) else None
     if secret is None:
-        return _error(404, f"unknown payment provider {provider!r}")
+        return _error(
+            404,
+            "unknown payment provider",
+            detail=f"no secret for {provider[:60]!a} (names: 1 to 50 of A-Z a-z 0-9 _ . -)",
+        )
     try:
         body = await _read_body(request, cfg.payments.max_body_bytes)
     except _TooLarge:
-        return _error(413, f"body larger than {cfg.payments.max_body_bytes} bytes")
+        limit = cfg.payments.max_body_bytes
+        return _error(413, "body too large", field="body", detail=f"larger than {limit} bytes")
     try:
         verify_signature(
             request.headers.get(SIGNATURE_HEADER), body, secret, cfg.payments.tolerance_s, time.time()
@@ -118,8 +174,8 @@ async def payment_webhook(request: Request) -> JSONResponse:
         return _error(400, "invalid event", field=exc.field, detail=exc.message)
     try:
         received = await _intake().submit((provider, event, body))
-    except psycopg.DataError as exc:  # e.g. a \u0000 in a string, which jsonb refuses
-        return _error(400, "invalid event", field="body", detail=str(exc).splitlines()[0])
+    except Exception as exc:
+        return _store_error(provider, event, exc)
     if received.duplicate:
         return JSONResponse({"status": "duplicate", "id": event.id})
     return JSONResponse({"status": "accepted", "id": event.id})

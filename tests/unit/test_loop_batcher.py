@@ -86,3 +86,13 @@ def test_many_requests_all_answered(writers: int) -> None:
         return await asyncio.gather(*(batcher.submit(i) for i in range(500)))
 
     assert asyncio.run(main()) == [i + 1 for i in range(500)]
+
+
+def test_a_write_returning_the_wrong_number_of_results_still_answers_every_caller() -> None:
+    async def main() -> list[object]:
+        batcher = LoopBatcher(lambda items: items[:-1], ThreadPoolExecutor(1), writers=1)
+        calls = asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+        return await asyncio.wait_for(calls, 5)  # none left waiting
+
+    answers = asyncio.run(main())
+    assert all(isinstance(a, RuntimeError) and "results for" in str(a) for a in answers)
