@@ -59,7 +59,8 @@ class Result:
 # -- payment_event_lock -- the event, its shipment and its payment, locked in that order for the whole
 # processing transaction, in one statement: the shipment (primary key) only while the event is open, the
 # payment (payment_transactions_idempotency_key_key) only when the shipment exists. Money on a shipment
-# moves only under its lock.
+# moves only under its lock. It also bounds how long the transaction may sit idle with those locks
+# (LOCK_IDLE_TIMEOUT).
 PAYMENT_EVENT_LOCK = """
 WITH event AS MATERIALIZED (
     SELECT id, provider, status, payload::text AS payload, shipment_id, idempotency_key,
@@ -83,9 +84,16 @@ SELECT event.*,
        ship.payment_status AS ship_payment_status,
        txn.transaction_id AS txn_transaction_id, txn.shipment_id AS txn_shipment_id, txn.amount AS txn_amount,
        txn.currency AS txn_currency, txn.transaction_type AS txn_transaction_type,
-       txn.transaction_status AS txn_transaction_status
+       txn.transaction_status AS txn_transaction_status,
+       set_config('idle_in_transaction_session_timeout', %(idle_timeout)s, true) AS idle_timeout
   FROM event LEFT JOIN ship ON true LEFT JOIN txn ON true
 """
+
+# A processing transaction idle this long is ended by the server, its locks released: its worker
+# was cut off from PostgreSQL between two statements (a network partition, a frozen host), and the
+# other workers waiting on the shipment's lock must not wait for the partition to heal. The
+# transaction's statements follow each other within milliseconds; the job retries if it is cut.
+LOCK_IDLE_TIMEOUT = "5s"
 
 # PRIMARY_KEY_ONLY: the writes below find their row by its primary key, and their status guards
 # are written `(...) IS TRUE`, which no index can serve. Written plainly, the planner may serve a
@@ -181,7 +189,8 @@ def process_event(
 def _process_once(conn: psycopg.Connection, event_pk: int, unmatched_after_s: float) -> Result:
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            PAYMENT_EVENT_LOCK, {"id": event_pk, "unmatched_after_s": unmatched_after_s}
+            PAYMENT_EVENT_LOCK,
+            {"id": event_pk, "unmatched_after_s": unmatched_after_s, "idle_timeout": LOCK_IDLE_TIMEOUT},
         ).fetchone()
         if row is None:
             return Result(Outcome.DONE_BEFORE, f"no payment event {event_pk}")

@@ -145,16 +145,6 @@ class Stalled(AssertionError):
     """The other hosts stopped processing events while the cut lasted."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Stalled,
-    reason="liveness bug: a host cut off from PostgreSQL inside a payment transaction "
-    "(jobs/payments/apply.py _process_once) leaves its session idle in transaction, holding the "
-    "event's and shipment's row locks for as long as the partition lasts (nothing bounds it: no "
-    "idle_in_transaction_session_timeout in that transaction, no server-side tcp_user_timeout or "
-    "keepalives on worker sessions, db/pool.py); the other hosts' threads block on those locks and, "
-    "their prefetch full, stop processing the other shipments' events too",
-)
 @pytest.mark.timeout(60)
 def test_a_host_cut_mid_payment_does_not_stall_the_other_shipments(cluster: Cluster) -> None:
     scenario = cut_mid_payment(cluster)
