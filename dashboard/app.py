@@ -14,9 +14,8 @@ from dashboard.health import healthz, readyz
 from dashboard.validate import BadInput
 
 
-def create_app() -> Starlette:
-    cfg = config.get()
-    routes = [
+def routes() -> list[Route | Mount]:
+    return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.metrics),
@@ -55,8 +54,12 @@ def create_app() -> Starlette:
         Route("/api/sessions", api.sessions_list),
         Route("/api/sessions/sign-out-everywhere", api.sign_out_everywhere, methods=["POST"]),
     ]
+
+
+def create_app() -> Starlette:
+    cfg = config.get()
     app = Starlette(
-        routes=routes,
+        routes=routes(),
         middleware=[
             # Outermost: the client address and scheme, from trusted proxies only (SKYPORT_TRUSTED_PROXIES).
             Middleware(proxies.ForwardedHeaders, trusted=cfg.web.trusted_proxies),
