@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import config
 from skyport.errors import CommandError
@@ -105,13 +106,19 @@ def _worker(args: argparse.Namespace) -> int:
         from workers.observability import set_prometheus_env
 
         set_prometheus_env(cfg)
+    threads = args.threads or cfg.worker.threads
+    if threads != cfg.worker.threads:
+        # Each worker process sizes its connection pool from the configuration (threads + helpers,
+        # db/pool.py): --threads must reach the processes Dramatiq forks too.
+        os.environ["SKYPORT_WORKER_THREADS"] = str(threads)
+        config.get.cache_clear()
     argv = [
         WORKER_APP,
         "--skip-logging",
         "--processes",
         str(args.processes or cfg.worker.processes),
         "--threads",
-        str(args.threads or cfg.worker.threads),
+        str(threads),
         "--worker-shutdown-timeout",
         str(int(args.shutdown_timeout * 1000)),
         # Dramatiq's main process waits this long for its worker processes to report ready before
