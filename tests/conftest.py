@@ -21,11 +21,17 @@ import config
 import jobs.registry  # noqa: F401 - every actor declared, as in a worker
 import tests.actors
 from db import migrate, pool
+from tests.pgbouncer import PgBouncer, PgBouncerUnavailable
 
 ADMIN_URL = os.environ.get("SKYPORT_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("SKYPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_AMQP_URL = os.environ.get("SKYPORT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# `pgbouncer`: the product under test (every process the tests start, and DATABASE_URL in-process)
+# reaches each test's database through one PgBouncer in transaction mode, without a direct URL;
+# the tests' own checks still read the server. E.g. SKYPORT_TEST_DATABASE_ROUTE=pgbouncer
+# ./scripts/test tests/e2e tests/faults (docs/operations.md, "Through PgBouncer").
+DATABASE_ROUTE = os.environ.get("SKYPORT_TEST_DATABASE_ROUTE", "direct")
 RUN_ID = uuid.uuid4().hex[:8]
 
 
@@ -78,10 +84,32 @@ def fresh_db_name() -> Iterator[str]:
         _drop(name)
 
 
+@pytest.fixture(scope="session")
+def suite_pgbouncer() -> Iterator[PgBouncer | None]:
+    """The PgBouncer of SKYPORT_TEST_DATABASE_ROUTE=pgbouncer (None: direct). At the end, its log
+    holds no prepared-statement error."""
+    if DATABASE_ROUTE != "pgbouncer":
+        yield None
+        return
+    try:
+        bouncer = PgBouncer(ADMIN_URL, pool_size=20).start()
+    except PgBouncerUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield bouncer
+        log = bouncer.log_text()
+    finally:
+        bouncer.stop()
+    assert "prepared statement" not in log.lower(), log[-3000:]
+
+
 @pytest.fixture
-def database_url(template_db: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A migrated database of this test's own; DATABASE_URL points at it. With it comes a Redis
-    namespace of the test's own: enqueue() sends jobs to Redis right after they commit."""
+def database_url(
+    template_db: str, redis_namespace: str, suite_pgbouncer: PgBouncer | None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A migrated database of this test's own; DATABASE_URL points at it (through the suite's
+    PgBouncer when the route says so). With it comes a Redis namespace of the test's own:
+    enqueue() sends jobs to Redis right after they commit. Yields the direct URL."""
     name = f"skyport_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(
@@ -90,7 +118,10 @@ def database_url(template_db: str, redis_namespace: str, monkeypatch: pytest.Mon
             )
         )
     url = db_url(name)
-    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_URL", url if suite_pgbouncer is None else suite_pgbouncer.url(url))
+    if suite_pgbouncer is not None:
+        monkeypatch.setenv("SKYPORT_DATABASE_POOLER", "transaction")
+        monkeypatch.delenv("DATABASE_DIRECT_URL", raising=False)
     config.get.cache_clear()
     try:
         yield url

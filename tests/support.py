@@ -104,13 +104,22 @@ class SkyportProcess:
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-6000:]
 
+    def _check_log(self) -> None:
+        """No process of the product ever reports a prepared-statement error (it would behind a
+        transaction pooler if it prepared statements)."""
+        text = Path(self.log.name).read_text(errors="replace") if Path(self.log.name).exists() else ""
+        assert "prepared statement" not in text, text[-3000:]
+
     def __enter__(self) -> SkyportProcess:
         return self if self.proc is not None else self.start()  # `with` on a started process: no second one
 
     def __exit__(self, *exc: object) -> None:
         if self.alive():
             self.kill()
-        Path(self.log.name).unlink(missing_ok=True)
+        try:
+            self._check_log()
+        finally:
+            Path(self.log.name).unlink(missing_ok=True)
 
 
 class WorkerProcess(SkyportProcess):
