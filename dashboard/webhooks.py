@@ -35,13 +35,15 @@ from jobs.payments.events import (
     verify_signature,
 )
 from jobs.payments.inbox import Received, receive_many
+from workers import EnqueueError
 
 logger = logging.getLogger("skyport.webhooks")
 
 # Seconds a gateway is asked to wait (Retry-After) when the database is away.
 RETRY_AFTER_S = 5
-# Seconds to wait for a connection to store a failed batch's deliveries one by one.
-ALONE_CONNECT_TIMEOUT_S = 5.0
+# Seconds to wait for a connection to store a batch, and its deliveries one by one if it failed:
+# a gateway times out long before a 30 s wait would answer it 503.
+STORE_CONNECT_TIMEOUT_S = 5.0
 # Provider names (the path's last segment); others are unknown (404).
 _PROVIDER = re.compile(r"[A-Za-z0-9_.-]{1,50}", re.ASCII)
 
@@ -85,13 +87,13 @@ def store_deliveries(deliveries: list[Delivery]) -> list[Received | BaseExceptio
     stored = _store_batch(deliveries)
     if stored is not None:
         return stored
-    with pool.connection(ALONE_CONNECT_TIMEOUT_S) as conn:
+    with pool.connection(STORE_CONNECT_TIMEOUT_S) as conn:
         return [_store_alone(conn, delivery) for delivery in deliveries]
 
 
 def _store_batch(deliveries: list[Delivery]) -> list[Received | BaseException] | None:
     """The batch's results, or None when its transaction failed (and rolled back)."""
-    with pool.connection() as conn:  # raising here: no database
+    with pool.connection(STORE_CONNECT_TIMEOUT_S) as conn:  # raising here: no database
         try:
             return list(receive_many(conn, deliveries))
         except Exception as exc:
@@ -134,7 +136,7 @@ def _store_error(provider: str, event: PaymentEvent, exc: BaseException) -> JSON
     database refuses, which the intake's checks should have refused first), 503 with Retry-After
     when the database is away or the delivery's transaction failed on its own, else 500 (logged;
     the gateway's retry is safe)."""
-    if isinstance(exc, psycopg.DataError | UnicodeError):
+    if isinstance(exc, psycopg.DataError | UnicodeError | EnqueueError):
         return _error(400, "invalid event", field="body", detail=_first_line(exc))
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         logger.warning("payment intake: %s/%s not stored: %s", provider, event.id, _first_line(exc))

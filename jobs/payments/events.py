@@ -254,12 +254,13 @@ def parse_event(body: bytes) -> PaymentEvent:
 
 
 def _string(data: dict[str, Any], field: str, prefix: str, *, max_len: int) -> str:
-    """A required identifier: a non-empty printable string of at most max_len characters."""
+    """A required identifier: a non-empty printable string of at most max_len UTF-8 bytes (the
+    event id ends up in its job's dedup key, which has a byte limit)."""
     value = data.get(field)
     if not isinstance(value, str) or not value.strip():
         raise EventError(f"{prefix}{field}", "a non-empty string is required")
-    if len(value) > max_len:
-        raise EventError(f"{prefix}{field}", f"at most {max_len} characters")
+    if len(value) > max_len or len(value.encode("utf-8", "surrogatepass")) > max_len:
+        raise EventError(f"{prefix}{field}", f"at most {max_len} bytes (UTF-8)")
     if not value.isprintable():
         raise EventError(f"{prefix}{field}", f"printable characters only, got {_show(value)}")
     return value

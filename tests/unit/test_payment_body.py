@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobs.payments import inbox
 from jobs.payments.events import (
     MAX_DEPTH,
     EventError,
@@ -228,3 +229,14 @@ def test_a_good_signature_with_spaces_and_upper_case_still_verifies() -> None:
     now = int(time.time())
     header = f"t={now}, v1={'f' * 64}, v1={sign('s', now, b'{}').upper()}"
     assert verify_signature(header, b"{}", "s", 300, time.time()) == now
+
+
+def test_identifiers_are_limited_in_utf8_bytes_so_the_dedup_key_fits() -> None:
+    body = doc()
+    body["id"] = "\U0001f600" * 64  # 64 characters, 256 bytes: its job's dedup key would not fit
+    assert refused(json.dumps(body).encode()).field == "id"
+    body["id"] = "\U0001f600" * 63
+    event = parse_event(json.dumps(body).encode())
+    assert (
+        len(inbox.dedup_key("provider-with-a-long-name-of-fifty-characters-xxxx", event.id).encode()) <= 1024
+    )
