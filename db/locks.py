@@ -22,13 +22,20 @@ from contextlib import contextmanager
 
 from db import pool
 
-# -- try_xact_lock -- the lock (key, hashtext(name)) until the holding transaction ends.
-TRY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))"
+# -- try_xact_lock -- the lock (key, hashtext(name)) until the holding transaction ends; the
+# holding transaction may sit idle as long as the work runs, whatever the server's
+# idle_in_transaction_session_timeout (which would end it, and the lock with it).
+TRY_XACT_LOCK = """
+SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)),
+       set_config('idle_in_transaction_session_timeout', '0', true)
+"""
 
 
 @contextmanager
 def try_lock(key: int, name: str) -> Iterator[bool]:
     """Yields True when this process got the lock (key, hashtext(name)), held until the block
-    ends; False when another holds it (nothing to release then)."""
-    with pool.connection() as holder, holder.transaction():
+    ends; False when another holds it (nothing to release then). The holder is a connection of
+    its own, outside the pool: the work's connections come from the pool, and several
+    maintenance jobs at once must not starve the worker threads of it."""
+    with pool.connect(autocommit=True) as holder, holder.transaction():
         yield holder.execute(TRY_XACT_LOCK, (key, name)).fetchone()[0]

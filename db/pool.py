@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool
 import config
 
 # Pool connections per process beyond the worker threads: the consumers' claims, the group
-# commits' writers, a maintenance job's lock holder (db/locks.py). The relay and the heartbeat
+# commits' writers. A maintenance job's lock holder (db/locks.py), the relay and the heartbeat
 # of a worker process have connections of their own, outside the pool (docs/operations.md).
 DEFAULT_EXTRA_CONNECTIONS = 4
 # Seconds to wait for the first connection before declaring the database unreachable.
