@@ -127,6 +127,20 @@ class ClaimingRedisBroker(RedisBroker):
         return ClaimingConsumer(self, queue_name, prefetch, timeout)
 
 
+def _well_formed(message: Message) -> bool:
+    """Fields of the types the worker relies on (Message.decode checks only that they exist)."""
+    job_id = message.options.get("job_id") if isinstance(message.options, dict) else None
+    return (
+        isinstance(message.message_id, str)
+        and isinstance(message.actor_name, str)
+        and isinstance(message.queue_name, str)
+        and isinstance(message.args, list | tuple)
+        and isinstance(message.kwargs, dict)
+        and isinstance(message.options, dict)
+        and (job_id is None or (isinstance(job_id, int) and not isinstance(job_id, bool)))
+    )
+
+
 class ClaimingConsumer(_RedisConsumer):
     broker: ClaimingRedisBroker
 
@@ -206,8 +220,12 @@ class ClaimingConsumer(_RedisConsumer):
             if data is None:
                 continue
             try:
-                decoded.append(MessageProxy(Message.decode(data)))
+                message = Message.decode(data)
             except Exception:  # DecodeError, or JSON that is not a message (missing fields)
+                message = None
+            if message is not None and _well_formed(message):
+                decoded.append(MessageProxy(message))
+            else:
                 poison.append(data)
         if poison:
             moved = self.broker.set_aside(self.queue_name, poison)

@@ -26,7 +26,7 @@ import redis
 import config
 from db import pool
 from workers import ledger_sql, relay
-from workers.job_spec import EnqueueError, JobRef, JobSpec, Row, validate_spec
+from workers.job_spec import EnqueueError, JobRef, JobSpec, Row, text_problem, validate_spec
 
 # Attempts to resolve a dedup conflict whose holder is finishing at the same moment.
 _DEDUP_RESOLVE_TRIES = 5
@@ -65,6 +65,8 @@ def enqueue(
 
 def enqueue_many(jobs: Iterable[JobSpec], *, conn: Any = None, enqueued_by: str = "app") -> list[JobRef]:
     """Enqueue a batch in one statement; references come back in the order given."""
+    if not isinstance(enqueued_by, str) or not 0 < len(enqueued_by) <= 200 or text_problem(enqueued_by):
+        raise EnqueueError(f"enqueued_by must be a short text, got {enqueued_by!r:.80}", "enqueued_by")
     rows = [validate_spec(spec) for spec in jobs]
     if not rows:
         return []

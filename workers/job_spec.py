@@ -182,12 +182,12 @@ def _bad_text(value: Any) -> str | None:
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
             stack.extend(item)
-        elif isinstance(item, str) and (problem := _text_problem(item)):
+        elif isinstance(item, str) and (problem := text_problem(item)):
             return problem
     return None
 
 
-def _text_problem(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
     if "\x00" in text:
         return "a NUL character"
     try:
@@ -202,7 +202,7 @@ def _dedup_key(key: Any) -> str | None:
         return None
     if not isinstance(key, str) or not key:
         raise EnqueueError(f"dedup_key must be a non-empty string, got {_short(key)}", "dedup_key")
-    if problem := _text_problem(key):
+    if problem := text_problem(key):
         raise EnqueueError(f"dedup_key holds {problem}", "dedup_key")
     if len(key.encode("utf-8")) > MAX_DEDUP_KEY_BYTES:
         raise EnqueueError(f"dedup_key is longer than {MAX_DEDUP_KEY_BYTES} bytes (UTF-8)", "dedup_key")

@@ -22,6 +22,7 @@ import dramatiq
 import dramatiq.worker
 import psycopg
 from dramatiq.middleware import Middleware, SkipMessage
+from psycopg_pool import PoolTimeout
 
 import config
 from db import pool
@@ -42,6 +43,8 @@ DEFAULT_IDLE_POLL_MS = 100
 # job waiting for a thread shows as running; `dramatiq_queue_prefetch` in the environment
 # overrides it (per consumer, not per thread), e.g. for long jobs.
 DEFAULT_PREFETCH_PER_THREAD = 4
+# Seconds a stale claim's check may wait for a connection before the job runs unchecked.
+CLAIM_CHECK_TIMEOUT_S = 2.0
 # Tracebacks longer than this are cut (the head and the end are kept).
 MAX_TRACEBACK_CHARS = 20_000
 
@@ -250,9 +253,9 @@ class LedgerMiddleware(Middleware):
         """Whether the ledger still gives this worker the job; when it cannot say, the job runs
         (as it would have: delivery is at least once)."""
         try:
-            with pool.connection() as conn:
+            with pool.connection(CLAIM_CHECK_TIMEOUT_S) as conn:
                 return ledger.claim_held(conn, started, self.worker_id or "")
-        except psycopg.Error:
+        except (psycopg.Error, PoolTimeout):
             logger.warning("job %s: could not check its claim; running it", started.job_id, exc_info=True)
             return True
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dramatiq
 import pytest
 import redis
@@ -166,6 +168,16 @@ def test_undecodable_messages_are_set_aside_and_the_valid_ones_fetched_with_them
     _send(broker, range(0, 4, 2))
     _push_raw(redis_namespace, "poison-1", b"\xff\xfe not json")
     _push_raw(redis_namespace, "poison-2", b'{"valid json": "but not a message"}')
+    wrong_types = {
+        "queue_name": QUEUE,
+        "actor_name": "noop",
+        "args": [1],
+        "kwargs": {},
+        "options": {"job_id": "x"},
+        "message_id": ["not", "a string"],
+        "message_timestamp": 0,
+    }
+    _push_raw(redis_namespace, "poison-3", json.dumps(wrong_types).encode())
     _send(broker, range(4, 8, 2))
     consumer = broker.consume(QUEUE, prefetch=8, timeout=100)
     taken = _take(consumer, 4)  # one fetch: the four valid messages come out of it at once
@@ -173,8 +185,10 @@ def test_undecodable_messages_are_set_aside_and_the_valid_ones_fetched_with_them
     assert claims.batches == [[0, 2, 4, 6]]
     client = redis.Redis.from_url(TEST_REDIS_URL)
     dead = f"{redis_namespace}:{QUEUE}.XQ"
-    assert sorted(client.zrange(dead, 0, -1)) == [b"poison-1", b"poison-2"]
+    assert sorted(client.zrange(dead, 0, -1)) == [b"poison-1", b"poison-2", b"poison-3"]
     assert client.hget(f"{dead}.msgs", "poison-1") == b"\xff\xfe not json"  # the raw bytes, for ops
     assert client.hget(f"{redis_namespace}:{QUEUE}.msgs", "poison-1") is None
     acks = f"{redis_namespace}:__acks__.{broker.broker_id}.{QUEUE}"
-    assert not {b"poison-1", b"poison-2"} & client.smembers(acks)  # not held by this worker either
+    assert not {b"poison-1", b"poison-2", b"poison-3"} & client.smembers(
+        acks
+    )  # not held by this worker either

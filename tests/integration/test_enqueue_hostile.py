@@ -4,6 +4,7 @@ the field, never a database error, and a refused call writes nothing."""
 from __future__ import annotations
 
 import math
+from datetime import UTC
 from typing import Any
 
 import psycopg
@@ -39,15 +40,30 @@ def _count(conn: psycopg.Connection) -> int:
     dedup_key=st.none() | hostile_text | st.integers(),
     delay=st.none() | seconds,
     queue=st.none() | st.sampled_from(["default", "nowhere", "", "\x00"]) | st.integers(),
+    window=st.none() | seconds,
+    eta=st.none() | st.datetimes(timezones=st.just(UTC)) | st.datetimes(),
+    by=st.sampled_from(["app"]) | hostile_text | st.integers(),
 )
 def test_a_hostile_enqueue_makes_a_job_or_a_clear_refusal(
-    conn: psycopg.Connection, key: Any, dedup_key: Any, delay: Any, queue: Any
+    conn: psycopg.Connection, key: Any, dedup_key: Any, delay: Any, queue: Any, window: Any, eta: Any, by: Any
 ) -> None:
     before = _count(conn)
     try:
-        enqueue("remember", [key], dedup_key=dedup_key, delay=delay, queue=queue)
+        ref = enqueue(
+            "remember",
+            [key],
+            dedup_key=dedup_key,
+            dedup_window=window,
+            delay=delay,
+            eta=eta,
+            queue=queue,
+            enqueued_by=by,
+        )
     except EnqueueError as exc:
-        assert exc.field in {"args", "kwargs", "dedup_key", "delay", "queue"}, exc
+        fields = {"args", "kwargs", "dedup_key", "dedup_window", "delay", "eta", "queue", "enqueued_by"}
+        assert exc.field in fields, exc
         assert _count(conn) == before
     else:
-        assert _count(conn) in (before, before + 1)  # a taken dedup key returns the existing job
+        # A new job, or the job that holds the dedup key.
+        assert _count(conn) == before + ref.created
+        assert ref.created or dedup_key is not None
