@@ -141,7 +141,10 @@ def _store_error(provider: str, event: PaymentEvent, exc: BaseException) -> JSON
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         logger.warning("payment intake: %s/%s not stored: %s", provider, event.id, _first_line(exc))
         return JSONResponse(
-            {"error": "database unavailable", "detail": "not stored; send it again later"},
+            {
+                "error": "database unavailable",
+                "detail": "send it again later (a stored one answers duplicate)",
+            },
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )

@@ -97,8 +97,12 @@ class Heartbeat(threading.Thread):
                 beats += 1
                 try:
                     if conn is None or conn.closed:
+                        # A direct connection when there is one: behind a busy transaction pooler a
+                        # heartbeat queues with the work, and a late one makes a live worker dead.
                         conn = pool.connect(
-                            self.cfg.database.url, autocommit=True, connect_timeout=DEFAULT_CONNECT_TIMEOUT_S
+                            self.cfg.database.direct_url or self.cfg.database.url,
+                            autocommit=True,
+                            connect_timeout=DEFAULT_CONNECT_TIMEOUT_S,
                         )
                     heartbeat(conn, self.worker_id, self.queues)
                     if beats % DEFAULT_MAINTENANCE_EVERY == 0:
