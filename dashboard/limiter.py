@@ -36,18 +36,23 @@ FORGET_AFTER_S = 3600.0
 LOGIN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 # -- console_login_failures_of_account -- recent failures not cleared by the account's own login.
 FAILURES_OF_ACCOUNT = """
-SELECT count(*), extract(epoch FROM now() - max(attempted_at))::float8
+SELECT count(*), extract(epoch FROM clock_timestamp() - max(attempted_at))::float8
   FROM console_login_failures
  WHERE account = %(key)s AND NOT account_cleared
    AND attempted_at > now() - make_interval(secs => %(forget_s)s)
 """
 # -- console_login_failures_of_address -- recent failures from one client address.
 FAILURES_OF_ADDRESS = """
-SELECT count(*), extract(epoch FROM now() - max(attempted_at))::float8
+SELECT count(*), extract(epoch FROM clock_timestamp() - max(attempted_at))::float8
   FROM console_login_failures
  WHERE address = %(key)s AND attempted_at > now() - make_interval(secs => %(forget_s)s)
 """
-FAILURE_INSERT = "INSERT INTO console_login_failures (account, address) VALUES (%s, %s) RETURNING id"
+# Times are the clock's, not the transaction's start (now()): an attempt that waited for the lock
+# behind others must not see their failures as younger than itself.
+FAILURE_INSERT = """
+INSERT INTO console_login_failures (account, address, attempted_at) VALUES (%s, %s, clock_timestamp())
+RETURNING id
+"""
 FAILURES_FORGET = (
     "DELETE FROM console_login_failures WHERE attempted_at < now() - make_interval(secs => %(forget_s)s)"
 )
@@ -99,7 +104,7 @@ def begin(conn: psycopg.Connection, account: str, address: str) -> Attempt | Blo
             conn.execute(LOGIN_LOCK, {"key": key})
         for scope, query, key, free in checks:
             failures, age_s = conn.execute(query, {"key": key, "forget_s": FORGET_AFTER_S}).fetchone()
-            wait_s = backoff_s(failures, free) - (age_s or 0.0)
+            wait_s = backoff_s(failures, free) - max(age_s or 0.0, 0.0)
             if failures and wait_s > 0:
                 return Blocked(max(math.ceil(wait_s), 1), scope)
         conn.execute(FAILURES_FORGET, {"forget_s": FORGET_AFTER_S})

@@ -222,7 +222,7 @@ def path(request: Request, name: str, spec: Spec) -> Any:
 
 async def raw_form(request: Request) -> FormData:
     """A posted form, not yet checked field by field (`fields` does: an uploaded file is no text)."""
-    _check_length(request)
+    await _read_capped(request)  # Starlette parses the form from the body read here
     return await request.form()
 
 
@@ -233,16 +233,11 @@ async def form(request: Request, schema: Schema, *, required: Iterable[str] = ()
 
 async def raw_json(request: Request) -> dict[str, Any]:
     """The JSON object in the body (an empty body is {}), not yet checked field by field."""
-    _check_length(request)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise BadInput("body", f"larger than {MAX_BODY_BYTES} bytes", status=413)
-    if not bytes(body).strip():
+    body = await _read_capped(request)
+    if not body.strip():
         return {}
     try:
-        value = json.loads(bytes(body))
+        value = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: [[[[...]]]] nested too deep
         raise BadInput("body", "must be JSON") from None
     if not isinstance(value, dict):
@@ -253,6 +248,19 @@ async def raw_json(request: Request) -> dict[str, Any]:
 async def json_body(request: Request, schema: Schema, *, required: Iterable[str] = ()) -> dict[str, Any]:
     """The JSON object in the body, checked."""
     return fields((await raw_json(request)).items(), schema, required=required)
+
+
+async def _read_capped(request: Request) -> bytes:
+    """The body, refused with 413 past MAX_BODY_BYTES whether it declares its length or is sent in
+    chunks; kept on the request (Starlette's `body()` and `form()` read it from there)."""
+    _check_length(request)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadInput("body", f"larger than {MAX_BODY_BYTES} bytes", status=413)
+    request._body = bytes(body)  # Starlette's own cache of the body it streamed
+    return request._body
 
 
 def _check_length(request: Request) -> None:
