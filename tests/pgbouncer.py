@@ -93,6 +93,9 @@ class PgBouncer:
             "pool_mode = transaction\n"
             f"default_pool_size = {self.pool_size}\n"
             f"max_client_conn = {self.max_client_conn}\n"
+            # Tests make and drop a database each: idle server connections to them go soon, or
+            # they would pile up past the server's max_connections.
+            "server_idle_timeout = 5\n"
             # The ledger's statements (LISTEN aside) need nothing more: unknown startup
             # parameters that drivers send are ignored instead of refused.
             "ignore_startup_parameters = extra_float_digits,options\n"
