@@ -35,6 +35,7 @@ from bench.capacity import redis_memory, report
 from bench.capacity.cpu import ENQUEUER_APP, WORKER_APP, SplitMeter
 from bench.capacity.ledger import KINDS, Ledger
 from bench.capacity.scenario import Bench
+from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
 from bench.support.facts import finish_run, load_average, machine_facts
 from bench.support.procs import SKYPORT, Workers
@@ -64,16 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--history", type=int, default=20_000, help="finished jobs in the ledger throughout")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a window may take at most")
-    p.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        help="server to use (the bench creates and drops a database of its own there)",
-    )
-    p.add_argument(
-        "--redis-url",
-        default=os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
-    p.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
+    add_server_options(p)
     return p
 
 

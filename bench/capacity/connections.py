@@ -16,7 +16,6 @@ pool (SHOW POOLS) sampled every 0.1 s; warnings and errors in the workers' logs.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import signal
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from bench.capacity.budget import RunResult, run_mode
 from bench.capacity.ledger import Ledger
+from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
 from bench.support.facts import finish_run, load_average, machine_facts
 from bench.support.timing import fmt
@@ -52,16 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--history", type=int, default=20_000, help="finished jobs in the ledger throughout")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a phase may take at most")
-    p.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        help="server to use (the bench creates and drops a database of its own there)",
-    )
-    p.add_argument(
-        "--redis-url",
-        default=os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
-    p.add_argument("--keep-logs", action="store_true", help="keep the workers' and PgBouncer's logs")
+    add_server_options(p, logs="the workers' and PgBouncer's logs")
     return p
 
 

@@ -33,7 +33,6 @@ Exit status 1 when a check fails.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import signal
 import sys
@@ -42,6 +41,7 @@ import time
 from pathlib import Path
 
 from bench.soak.runner import Soak
+from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
 from bench.support.facts import finish_run, load_average, machine_facts
 
@@ -67,16 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--drain-timeout-s", type=float, default=600.0, help="longest wait for the queues to drain")
     add("--rss-limit", type=float, default=0.10, help="largest RSS growth after warm-up (0.10 = 10%%)")
     add("--seed", type=int, default=1)
-    add(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        help="server to use (the soak creates and drops a database of its own there)",
-    )
-    add(
-        "--redis-url",
-        default=os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
-    add("--keep-logs", action="store_true", help="keep the processes' logs")
+    add_server_options(p, logs="the processes' logs")
     return p
 
 

@@ -21,7 +21,6 @@ Redis namespaces and removes them at the end.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import signal
 import sys
@@ -29,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
 from bench.support.facts import finish_run, load_average, machine_facts
 from bench.throughput.measure import PathResult, measure_ledger_extras, measure_path
@@ -54,16 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="finished jobs in the ledger before the bench starts (default: %(default)s)",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a phase may take at most")
-    p.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        help="server to use (the bench creates and drops a database of its own there)",
-    )
-    p.add_argument(
-        "--redis-url",
-        default=os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
-    p.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
+    add_server_options(p)
     return p
 
 
