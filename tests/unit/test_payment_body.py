@@ -24,7 +24,14 @@ from jobs.payments.events import (
     sign,
     verify_signature,
 )
-from tests.integration.hostile_bodies import dumps, hostile_bodies, json_values, put
+from tests.integration.hostile_bodies import (
+    TRICKY_AMOUNTS,
+    TRICKY_CURRENCIES,
+    dumps,
+    hostile_bodies,
+    json_values,
+    put,
+)
 
 HYPOTHESIS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -133,35 +140,8 @@ def test_numbers_in_bounds_are_fine(literal: str) -> None:
     assert parse_event(dumps(put(doc(), "extra", "\u2063placeholder\u2063"), literal)).amount
 
 
-@pytest.mark.parametrize(
-    "amount",
-    [
-        "125.50\n",
-        "\n125.50",
-        " 125",
-        "125 ",
-        "\u0661\u0662\u0665",
-        "\u0661\u0662\u0665.\u0665\u0660",
-        "\uff11\uff12\uff15",
-        "125.",
-        ".5",
-        "+1",
-        "-1",
-        "0",
-        "0.00",
-        "1e2",
-        "0x10",
-        "1_000",
-        "125.505",
-        "12345678901",
-        "NaN",
-        "",
-        True,
-        None,
-        [],
-        {},
-    ],
-)
+# The tricky amounts the intake tests send too, and values of the wrong JSON type.
+@pytest.mark.parametrize("amount", [*TRICKY_AMOUNTS, True, None, [], {}])
 def test_strict_amounts(amount: Any) -> None:
     assert refused(json.dumps(doc(amount=amount)).encode()).field == "data.amount"
 
@@ -182,7 +162,7 @@ def test_an_amount_as_a_json_number_stays_exact() -> None:
 
 @pytest.mark.parametrize(
     "currency",
-    ["USD\n", "usd", "Usd", "\uff35\uff33\uff24", "ÜSD", "US", "USDD", " USD", "U\u0301SD", "", 840, None],
+    [*TRICKY_CURRENCIES, 840, None],
 )
 def test_strict_currencies(currency: Any) -> None:
     assert refused(json.dumps(doc(currency=currency)).encode()).field == "data.currency"
