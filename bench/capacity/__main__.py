@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,7 +34,7 @@ from bench.capacity.ledger import KINDS, Ledger
 from bench.capacity.scenario import Bench
 from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
-from bench.support.facts import finish_run, load_average, machine_facts
+from bench.support.facts import finish_run, machine_facts, start_run
 from bench.support.procs import SKYPORT, Workers
 from bench.support.timing import wait_until_complete
 
@@ -71,13 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    tag = secrets.token_hex(4)
+    tag, log_dir, load_before = start_run("bench")
     namespace = f"skyport_bench_{tag}_capacity"
-    log_dir = Path(tempfile.mkdtemp(prefix="skyport-bench-"))
-    load_before = load_average()
-    print(f"skyport bench {tag}: {' '.join(sys.argv)}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {load_before}")
     ok = False
     try:
         with (

@@ -16,18 +16,14 @@ pool (SHOW POOLS) sampled every 0.1 s; warnings and errors in the workers' logs.
 from __future__ import annotations
 
 import argparse
-import secrets
-import signal
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from bench.capacity.budget import RunResult, run_mode
 from bench.capacity.ledger import Ledger
 from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
-from bench.support.facts import finish_run, load_average, machine_facts
+from bench.support.facts import finish_run, machine_facts, start_run
 from bench.support.timing import fmt
 from tests.pgbouncer import PgBouncer
 
@@ -58,13 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    tag = secrets.token_hex(4)
+    tag, log_dir, load_before = start_run("bench")
     namespace = f"skyport_bench_{tag}_connections"
-    log_dir = Path(tempfile.mkdtemp(prefix="skyport-bench-"))
-    load_before = load_average()
-    print(f"skyport bench {tag}: {' '.join(sys.argv)}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {load_before}")
     ok = False
     try:
         with (

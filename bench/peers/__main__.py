@@ -24,13 +24,8 @@ own; everything is dropped at the end. Ratios are ours / theirs: above 1 we are 
 from __future__ import annotations
 
 import argparse
-import secrets
-import signal
 import sys
-import tempfile
-import time
 from contextlib import ExitStack
-from pathlib import Path
 
 from bench.peers.report import all_writes_ok, print_cpu_table, print_table, print_targets, target_rows
 from bench.peers.run import PHASES, RunResult, run_setting
@@ -43,7 +38,7 @@ from bench.peers.systems import (
     plain_database,
 )
 from bench.support.databases import bench_database, redis_namespaces
-from bench.support.facts import finish_run, load_average, machine_facts
+from bench.support.facts import finish_run, machine_facts, start_run
 
 SYSTEM_KEYS = ("bare", "ledger", "procrastinate", "pgqueuer")
 
@@ -133,13 +128,7 @@ def library_versions() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM cleans up like Ctrl-C: workers stopped, databases dropped, Redis keys deleted.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    tag = secrets.token_hex(4)
-    log_dir = Path(tempfile.mkdtemp(prefix="skyport-peers-"))
-    load_before = load_average()
-    print(f"skyport peers {tag}: {' '.join(sys.argv)}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {load_before}")
+    tag, log_dir, load_before = start_run("peers")
     runs: list[RunResult] = []
     ok = False
     try:

@@ -33,17 +33,12 @@ Exit status 1 when a check fails.
 from __future__ import annotations
 
 import argparse
-import secrets
-import signal
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 from bench.soak.runner import Soak
 from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
-from bench.support.facts import finish_run, load_average, machine_facts
+from bench.support.facts import finish_run, machine_facts, start_run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,13 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    tag = secrets.token_hex(4)
+    tag, log_dir, load_before = start_run("soak")
     namespace = f"skyport_soak_{tag}"
-    log_dir = Path(tempfile.mkdtemp(prefix="skyport-soak-"))
-    load_before = load_average()
-    print(f"skyport soak {tag}: {' '.join(sys.argv)}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {load_before}")
     ok = False
     try:
         with (

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import os
 import platform
+import secrets
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -57,6 +62,19 @@ def code_version() -> str:
 
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def start_run(kind: str) -> tuple[str, Path, str]:
+    """The start of a bench run: SIGTERM cleans up like Ctrl-C (workers stopped, databases dropped,
+    Redis keys deleted), a tag for its databases and namespaces, a folder for its logs, and the
+    header (the command, the date, the load before). Returns (tag, log folder, load before)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tag = secrets.token_hex(4)
+    log_dir = Path(tempfile.mkdtemp(prefix=f"skyport-{kind}-"))
+    load_before = load_average()
+    print(f"skyport {kind} {tag}: {' '.join(sys.argv)}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {load_before}")
+    return tag, log_dir, load_before
 
 
 def finish_run(log_dir: Path, *, keep: bool, load_before: str) -> None:

@@ -21,16 +21,12 @@ Redis namespaces and removes them at the end.
 from __future__ import annotations
 
 import argparse
-import secrets
-import signal
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
-from bench.support.facts import finish_run, load_average, machine_facts
+from bench.support.facts import finish_run, machine_facts, start_run
 from bench.throughput.measure import PathResult, measure_ledger_extras, measure_path
 from bench.throughput.paths import BarePath, LedgerPath
 from bench.throughput.report import print_comparison, print_extras, print_targets, target_rows
@@ -60,14 +56,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # SIGTERM cleans up like Ctrl-C: workers stopped, database dropped, Redis keys deleted.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    tag = secrets.token_hex(4)
+    tag, log_dir, load_before = start_run("bench")
     bare_ns, ledger_ns = f"skyport_bench_{tag}_bare", f"skyport_bench_{tag}_ledger"
-    log_dir = Path(tempfile.mkdtemp(prefix="skyport-bench-"))
-    load_before = load_average()
-    print(f"skyport bench {tag}: {' '.join(sys.argv)}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {load_before}")
     ok = False
     try:
         with (
