@@ -60,7 +60,7 @@ def periodic(conn: psycopg.Connection) -> list[dict[str, Any]]:
     """Every schedule entry: trigger, enabled (code/config and ops switch), next and last fire."""
     entries = schedule.load_schedule()
     switched = state.overrides(conn)
-    last = state.last_ticks(conn, [e.name for e in entries])
+    last = state.last_runs(conn, [e.name for e in entries])
     now = datetime.now(UTC)
     result = []
     for entry in entries:

@@ -9,8 +9,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -28,6 +27,7 @@ import config
 from dashboard import auth, sessions, validate
 from dashboard.validate import BadInput, Schema
 from db import pool
+from jobs import listing
 
 logger = logging.getLogger("skyport.dashboard")
 HERE = Path(__file__).resolve().parent
@@ -55,16 +55,11 @@ env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+    return listing.when(value) if value else ""
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
+    return "" if seconds is None else listing.duration(seconds)
 
 
 env.filters["when"] = _when
@@ -81,20 +76,10 @@ def secret_key(cfg: config.Config) -> str:
     return secrets.token_urlsafe(32)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Decimal):
-        return str(value)
-    return str(value)
-
-
 class ApiResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         # backslashreplace: a lone surrogate (a JSON body can carry one) comes out as its \\uXXXX escape.
-        text = json.dumps(content, default=_json_default, ensure_ascii=False)
+        text = json.dumps(content, default=listing.json_default, ensure_ascii=False)
         return text.encode("utf-8", "backslashreplace")
 
 

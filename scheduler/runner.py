@@ -73,7 +73,7 @@ def run_now(job: schedule.PeriodicJob, by: str) -> Any:
         job.args,
         job.kwargs,
         queue=job.queue,
-        dedup_key=f"manual:{job.name}:{now.isoformat()}",
+        dedup_key=state.manual_key(job.name, now),
         enqueued_by=by,
     )
 

@@ -1,18 +1,6 @@
-"""Formatting shared by the commands' tables and JSON."""
+"""Formatting shared by the commands' tables and JSON (jobs/listing.py, which the job families'
+commands use too)."""
 
-from __future__ import annotations
+from jobs.listing import Column, add_listing_flags, cut, dumps, human, json_default, show, table, when
 
-from datetime import datetime, timedelta
-from typing import Any
-
-
-def when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    raise TypeError(f"not JSON: {type(value).__name__}")
+__all__ = ["Column", "add_listing_flags", "cut", "dumps", "human", "json_default", "show", "table", "when"]

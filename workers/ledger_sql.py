@@ -407,13 +407,25 @@ SELECT w.worker_id, w.hostname, w.pid, w.queues, w.started_at, w.heartbeat_at,
 
 # ---- scheduler reads (scheduler/state.py) -----------------------------------------------------
 
-# -- job_last_ticks -- the newest tick job of each schedule entry: jobs_pkey walked newest first
-# until the entry's tick (the enqueued_by index went in 0009_ledger_hot_path).
+# -- job_last_ticks -- the newest scheduled tick of each schedule entry (the scheduler's catch-up):
+# one probe of jobs_schedule_run_idx per entry (its predicate is implied by the `cron:` prefix).
 JOB_LAST_TICKS = """
-SELECT n.name, j.id, j.dedup_key, j.state, j.enqueued_at, j.finished_at, j.last_error
+SELECT n.name, j.id, j.dedup_key, j.state, j.enqueued_at, j.enqueued_by, j.finished_at, j.last_error
   FROM unnest(%(names)s::text[]) AS n(name)
   LEFT JOIN LATERAL (
-        SELECT id, dedup_key, state, enqueued_at, finished_at, last_error FROM jobs
-         WHERE enqueued_by = 'scheduler:' || n.name
+        SELECT id, dedup_key, state, enqueued_at, enqueued_by, finished_at, last_error FROM jobs
+         WHERE split_part(dedup_key, ':', 2) = n.name AND dedup_key LIKE 'cron:%%'
+         ORDER BY id DESC LIMIT 1) j ON true
+"""
+
+# -- job_last_runs -- the newest run of each schedule entry, a tick or a run asked for by ops
+# (`manual:<entry>:<time>`): the periodic page and `skyport schedule list`; jobs_schedule_run_idx.
+JOB_LAST_RUNS = """
+SELECT n.name, j.id, j.dedup_key, j.state, j.enqueued_at, j.enqueued_by, j.finished_at, j.last_error
+  FROM unnest(%(names)s::text[]) AS n(name)
+  LEFT JOIN LATERAL (
+        SELECT id, dedup_key, state, enqueued_at, enqueued_by, finished_at, last_error FROM jobs
+         WHERE split_part(dedup_key, ':', 2) = n.name
+           AND (dedup_key LIKE 'cron:%%' OR dedup_key LIKE 'manual:%%')
          ORDER BY id DESC LIMIT 1) j ON true
 """

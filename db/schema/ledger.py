@@ -74,6 +74,13 @@ sa.Index("jobs_finished_at_idx", jobs.c.finished_at, postgresql_where=jobs.c.fin
 sa.Index("jobs_queue_id_idx", jobs.c.queue, jobs.c.id)
 sa.Index("jobs_dedup_key_idx", jobs.c.dedup_key, postgresql_where=jobs.c.dedup_key.isnot(None))
 sa.Index("jobs_enqueued_at_idx", jobs.c.enqueued_at)
+# A schedule entry's newest run, tick (`cron:<entry>:...`) or "run now" (`manual:<entry>:...`) (0011).
+sa.Index(
+    "jobs_schedule_run_idx",
+    sa.func.split_part(jobs.c.dedup_key, sa.literal_column("':'"), sa.literal_column("2")),
+    jobs.c.id,
+    postgresql_where=sa.text("dedup_key LIKE 'cron:%' OR dedup_key LIKE 'manual:%'"),
+)
 
 job_attempts = sa.Table(
     "job_attempts",

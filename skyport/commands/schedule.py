@@ -8,14 +8,16 @@ from typing import Any
 
 from jobs.family import command_user
 from skyport.errors import CommandError
-from skyport.output import when
+from skyport.output import Column, add_listing_flags, show
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     sched = sub.add_parser("schedule", help="the periodic jobs").add_subparsers(
         title="schedule commands", metavar="CMD"
     )
-    sched.add_parser("list", help="every entry with its trigger, next and last tick").set_defaults(run=_list)
+    cmd = sched.add_parser("list", help="every entry with its trigger, next tick and last run")
+    add_listing_flags(cmd)
+    cmd.set_defaults(run=_list)
     for name, run, text in (
         ("run", _run, "enqueue one run of an entry now"),
         ("enable", _enable, "switch an entry on (persisted)"),
@@ -35,6 +37,18 @@ def _entry(name: str) -> Any:
     return entries[name]
 
 
+# The columns of `skyport schedule list`.
+SCHEDULE_COLUMNS = (
+    Column("NAME", "name"),
+    Column("TRIGGER", "trigger"),
+    Column("ON", "enabled"),
+    Column("NEXT (UTC)", "next_fire"),
+    Column("LAST RUN (UTC)", "last_run"),
+    Column("BY", "last_by", max_width=24),
+    Column("LAST OUTCOME", "last_outcome", max_width=60),
+)
+
+
 def _list(args: argparse.Namespace) -> int:
     from db import pool
     from scheduler import schedule, state
@@ -42,22 +56,36 @@ def _list(args: argparse.Namespace) -> int:
     entries = schedule.load_schedule()
     now = datetime.now(UTC)
     with pool.connection() as conn:
-        last = state.last_ticks(conn, [j.name for j in entries])
+        last = state.last_runs(conn, [j.name for j in entries])
         switched = state.overrides(conn)
-    print(f"{'NAME':<24} {'TRIGGER':<20} {'ON':<4} {'NEXT (UTC)':<19}  {'LAST (UTC)':<19}  LAST OUTCOME")
+    rows = []
     for job in entries:
         on = job.enabled and switched.get(job.name, True)
         nxt = job.build_trigger().get_next_fire_time(None, now) if on else None
-        tick = last.get(job.name) or {}
-        outcome = tick.get("state", "-")
-        if tick.get("last_error"):
-            outcome += f": {tick['last_error'][:50]}"
-        trigger = job.trigger + ("" if job.timezone == "UTC" else f" {job.timezone}")
-        print(
-            f"{job.name:<24} {trigger:<20} {'yes' if on else 'no':<4} {when(nxt and nxt.astimezone(UTC))}  "
-            f"{when(tick.get('fire_time'))}  {outcome}"
+        run = last.get(job.name) or {}
+        outcome = run.get("state")
+        if run.get("last_error"):
+            outcome = f"{outcome}: {run['last_error']}"
+        rows.append(
+            {
+                "name": job.name,
+                "trigger": job.trigger + ("" if job.timezone == "UTC" else f" {job.timezone}"),
+                "enabled": on,
+                "next_fire": nxt and nxt.astimezone(UTC),
+                "last_run": run.get("fire_time") and run["fire_time"].astimezone(UTC),
+                "last_by": _last_by(run),
+                "last_job_id": run.get("id"),
+                "last_outcome": outcome,
+            }
         )
+    show(args, SCHEDULE_COLUMNS, rows, empty="no schedule entries")
     return 0
+
+
+def _last_by(run: dict[str, Any]) -> str | None:
+    if not run:
+        return None
+    return f"run now: {run['enqueued_by']}" if run.get("manual") else "schedule"
 
 
 def _run(args: argparse.Namespace) -> int:
