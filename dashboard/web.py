@@ -49,6 +49,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
+# How often the pages' live regions are refreshed (dashboard/static/dashboard.js).
+DEFAULT_LIVE_EVERY_MS = 3000
+
 T = TypeVar("T")
 
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
@@ -234,7 +237,9 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         request=request,
         user=getattr(request.state, "user", None),
         csrf=auth.csrf_token(request),
-        flash=request.session.pop("flash", None),
+        # A live region's poll (dashboard.js) leaves the message to the page the user loads.
+        flash=None if request.headers.get("x-skyport-live") else request.session.pop("flash", None),
+        live_every_ms=DEFAULT_LIVE_EVERY_MS,
         **context,
     )
     return HTMLResponse(html, status_code=status_code)

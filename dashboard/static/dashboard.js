@@ -1,4 +1,5 @@
-// Confirmation before every action, one submission per click, and "select all" on the jobs list.
+// Confirmation before every action, one submission per click, "select all" on the jobs list,
+// and live regions: every element with data-live and an id is refreshed from the page's own URL.
 "use strict";
 document.addEventListener("submit", (event) => {
   const form = event.target;
@@ -18,4 +19,83 @@ document.addEventListener("change", (event) => {
   if (!event.target.classList.contains("select-all")) return;
   const form = event.target.closest("form");
   form.querySelectorAll('input[name="ids"]').forEach((box) => { box.checked = event.target.checked; });
+});
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button.copy");
+  if (!button || !navigator.clipboard) return;
+  navigator.clipboard.writeText(button.dataset.copy).then(() => {
+    button.textContent = "copied";
+    setTimeout(() => { button.textContent = "copy"; }, 1500);
+  });
+});
+
+// ---- live regions ------------------------------------------------------------------------
+const LIVE_KEY = "skyport-live";  // "off" in localStorage: paused (in every tab)
+const live = { timer: null, busy: false };
+
+function livePaused() { return window.localStorage.getItem(LIVE_KEY) === "off"; }
+
+// A region's content without the per-render request ids, to tell a real change.
+function signature(html) { return html.replace(/name="request_id" value="[^"]*"/g, ""); }
+
+// A region the user is working in keeps its content: a ticked box, a focused field.
+function inUse(region) {
+  if (region.querySelector('input[type="checkbox"]:checked')) return true;
+  return region.contains(document.activeElement) && document.activeElement.matches("input, select, textarea");
+}
+
+function swap(region, fresh) {
+  if (signature(region.innerHTML) === signature(fresh.innerHTML) || inUse(region)) return;
+  const open = [...region.querySelectorAll("details")].map((d) => d.open);
+  region.innerHTML = fresh.innerHTML;
+  region.querySelectorAll("details").forEach((d, i) => { if (open[i]) d.open = true; });
+}
+
+async function refresh() {
+  if (live.busy || livePaused() || document.hidden) return;
+  live.busy = true;
+  try {
+    const response = await fetch(window.location.href, { headers: { "X-Skyport-Live": "1" }, credentials: "same-origin" });
+    if (!response.ok || response.redirected) { setStatus("stopped (reload the page)"); stopLive(); return; }
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    document.querySelectorAll("[data-live][id]").forEach((region) => {
+      const fresh = doc.getElementById(region.id);
+      if (fresh) swap(region, fresh);
+    });
+    setStatus("updated " + new Date().toLocaleTimeString());
+  } catch (err) {
+    setStatus("not reachable, retrying");
+  } finally {
+    live.busy = false;
+  }
+}
+
+function setStatus(text) {
+  const status = document.getElementById("live-status");
+  if (status) status.textContent = text;
+}
+
+function stopLive() { if (live.timer) { clearInterval(live.timer); live.timer = null; } }
+
+function showToggle() {
+  const toggle = document.getElementById("live-toggle");
+  if (!toggle) return;
+  toggle.textContent = livePaused() ? "Resume live updates" : "Pause live updates";
+  toggle.setAttribute("aria-pressed", livePaused() ? "true" : "false");
+  if (livePaused()) setStatus("paused");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (!document.querySelector("[data-live][id]")) return;
+  const bar = document.getElementById("live-bar");
+  if (bar) bar.hidden = false;
+  const every = Number(document.body.dataset.liveEveryMs || 3000);
+  live.timer = setInterval(refresh, every);
+  const toggle = document.getElementById("live-toggle");
+  if (toggle) toggle.addEventListener("click", () => {
+    window.localStorage.setItem(LIVE_KEY, livePaused() ? "on" : "off");
+    showToggle();
+    if (!livePaused()) refresh();
+  });
+  showToggle();
 });
