@@ -34,10 +34,20 @@ class ActionResult:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who does an action, for audit_log."""
+    """Who does an action: the console user and the client's address (None when it is not an IP
+    address: a unix socket, a test client)."""
 
     user: str
     ip: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ip", queries.ip_or_none(self.ip))
+
+    @property
+    def by(self) -> str:
+        """The name the audit log and the ledger give the user: `ops:<user>` (the command line's
+        is `cli:<login>`, the system's `job:<actor>`)."""
+        return f"{queries.OPS_PREFIX}{self.user}"
 
 
 def _audit(conn: psycopg.Connection, who: Actor, verb: str, ids: list[Any], details: dict[str, Any]) -> None:
@@ -45,7 +55,7 @@ def _audit(conn: psycopg.Connection, who: Actor, verb: str, ids: list[Any], deta
     for target in ids:
         queries.audit_write(
             conn,
-            user=who.user,
+            user=who.by,
             ip=who.ip,
             verb=verb,
             table_name="jobs",
@@ -79,7 +89,7 @@ def cancel_jobs(conn: psycopg.Connection, who: Actor, job_ids: list[int]) -> Act
     cancelled, skipped = [], []
     with conn.transaction():
         for job_id in job_ids:
-            if ledger.job_cancel(conn, job_id, by=f"ops:{who.user}"):
+            if ledger.job_cancel(conn, job_id, by=who.by):
                 cancelled.append(job_id)
                 _audit(conn, who, "cancel", [job_id], {})
             else:
@@ -119,10 +129,10 @@ def _entry(name: str) -> schedule.PeriodicJob:
 
 def run_entry_now(conn: psycopg.Connection, who: Actor, name: str) -> ActionResult:
     entry = _entry(name)
-    ref = runner.run_now(entry, by=f"ops:{who.user}")
+    ref = runner.run_now(entry, by=who.by)
     queries.audit_write(
         conn,
-        user=who.user,
+        user=who.by,
         ip=who.ip,
         verb="run now",
         table_name="schedule",
@@ -136,9 +146,9 @@ def set_entry_enabled(conn: psycopg.Connection, who: Actor, name: str, enabled: 
     _entry(name)
     verb = "enable" if enabled else "disable"
     with conn.transaction():
-        state.set_enabled(conn, name, enabled, by=f"ops:{who.user}")
+        state.set_enabled(conn, name, enabled, by=who.by)
         queries.audit_write(
-            conn, user=who.user, ip=who.ip, verb=verb, table_name="schedule", record_id=name, details={}
+            conn, user=who.by, ip=who.ip, verb=verb, table_name="schedule", record_id=name, details={}
         )
     return ActionResult(f"{name}: {'enabled' if enabled else 'disabled'}", [name])
 
@@ -157,11 +167,11 @@ def domain_action(conn: psycopg.Connection, who: Actor, verb: str, body: dict[st
             ids = (
                 None if body.get("all") else [int(i) for i in (raw if isinstance(raw, list) else [raw]) if i]
             )
-            retried = domain.act("retry_notifications", conn, who.user, queue_ids=ids)
+            retried = domain.act("retry_notifications", conn, who.by, who.ip, queue_ids=ids)
             return ActionResult(f"retried {_plural(len(retried), 'dead notification')}", retried)
         if verb == "replay-payment":
             provider, event_id = str(body.get("provider") or ""), str(body.get("event_id") or "")
-            if domain.act("replay_payment_event", conn, who.user, provider=provider, event_id=event_id):
+            if domain.act("replay_payment_event", conn, who.by, who.ip, provider=provider, event_id=event_id):
                 return ActionResult(f"payment event {provider}/{event_id} replayed", [event_id])
             return ActionResult(
                 f"payment event {provider}/{event_id} is not unmatched or rejected: unchanged"
@@ -169,10 +179,10 @@ def domain_action(conn: psycopg.Connection, who: Actor, verb: str, body: dict[st
         if verb == "refresh-view":
             view = str(body.get("view") or "")
             with conn.transaction():
-                job_id = domain.act("refresh_view", conn, who.user, view=view)
+                job_id = domain.act("refresh_view", conn, who.by, who.ip, view=view)
                 queries.audit_write(
                     conn,
-                    user=who.user,
+                    user=who.by,
                     ip=who.ip,
                     verb="refresh now",
                     table_name="matview",

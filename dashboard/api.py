@@ -116,8 +116,9 @@ async def domain_queues(request: Request) -> Response:
 async def audit(request: Request) -> Response:
     values = validate.query(request, inputs.AUDIT_API)
     limit = values.get("limit", inputs.AUDIT_PAGE_SIZE)
-    rows = await db(queries.audit_list, limit=limit, before_id=values.get("before"))
-    return ApiResponse({"entries": rows})
+    kind = values.get("kind", inputs.DEFAULT_AUDIT_KIND)
+    rows = await db(data.audit_entries, kind, limit, values.get("before"))
+    return ApiResponse({"entries": rows, "kind": kind})
 
 
 async def domain_action(request: Request) -> Response:

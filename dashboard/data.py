@@ -136,3 +136,27 @@ def related_rows(conn: psycopg.Connection, job: dict[str, Any]) -> list[dict[str
         if row:
             found.append({"table": table, "key": f"{column}={value}", "row": row})
     return found
+
+
+# The console page of each audit target's table (a job's own page; the others' lists).
+AUDIT_TARGET_PAGES = {
+    "schedule": "/periodic",
+    "notification_queue": "/queues",
+    "payment_events": "/queues",
+    "matview": "/queues",
+    "console_sessions": "/sessions",
+}
+
+
+def audit_entries(
+    conn: psycopg.Connection, kind: str, limit: int, before_id: int | None
+) -> list[dict[str, Any]]:
+    """The audit log, newest first, each entry with `target_url`: its target's console page (None
+    for a table the console has no page for)."""
+    rows = queries.audit_list(conn, kind=kind, limit=limit, before_id=before_id)
+    for row in rows:
+        if row["table_name"] == "jobs":
+            row["target_url"] = f"/jobs/{row['record_id']}"
+        else:
+            row["target_url"] = AUDIT_TARGET_PAGES.get(row["table_name"])
+    return rows

@@ -56,9 +56,9 @@ def warnings(sections: dict[str, Any]) -> list[str]:
     return lines
 
 
-def act(name: str, conn: psycopg.Connection, user: str, **params: Any) -> Any:
-    """Run a family's action as `user` (the family writes the audit rows)."""
+def act(name: str, conn: psycopg.Connection, by: str, ip: str | None, **params: Any) -> Any:
+    """Run a family's action as `by` from `ip` (the family writes the audit rows)."""
     action = registry.console_action(name)
     if action is None:
         raise NotAvailable(f"no job family offers the action {name!r}")
-    return action(conn, user, **params)
+    return action(conn, by, ip, **params)

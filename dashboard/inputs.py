@@ -37,7 +37,9 @@ PAGE_FORM: Schema = {"csrf_token": Text(200), "request_id": Text(100), "back": T
 
 JOBS_PAGE: Schema = {**JOB_FILTER, "before": ID}
 JOBS_API: Schema = {**JOBS_PAGE, "limit": Int(1, queries.MAX_PAGE_SIZE)}
-AUDIT_PAGE: Schema = {"before": ID}
+AUDIT_PAGE: Schema = {"before": ID, "kind": Choice(queries.AUDIT_KINDS)}
+# The audit log shows people's actions unless asked for the system's (`kind=system`) or all.
+DEFAULT_AUDIT_KIND = "ops"
 AUDIT_API: Schema = {**AUDIT_PAGE, "limit": Int(1, MAX_AUDIT_PAGE_SIZE)}
 NO_PARAMETERS: Schema = {}
 

@@ -105,11 +105,12 @@ async def domain_queues(request: Request) -> Response:
 
 
 async def audit(request: Request) -> Response:
-    before = validate.query(request, inputs.AUDIT_PAGE).get("before")
-    rows = await db(queries.audit_list, limit=inputs.AUDIT_PAGE_SIZE, before_id=before)
+    values = validate.query(request, inputs.AUDIT_PAGE)
+    kind = values.get("kind", inputs.DEFAULT_AUDIT_KIND)
+    rows = await db(data.audit_entries, kind, inputs.AUDIT_PAGE_SIZE, values.get("before"))
     full = len(rows) == inputs.AUDIT_PAGE_SIZE
-    next_url = f"/audit?before={rows[-1]['audit_id']}" if full else None
-    return render(request, "audit.html", rows=rows, next_url=next_url)
+    next_url = "/audit?" + urlencode({"kind": kind, "before": rows[-1]["audit_id"]}) if full else None
+    return render(request, "audit.html", rows=rows, next_url=next_url, kind=kind)
 
 
 async def sessions_page(request: Request) -> Response:

@@ -157,6 +157,22 @@ def queue_depths(redis_url: str, namespace: str, queues: list[str]) -> list[dict
         client.close()
 
 
+# How the audit log names who acted: a console user `ops:<user>`, a command-line user `cli:<login>`;
+# anything else (`job:<actor>`, the app's own rows) is the system.
+OPS_PREFIX = "ops:"
+PEOPLE_PREFIXES = (OPS_PREFIX, "cli:")
+# The audit log's views: people's actions, the system's, or both.
+AUDIT_KINDS = ("ops", "system", "all")
+
+
+def ip_or_none(ip: str | None) -> str | None:
+    """The address as PostgreSQL's inet takes it, or None (a unix socket, the test client's name)."""
+    try:
+        return str(ipaddress.ip_address(ip)) if ip else None
+    except ValueError:
+        return None
+
+
 # -- dashboard_audit_write -- one ops action. `action` keeps the seed's CHECK (INSERT/UPDATE/DELETE);
 # the ops verb is in `reason` and `new_values.verb`.
 AUDIT_WRITE = """
@@ -176,10 +192,6 @@ def audit_write(
     ip: str | None = None,
     action: str = "UPDATE",
 ) -> None:
-    try:
-        ip_value = str(ipaddress.ip_address(ip)) if ip else None
-    except ValueError:  # the test client's "testclient", a unix socket
-        ip_value = None
     conn.execute(
         AUDIT_WRITE,
         {
@@ -187,36 +199,46 @@ def audit_write(
             "record_id": record_id[:100],
             "action": action,
             "user": user,
-            "ip": ip_value,
+            "ip": ip_or_none(ip),
             "details": psycopg.types.json.Jsonb({"verb": verb, **details}),
             "verb": verb,
         },
     )
 
 
-# -- dashboard_audit_list -- newest first (idx_audit_created); optionally one record's entries
-# (idx_audit_table_record).
+# -- dashboard_audit_list -- newest first: people's actions by audit_log_people_idx (0012), the
+# system's and all by idx_audit_created; one record's entries by idx_audit_table_record.
 AUDIT_LIST = """
 SELECT audit_id, created_at, performed_by, reason AS verb, table_name, record_id, action,
        new_values, host(ip_address) AS ip
   FROM audit_log
- WHERE (%(table_name)s::text IS NULL OR (table_name = %(table_name)s AND record_id = %(record_id)s))
+ WHERE ({kind})
+   AND (%(table_name)s::text IS NULL OR (table_name = %(table_name)s AND record_id = %(record_id)s))
    AND (%(before_id)s::bigint IS NULL OR audit_id < %(before_id)s)
  ORDER BY created_at DESC, audit_id DESC
  LIMIT %(limit)s
 """
+# The `kind` conditions (the people's one is audit_log_people_idx's predicate, word for word).
+AUDIT_PEOPLE = "performed_by LIKE 'ops:%%' OR performed_by LIKE 'cli:%%'"
+AUDIT_KIND_WHERE = {
+    "ops": AUDIT_PEOPLE,
+    "system": "performed_by IS NULL OR NOT (performed_by LIKE 'ops:%%' OR performed_by LIKE 'cli:%%')",
+    "all": "true",
+}
 
 
 def audit_list(
     conn: psycopg.Connection,
     *,
+    kind: str = "all",
     table_name: str | None = None,
     record_id: str | None = None,
     limit: int = 100,
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
+    query = sql.SQL(AUDIT_LIST).format(kind=sql.SQL(AUDIT_KIND_WHERE[kind]))
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            AUDIT_LIST,
+            query,
             {"table_name": table_name, "record_id": record_id, "limit": limit, "before_id": before_id},
         ).fetchall()

@@ -133,7 +133,7 @@ def sign_out_everywhere(
             ended = conn.execute(SESSIONS_OF_USER_DELETE, (user_name,)).rowcount
         queries.audit_write(
             conn,
-            user=who.user,
+            user=who.by,
             ip=who.ip,
             verb="sign out everywhere",
             table_name="console_sessions",

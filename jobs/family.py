@@ -50,8 +50,9 @@ class ConsoleRead:
     problems: Callable[[Any], list[str]]
 
 
-# An ops action offered by the console: (conn, user, **parameters) -> result. The family writes
-# the audit rows it needs.
+# An ops action offered by the console: (conn, by, ip, **parameters) -> result. `by` is who acts as
+# the audit log names people (`ops:<console user>`, see `command_user` for the command line), `ip`
+# their address (None when unknown). The family writes the audit rows it needs, with both.
 ConsoleAction = Callable[..., Any]
 
 

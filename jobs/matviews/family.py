@@ -24,7 +24,7 @@ def _stale_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def refresh_by_ops(conn: psycopg.Connection, user: str, view: str) -> int:
+def refresh_by_ops(conn: psycopg.Connection, by: str, ip: str | None, view: str) -> int:
     """Ask for a refresh of a view now (a debounced job); returns its job id."""
     return actors.request_refresh(view, conn=conn).id
 

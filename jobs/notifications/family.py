@@ -15,11 +15,11 @@ def _dead_problems(rows: list[dict[str, Any]]) -> list[str]:
     return [f"{len(rows)} dead notification(s)"] if rows else []
 
 
-def retry_by_ops(conn: psycopg.Connection, user: str, queue_ids: list[int] | None) -> list[int]:
+def retry_by_ops(conn: psycopg.Connection, by: str, ip: str | None, queue_ids: list[int] | None) -> list[int]:
     """Retry the given dead notifications, or all of them (None); `retry_dead` writes the audit rows."""
     if queue_ids is None:
         queue_ids = [r["queue_id"] for r in list_dead(conn, limit=1000)]
-    return retry_dead(conn, queue_ids, performed_by=f"ops:{user}") if queue_ids else []
+    return retry_dead(conn, queue_ids, performed_by=by, ip=ip) if queue_ids else []
 
 
 FAMILY = Family(

@@ -334,19 +334,19 @@ WITH retried AS (
      WHERE queue_id = ANY(%(ids)s) AND status = 'dead'
  RETURNING queue_id, last_error),
 audited AS (
-    INSERT INTO audit_log (table_name, record_id, action, performed_by, old_values, new_values,
-                           changed_fields, reason)
-    SELECT 'notification_queue', queue_id::text, 'UPDATE', %(performed_by)s,
+    INSERT INTO audit_log (table_name, record_id, action, performed_by, ip_address, old_values,
+                           new_values, changed_fields, reason)
+    SELECT 'notification_queue', queue_id::text, 'UPDATE', %(performed_by)s, %(ip)s::inet,
            jsonb_build_object('status', 'dead', 'last_error', last_error),
            jsonb_build_object('status', 'pending', 'attempts', 0),
-           ARRAY['status', 'attempts', 'next_retry_at'], %(reason)s
+           ARRAY['status', 'attempts', 'next_retry_at'], 'retry'
       FROM retried)
 SELECT queue_id FROM retried
 """
 
 
 def retry_dead(
-    conn: psycopg.Connection, queue_ids: Sequence[int], performed_by: str, reason: str = "ops retry"
+    conn: psycopg.Connection, queue_ids: Sequence[int], performed_by: str, ip: str | None = None
 ) -> list[int]:
     """Put dead notifications back to pending with their attempts reset; returns the ids that were
     dead (others are left alone). Writes audit_log and wakes the dispatcher, in one transaction."""
@@ -355,7 +355,7 @@ def retry_dead(
             r[0]
             for r in conn.execute(
                 NOTIFICATION_RETRY_DEAD,
-                {"ids": list(queue_ids), "performed_by": performed_by, "reason": reason},
+                {"ids": list(queue_ids), "performed_by": performed_by, "ip": ip},
             )
         ]
         if ids:

@@ -23,9 +23,9 @@ def _drift_lines(rows: list[dict[str, Any]]) -> list[str]:
     )
 
 
-def replay_by_ops(conn: psycopg.Connection, user: str, provider: str, event_id: str) -> bool:
+def replay_by_ops(conn: psycopg.Connection, by: str, ip: str | None, provider: str, event_id: str) -> bool:
     """Replay an unmatched or rejected event (audited by `replay_event`)."""
-    return bool(replay_event(conn, provider, event_id, f"ops:{user}"))
+    return bool(replay_event(conn, provider, event_id, by, ip=ip))
 
 
 def _metrics(conn: psycopg.Connection) -> Iterator[Gauge]:

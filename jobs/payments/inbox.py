@@ -134,21 +134,25 @@ WITH replayed AS (
      WHERE provider = %(provider)s AND event_id = %(event_id)s AND status IN ('unmatched', 'rejected')
  RETURNING id, error),
 audited AS (
-    INSERT INTO audit_log (table_name, record_id, action, performed_by, old_values, new_values,
-                           changed_fields, reason)
-    SELECT 'payment_events', id::text, 'UPDATE', %(by)s, jsonb_build_object('error', error),
-           jsonb_build_object('status', 'received'), ARRAY['status', 'attempts'], 'ops replay'
+    INSERT INTO audit_log (table_name, record_id, action, performed_by, ip_address, old_values,
+                           new_values, changed_fields, reason)
+    SELECT 'payment_events', id::text, 'UPDATE', %(by)s, %(ip)s::inet, jsonb_build_object('error', error),
+           jsonb_build_object('status', 'received', 'provider', %(provider)s::text,
+                              'event_id', %(event_id)s::text),
+           ARRAY['status', 'attempts'], 'replay'
       FROM replayed)
 SELECT id FROM replayed
 """
 
 
-def replay_event(conn: psycopg.Connection, provider: str, event_id: str, by: str) -> bool:
+def replay_event(
+    conn: psycopg.Connection, provider: str, event_id: str, by: str, ip: str | None = None
+) -> bool:
     """Process an unmatched or rejected event again (after ops fixed its cause); False when the
     event is not in one of those states. Audited, and enqueued in the same transaction."""
     with conn.transaction():
         row = conn.execute(
-            PAYMENT_EVENT_REPLAY, {"provider": provider, "event_id": event_id, "by": by}
+            PAYMENT_EVENT_REPLAY, {"provider": provider, "event_id": event_id, "by": by, "ip": ip}
         ).fetchone()
         if row is None:
             return False
@@ -157,6 +161,6 @@ def replay_event(conn: psycopg.Connection, provider: str, event_id: str, by: str
             args=[row[0]],
             dedup_key=dedup_key(provider, event_id),
             conn=conn,
-            enqueued_by=by if by.startswith("ops:") else f"ops:{by}",
+            enqueued_by=by,
         )
     return True

@@ -83,8 +83,8 @@ audited AS (
                            changed_fields, reason)
     SELECT 'quotes', quote_id::text, 'UPDATE', NULL, %(performed_by)s,
            jsonb_build_object('quote_status', 'quoted', 'version', version - 1),
-           jsonb_build_object('quote_status', 'expired', 'version', version),
-           ARRAY['quote_status'], 'valid_until ' || valid_until || ' passed'
+           jsonb_build_object('quote_status', 'expired', 'version', version, 'valid_until', valid_until),
+           ARRAY['quote_status'], 'expire'
       FROM expired
  RETURNING 1)
 SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM notified), (SELECT count(*) FROM audited)

@@ -37,7 +37,7 @@ def test_refresh_a_materialized_view_now(admin: TestClient, conn: psycopg.Connec
     assert len(requested) == 1 and view in (requested[0][1] + list(requested[0][2].values()))
     assert conn.execute(
         "SELECT performed_by, reason, record_id FROM audit_log WHERE table_name = 'matview'"
-    ).fetchall() == [("ann", "refresh now", view)]
+    ).fetchall() == [("ops:ann", "refresh now", view)]
 
 
 def test_family_actions_need_the_admin_role_and_csrf(readonly: TestClient, admin: TestClient) -> None:

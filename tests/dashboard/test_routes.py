@@ -189,9 +189,9 @@ def test_retry_one_is_idempotent_keeps_history_and_is_audited(admin: TestClient,
     assert "retried 0 jobs; 1 job not dead or cancelled" in admin.get(f"/jobs/{job}").text
     assert _state(conn, job) == "queued" and _state(conn, other) == "dead"
     assert conn.execute("SELECT count(*) FROM job_attempts WHERE job_id = %s", (job,)).fetchone()[0] == 3
-    assert _audit(conn) == [("ann", "retry", "jobs", str(job), "UPDATE")]
+    assert _audit(conn) == [("ops:ann", "retry", "jobs", str(job), "UPDATE")]
     page = admin.get(f"/jobs/{job}").text
-    assert "retry by ann at" in page and "after attempt 3" in page
+    assert "retry by ops:ann at" in page and "after attempt 3" in page
 
 
 def test_bulk_retry_selected_and_all_dead_matching_a_filter(admin: TestClient, dead_job, conn) -> None:

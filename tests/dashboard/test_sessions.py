@@ -112,7 +112,7 @@ def test_an_admin_signs_a_user_out_everywhere(users: None, conn) -> None:
         assert done.status_code == 200 and done.json()["message"] == "ended 2 session(s) of bob"
         assert bob_laptop.get("/api/me").status_code == 401 and bob_phone.get("/api/me").status_code == 401
         assert admin.get("/api/me").status_code == 200
-        assert _audit(conn) == [("ann", "sign out everywhere", "console_sessions", "bob", "DELETE", "2")]
+        assert _audit(conn) == [("ops:ann", "sign out everywhere", "console_sessions", "bob", "DELETE", "2")]
 
 
 def test_sign_out_everywhere_for_every_user_from_the_page(users: None, conn) -> None:
@@ -130,7 +130,7 @@ def test_sign_out_everywhere_for_every_user_from_the_page(users: None, conn) -> 
         done = admin.post("/sessions/sign-out-everywhere", data={"csrf_token": token, "all": "1"})
         assert done.status_code == 303 and done.headers["location"] == "/login"
         assert admin.get("/api/me").status_code == 401 and bob.get("/api/me").status_code == 401
-        assert _audit(conn) == [("ann", "sign out everywhere", "console_sessions", "*", "DELETE", "2")]
+        assert _audit(conn) == [("ops:ann", "sign out everywhere", "console_sessions", "*", "DELETE", "2")]
 
 
 @pytest.mark.parametrize(

@@ -91,8 +91,10 @@ def test_unknown_shipment_waits_then_ends_unmatched_and_ops_can_replay(conn):
     # Ops creates the shipment under that id, then replays.
     other = shipment(conn, "80.00")
     conn.execute("UPDATE shipments SET shipment_id = %s WHERE shipment_id = %s", (sid, other))
-    assert payments.replay_event(conn, "stripe", body["id"], by="alice") is True
-    assert payments.replay_event(conn, "stripe", body["id"], by="alice") is False  # not a problem any more
+    assert payments.replay_event(conn, "stripe", body["id"], by="ops:alice") is True
+    assert (
+        payments.replay_event(conn, "stripe", body["id"], by="ops:alice") is False
+    )  # not a problem any more
     jobs = conn.execute(
         "SELECT count(*) FROM jobs WHERE dedup_key = %s", (f"payment-event:stripe:{body['id']}",)
     ).fetchone()[0]
@@ -102,7 +104,7 @@ def test_unknown_shipment_waits_then_ends_unmatched_and_ops_can_replay(conn):
     audit = conn.execute(
         "SELECT performed_by, reason FROM audit_log WHERE table_name = 'payment_events'"
     ).fetchall()
-    assert audit == [("alice", "ops replay")]
+    assert audit == [("ops:alice", "replay")]
 
 
 def test_overpayment_is_rejected_and_the_shipment_untouched(conn):

@@ -30,3 +30,10 @@ audit_log = sa.Table(
 sa.Index("idx_audit_table_record", audit_log.c.table_name, audit_log.c.record_id)
 sa.Index("idx_audit_user", audit_log.c.user_id, postgresql_where=sa.text("user_id IS NOT NULL"))
 sa.Index("idx_audit_created", audit_log.c.created_at.desc())
+# People's actions (the console's `ops:<user>`, the command line's `cli:<login>`), newest first (0012).
+sa.Index(
+    "audit_log_people_idx",
+    audit_log.c.created_at.desc(),
+    audit_log.c.audit_id.desc(),
+    postgresql_where=sa.text("performed_by LIKE 'ops:%' OR performed_by LIKE 'cli:%'"),
+)
