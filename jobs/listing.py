@@ -149,4 +149,4 @@ def show(
     if limit is not None and rows and len(rows) >= limit and (total is None or total > len(rows)):
         of = f" of {total}" if total is not None else ""
         more = f"--limit N, or --before {next_before} for the next page" if next_before else "--limit N"
-        print(f"showing {len(rows)}{of}: {more} for more", file=sys.stderr)
+        print(f"showing {len(rows)}{of}; for more: {more}", file=sys.stderr)

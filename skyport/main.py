@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -59,6 +60,11 @@ def run_command(
         return 3
     except CommandFailed as exc:  # CommandError, and the families' commands' own
         print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`skyport jobs show 41 | head`): stop quietly, as `cat` does. Python's
+        # final flush of stdout would fail again: it goes to /dev/null (Python's docs, "SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

@@ -263,6 +263,11 @@ def list_jobs(
         ).fetchall()
 
 
+def count_jobs(conn: psycopg.Connection, *, state: str | None = None, actor: str | None = None) -> int:
+    """How many jobs `list_jobs` would page through with these filters."""
+    return conn.execute(q.JOB_COUNT, {"state": state, "actor": actor}).fetchone()[0]
+
+
 def count_by_state(conn: psycopg.Connection) -> dict[str, int]:
     rows = conn.execute(q.JOB_COUNT_BY_STATE).fetchall()
     return {str(s): 0 for s in JobState} | dict(rows)

@@ -349,6 +349,14 @@ SELECT id, actor, queue, state, dedup_key, attempts, max_attempts, args, kwargs,
  ORDER BY id DESC LIMIT %(limit)s
 """
 
+# -- job_count -- jobs matching the command line's filter (jobs_state_id_idx or jobs_actor_id_idx
+# when filtered, else the table): asked only when a listing was cut at its limit.
+JOB_COUNT = """
+SELECT count(*) FROM jobs
+ WHERE (%(state)s::text IS NULL OR state = %(state)s)
+   AND (%(actor)s::text IS NULL OR actor = %(actor)s)
+"""
+
 # -- job_count_by_state -- jobs per state (a scan of jobs_state_id_idx or of the table).
 JOB_COUNT_BY_STATE = "SELECT state, count(*) FROM jobs GROUP BY state"
 

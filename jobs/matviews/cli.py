@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from jobs.family import CommandFailed
+from jobs.listing import Column, add_listing_flags, duration, show
 from jobs.maintenance_file import MaintenanceConfigError
 
 
@@ -13,7 +13,7 @@ def add_commands(subparsers) -> None:
     views = subparsers.add_parser("matviews", help="materialized views: staleness and refreshes")
     sub = views.add_subparsers(title="matviews commands", metavar="CMD")
     cmd = sub.add_parser("status", help="per view: last successful refresh, staleness, last outcome")
-    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_listing_flags(cmd)
     cmd.set_defaults(run=_status)
     cmd = sub.add_parser("refresh", help="request a refresh (debounced job), or run it here with --now")
     cmd.add_argument("view", help="the view's name (see `skyport matviews status`)")
@@ -30,18 +30,25 @@ def _status(args: argparse.Namespace) -> int:
             items = staleness(conn)
     except MaintenanceConfigError as exc:
         raise CommandFailed(str(exc)) from None
-    if args.json:
-        print(json.dumps([item.as_dict() for item in items], indent=2))
-        return 0
-    print(f"{'VIEW':<28} {'LAST SUCCESS (UTC)':<19}  {'STALENESS':>10}  {'STALE':<5}  LAST OUTCOME")
-    for item in items:
-        when = item.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if item.last_success_at else "never"
-        age = f"{item.staleness_s:.0f}s" if item.staleness_s is not None else "-"
-        print(
-            f"{item.view:<28} {when:<19}  {age:>10}  {'yes' if item.stale else 'no':<5}  "
-            f"{item.last_outcome or '-'}{': ' + item.last_error if item.last_error else ''}"
-        )
+    rows = [item.as_dict() | {"last_success": item.last_success_at} for item in items]
+    show(
+        args, STATUS_COLUMNS, rows if not args.json else [item.as_dict() for item in items], empty="no views"
+    )
     return 0
+
+
+# The columns of `skyport matviews status`.
+STATUS_COLUMNS = (
+    Column("VIEW", "view"),
+    Column("LAST SUCCESS (UTC)", lambda r: r["last_success_at"] or "never"),
+    Column("STALENESS", lambda r: duration(r["staleness_s"]), right=True),
+    Column("STALE", "stale"),
+    Column(
+        "LAST OUTCOME",
+        lambda r: (r["last_outcome"] or "-") + (f": {r['last_error']}" if r["last_error"] else ""),
+        max_width=60,
+    ),
+)
 
 
 def _refresh(args: argparse.Namespace) -> int:

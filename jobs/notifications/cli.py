@@ -1,6 +1,6 @@
 """`skyport notifications ...`: the family's ops commands.
 
-skyport notifications dead [--limit N] [--json]    dead notifications, newest first
+skyport notifications dead [--limit N] [--json]     dead notifications, newest first
 skyport notifications retry ID [ID ...]             dead -> pending, attempts reset (audited)
 skyport notifications dispatch                      one dispatch run in this process
 """
@@ -8,9 +8,9 @@ skyport notifications dispatch                      one dispatch run in this pro
 from __future__ import annotations
 
 import argparse
-import json
 
 from jobs.family import CommandFailed, command_user
+from jobs.listing import Column, add_listing_flags, show
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -18,8 +18,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         title="notifications commands", metavar="CMD"
     )
     cmd = notes.add_parser("dead", help="list dead notifications (attempts used up or permanent errors)")
-    cmd.add_argument("--limit", type=int, default=50, help="at most this many rows (default: %(default)s)")
-    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_listing_flags(cmd, limit=50)
     cmd.set_defaults(run=_dead)
     cmd = notes.add_parser("retry", help="send dead notifications again (attempts reset)")
     cmd.add_argument("ids", type=int, nargs="+", help="the dead rows' queue ids")
@@ -27,22 +26,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     notes.add_parser("dispatch", help="deliver due notifications now (one run)").set_defaults(run=_dispatch)
 
 
+# The columns of `skyport notifications dead`.
+DEAD_COLUMNS = (
+    Column("ID", "queue_id", right=True),
+    Column("TYPE", "notification_type", max_width=24),
+    Column("CHANNELS", "send_via", max_width=24),
+    Column("DEDUP KEY", "dedup_key", max_width=36),
+    Column("TRIES", lambda r: f"{r['attempts']}/{r['max_attempts']}", right=True),
+    Column("DIED (UTC)", "updated_at"),
+    Column("ERROR", "last_error", max_width=60),
+)
+
+
 def _dead(args: argparse.Namespace) -> int:
     from db import pool
-    from jobs.notifications.queue import list_dead
+    from jobs.notifications.queue import count_dead, list_dead
 
     with pool.connection() as conn:
         rows = list_dead(conn, args.limit)
-    if args.json:
-        print(json.dumps(rows, default=str, indent=2))
-        return 0
-    for r in rows:
-        print(
-            f"{r['queue_id']:>10}  {r['notification_type']:<20} {r['dedup_key']:<40} "
-            f"{r['attempts']}/{r['max_attempts']}  {r['last_error']}"
-        )
-    if not rows:
-        print("no dead notifications")
+        total = count_dead(conn) if len(rows) == args.limit and not args.json else None
+    show(args, DEAD_COLUMNS, rows, empty="no dead notifications", total=total)
     return 0
 
 
@@ -66,5 +69,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     with pool.connection() as conn:
         stats = dispatch_configured(conn)
-    print(stats)
+    print(
+        f"claimed {stats.claimed}, sent {stats.sent}, failed {stats.failed} (will retry), dead {stats.dead}, "
+        f"released {stats.released}, in {stats.batches} batch(es)"
+    )
     return 0

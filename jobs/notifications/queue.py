@@ -319,6 +319,14 @@ SELECT queue_id, user_id, notification_type, dedup_key, title, send_via, channel
 """
 
 
+# -- notification_count_dead -- idx_notif_queue_dead.
+NOTIFICATION_COUNT_DEAD = "SELECT count(*) FROM notification_queue WHERE status = 'dead'"
+
+
+def count_dead(conn: psycopg.Connection) -> int:
+    return conn.execute(NOTIFICATION_COUNT_DEAD).fetchone()[0]
+
+
 def list_dead(conn: psycopg.Connection, limit: int = 100) -> list[dict[str, Any]]:
     """Dead notifications for ops (dashboard, CLI), newest first."""
     with conn.cursor(row_factory=dict_row) as cur:

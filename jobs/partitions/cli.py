@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import date
 
 from jobs.family import CommandFailed
+from jobs.listing import Column, add_listing_flags, show
 from jobs.maintenance_file import MaintenanceConfigError
 
 
@@ -18,7 +18,7 @@ def add_commands(subparsers) -> None:
         "status", help="per table: last covered date and intervals ahead (exit 1 if not ok)"
     )
     cmd.add_argument("--today", type=date.fromisoformat, help="pretend today is this date (YYYY-MM-DD)")
-    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_listing_flags(cmd)
     cmd.set_defaults(run=_status)
     cmd = parts.add_parser("ensure", help="create partitions ahead and apply retention now")
     cmd.add_argument("--today", type=date.fromisoformat, help="pretend today is this date (YYYY-MM-DD)")
@@ -34,16 +34,19 @@ def _status(args: argparse.Namespace) -> int:
             items = coverage(conn, today=args.today)
     except MaintenanceConfigError as exc:
         raise CommandFailed(str(exc)) from None
-    if args.json:
-        print(json.dumps([item.as_dict() for item in items], indent=2))
-    else:
-        print(f"{'TABLE':<28} {'INTERVAL':<8} {'LAST COVERED':<12} {'AHEAD':>5}  {'STATUS':<8} MESSAGE")
-        for item in items:
-            print(
-                f"{item.parent:<28} {item.interval:<8} {item.last_covered or '-'!s:<12} {item.ahead:>5}  "
-                f"{item.status:<8} {item.message}"
-            )
+    show(args, STATUS_COLUMNS, [item.as_dict() for item in items], empty="no partitioned tables")
     return 0 if all(item.status == "ok" for item in items) else 1
+
+
+# The columns of `skyport partitions status`.
+STATUS_COLUMNS = (
+    Column("TABLE", "parent"),
+    Column("INTERVAL", "interval"),
+    Column("LAST COVERED", "last_covered"),
+    Column("AHEAD", "ahead", right=True),
+    Column("STATUS", "status"),
+    Column("MESSAGE", "message", max_width=60),
+)
 
 
 def _ensure(args: argparse.Namespace) -> int:

@@ -6,13 +6,12 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 import config
 from jobs.family import command_user
 from skyport.errors import CommandError
-from skyport.output import json_default, when
+from skyport.output import Column, add_listing_flags, dumps, human, json_default, show, when
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     cmd = jobs.add_parser("list", help="list jobs, newest first")
     cmd.add_argument("--state", help="only jobs in this state (queued, running, dead, ...)")
     cmd.add_argument("--actor", help="only jobs of this actor")
-    cmd.add_argument("--limit", type=int, default=50, help="at most this many rows (default: %(default)s)")
-    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_listing_flags(cmd, limit=DEFAULT_LIST_LIMIT, before=True)
     cmd.set_defaults(run=_list)
     for name, run, text in (
         ("show", _show, "show a job with every attempt"),
@@ -44,6 +42,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ):
         cmd = jobs.add_parser(name, help=text)
         cmd.add_argument("id", type=int, help="the job's id")
+        if run is _show:
+            cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
         cmd.set_defaults(run=run)
     jobs.add_parser("prune", help="delete finished jobs past their retention").set_defaults(run=_prune)
 
@@ -91,26 +91,63 @@ def _enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+# Rows `skyport jobs list` shows unless --limit says otherwise.
+DEFAULT_LIST_LIMIT = 50
+# The columns of `skyport jobs list`.
+JOB_COLUMNS = (
+    Column("ID", "id", right=True),
+    Column("STATE", "state"),
+    Column("ACTOR", "actor", max_width=32),
+    Column("QUEUE", "queue", max_width=16),
+    Column("TRIES", lambda r: f"{r['attempts']}/{r['max_attempts']}", right=True),
+    Column("ENQUEUED (UTC)", "enqueued_at"),
+    Column("ERROR", "last_error", max_width=60),
+)
+
+
 def _list(args: argparse.Namespace) -> int:
     from db import pool
     from workers import ledger
 
     with pool.connection() as conn:
         try:
-            rows = ledger.list_jobs(conn, state=args.state, actor=args.actor, limit=args.limit)
+            rows = ledger.list_jobs(
+                conn, state=args.state, actor=args.actor, limit=args.limit, before_id=args.before
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-    if args.json:
-        print(json.dumps(rows, default=json_default, indent=2))
-        return 0
-    print(f"{'ID':>8}  {'STATE':<10} {'ACTOR':<28} {'QUEUE':<12} {'TRIES':>5}  {'ENQUEUED (UTC)':<19}  ERROR")
-    for r in rows:
-        print(
-            f"{r['id']:>8}  {r['state']:<10} {r['actor'][:28]:<28} {r['queue'][:12]:<12} "
-            f"{r['attempts']:>2}/{r['max_attempts']:<2}  {when(r['enqueued_at'])}  "
-            f"{(r['last_error'] or '')[:60]}"
-        )
+        total = None
+        if len(rows) == args.limit and not args.json:
+            total = ledger.count_jobs(conn, state=args.state, actor=args.actor)
+    next_before = rows[-1]["id"] if rows and len(rows) == args.limit else None
+    show(args, JOB_COLUMNS, rows, empty="no jobs", total=total, next_before=next_before)
     return 0
+
+
+# `skyport jobs show`: (label, the job's field or a function of the job).
+JOB_FIELDS: tuple[tuple[str, Any], ...] = (
+    ("job", "id"),
+    ("actor", "actor"),
+    ("queue", "queue"),
+    ("state", "state"),
+    ("attempts", lambda j: f"{j['attempts']} of {j['max_attempts']}"),
+    ("args", lambda j: _arguments(j["args"])),
+    ("kwargs", lambda j: _arguments(j["kwargs"])),
+    ("dedup key", "dedup_key"),
+    ("dedup window", "dedup_window"),
+    ("due (UTC)", "eta"),
+    ("enqueued (UTC)", lambda j: f"{human(j['enqueued_at'])} by {human(j['enqueued_by'])}"),
+    ("published (UTC)", "published_at"),
+    ("started (UTC)", "started_at"),
+    ("finished (UTC)", "finished_at"),
+    ("worker", "worker_id"),
+    ("last error", "last_error"),
+)
+
+
+def _arguments(value: Any) -> str:
+    """Arguments as JSON (what `skyport enqueue` takes), '-' when there are none."""
+    return json.dumps(value, ensure_ascii=False, default=json_default) if value else "-"
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -121,13 +158,16 @@ def _show(args: argparse.Namespace) -> int:
         job = ledger.get_job(conn, args.id)
     if job is None:
         raise CommandError(f"no job {args.id}")
-    history = job.pop("history")
-    for key, value in job.items():
-        print(f"{key:>13}: {json_default(value) if isinstance(value, datetime | timedelta) else value}")
-    for h in history:
+    if args.json:
+        print(dumps(job))
+        return 0
+    width = max(len(label) for label, _ in JOB_FIELDS)
+    for label, key in JOB_FIELDS:
+        print(f"{label:>{width}}: {human(key(job) if callable(key) else job.get(key))}")
+    for h in job["history"]:
         print(
-            f"\nattempt {h['attempt']}: {h['outcome']} on {h['worker_id']}, "
-            f"{when(h['started_at'])} .. {when(h['finished_at'])}"
+            f"\nattempt {h['attempt']}: {h['outcome']} on {human(h['worker_id'])}, "
+            f"{when(h['started_at'])} .. {when(h['finished_at'])} UTC"
         )
         if h["error"]:
             print(f"  error: {h['error']}")

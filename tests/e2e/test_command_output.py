@@ -1,0 +1,112 @@
+"""The command line's output for people: tables with a header, columns sized to their content and
+aligned, long values cut with an ellipsis, a hint when a listing was cut, `--json` on every
+listing, `jobs show` without Python reprs, and no traceback when the reader closes the pipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import tests.actors  # noqa: F401 - the `remember` actor
+from jobs.listing import ELLIPSIS
+from skyport.main import main as skyport
+from tests.dashboard.conftest import make_dead
+from tests.integration.business_rows import make_user
+from workers import enqueue
+
+REPO = Path(__file__).resolve().parents[2]
+LISTINGS = (
+    ["jobs", "list"],
+    ["schedule", "list"],
+    ["notifications", "dead"],
+    ["partitions", "status"],
+    ["matviews", "status"],
+)
+
+
+def _aligned(lines: list[str], header: str) -> None:
+    """Every row's value under `header` starts where the header does (no shifting columns)."""
+    at = lines[0].index(header)
+    for line in lines[1:]:
+        assert line[at - 2 : at] == "  " and line[at] != " ", (header, lines[0], line)
+
+
+def test_jobs_list_is_a_table_that_says_when_there_is_more(
+    conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_dead(conn, "long", error="carrier said: " + "x" * 300)
+    ids = [enqueue("remember", [f"job-{i}"]).id for i in range(3)]
+    assert skyport(["jobs", "list", "--limit", "2"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "STATE", "ACTOR", "QUEUE", "TRIES", "ENQUEUED", "(UTC)", "ERROR"]
+    assert [int(line.split()[0]) for line in lines[1:]] == [ids[2], ids[1]]
+    for header in ("STATE", "ACTOR", "QUEUE", "ENQUEUED"):
+        _aligned(lines, header)
+    assert err.strip() == f"showing 2 of 4; for more: --limit N, or --before {ids[1]} for the next page"
+
+    assert skyport(["jobs", "list", "--before", str(ids[1])]) == 0
+    out, err = capsys.readouterr()
+    dead = out.splitlines()[2]
+    assert "carrier said: xxx" in dead and dead.endswith(ELLIPSIS) and len(dead) < 200 and err == ""
+
+
+def test_limit_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        skyport(["jobs", "list", "--limit", "0"])
+    assert refused.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_jobs_show_prints_no_python_values(
+    conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = enqueue("remember", ["shown"]).id
+    assert skyport(["jobs", "show", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out and "{'" not in out and "['" not in out
+    assert 'args: ["shown"]' in out and "kwargs: -" in out and "attempts: 0 of" in out
+    assert skyport(["jobs", "show", str(job), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["args"] == ["shown"]
+
+
+def test_every_listing_takes_json_and_tables_have_a_header(
+    conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.notifications import enqueue_notification
+
+    for i in range(2):
+        enqueue_notification(conn, make_user(conn), "shipment_update", "t", "m", f"dead-{i}", wake=False)
+    conn.execute("UPDATE notification_queue SET status = 'dead', last_error = 'no SMS provider'")
+    for listing in LISTINGS:
+        code = skyport([*listing, "--json"])
+        assert code in (0, 1), listing  # partitions status says 1 when a table is not covered
+        assert isinstance(json.loads(capsys.readouterr().out), list), listing
+    assert skyport(["notifications", "dead"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["ID", "TYPE", "CHANNELS"] and len(lines) == 3
+    assert skyport(["schedule", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for header in ("TRIGGER", "ON", "NEXT", "LAST RUN", "LAST OUTCOME"):
+        _aligned(lines, header)
+
+
+def test_a_closed_pipe_ends_quietly(conn: psycopg.Connection, database_url: str) -> None:
+    job = make_dead(conn, "piped", error="boom\n" * 50_000)  # a traceback longer than a pipe holds
+    env = {**os.environ, "DATABASE_URL": database_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skyport", "jobs", "show", str(job)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.read(100)
+    proc.stdout.close()  # `| head`
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err
