@@ -80,6 +80,27 @@ return moved
 """
 
 
+# Fetches up to ARGV[1] messages from the lists of worse priorities (KEYS[3..], best first), as
+# Dramatiq's fetch does from the queue's own list: each id goes to the consumer's set of fetched
+# messages (KEYS[1]), and the data comes from the queue's hash (KEYS[2]).
+FETCH_LOWER = """
+local wanted = tonumber(ARGV[1])
+local ids = {}
+for k = 3, #KEYS do
+    while #ids < wanted do
+        local id = redis.call("lpop", KEYS[k])
+        if not id then break end
+        table.insert(ids, id)
+        redis.call("sadd", KEYS[1], id)
+    end
+end
+if #ids == 0 then return {} end
+return redis.call("hmget", KEYS[2], unpack(ids))
+"""
+# Priorities a job may have: 0 (Dramatiq's own list, fetched first) to 9.
+PRIORITIES = range(10)
+
+
 class ClaimingRedisBroker(RedisBroker):
     """A RedisBroker whose consumers claim ledger jobs at fetch time (see the module's text)."""
 
@@ -89,6 +110,7 @@ class ClaimingRedisBroker(RedisBroker):
         self.release = release
         self.ack_many = self.client.register_script(ACK_MANY)
         self.dead_letter_raw = self.client.register_script(DEAD_LETTER_RAW)
+        self.fetch_lower = self.client.register_script(FETCH_LOWER)
         # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
         # acks to the next one.
         self.pending_acks: dict[str, deque[str]] = defaultdict(deque)
@@ -120,6 +142,20 @@ class ClaimingRedisBroker(RedisBroker):
         ]
         moved = self.dead_letter_raw(keys=keys, args=[int(time.time() * 1000), *raw])
         return [m.decode() if isinstance(m, bytes) else str(m) for m in moved]
+
+    def fetch_best(self, queue_name: str, count: int) -> list[bytes | None]:
+        """Up to `count` messages, the best priority first: Dramatiq's fetch from the queue's own
+        list (priority 0, with its heartbeat and maintenance), then the lists of priorities 1..9
+        when that one ran short (workers/relay.py, `priority_list`)."""
+        fetched = self.do_fetch(queue_name, count)
+        if len(fetched) >= count:
+            return fetched
+        keys = [
+            f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
+            f"{self.namespace}:{queue_name}.msgs",
+            *(f"{self.namespace}:{queue_name}.P{p}" for p in PRIORITIES if p),
+        ]
+        return [*fetched, *self.fetch_lower(keys=keys, args=[count - len(fetched)])]
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _RedisConsumer:
         if queue_name == dq_name(queue_name):  # Dramatiq's delay queues hold messages, not work
@@ -202,7 +238,7 @@ class ClaimingConsumer(_RedisConsumer):
                     if self.prefetch - len(self.queued_message_ids) < self.refill_at:
                         self.slots_freed.wait(self.timeout / 1000)
                     return None
-                fetched = self.broker.do_fetch(self.queue_name, free)
+                fetched = self.broker.fetch_best(self.queue_name, free)
                 if not fetched:
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
                     time.sleep(backoff_ms / 1000)

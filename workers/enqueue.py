@@ -51,6 +51,7 @@ def enqueue(
     queue: str | None = None,
     conn: Any = None,
     enqueued_by: str = "app",
+    priority: int | None = None,
 ) -> JobRef:
     """Enqueue one job; returns its reference (an existing job's for a taken dedup key).
 
@@ -58,8 +59,9 @@ def enqueue(
     then. `dedup_window` keeps the dedup key blocked that long after the job finished. `conn` is
     the app's psycopg connection, SQLAlchemy Connection or Session: the job then commits or
     rolls back with the app's transaction. Without it the job is committed at once and sent to Redis.
+    `priority`: 0 runs first, 9 last (default: the actor's `priority` option, else 0).
     """
-    spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue)
+    spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue, priority)
     return enqueue_many([spec], conn=conn, enqueued_by=enqueued_by)[0]
 
 
@@ -92,7 +94,7 @@ def _send(conn: psycopg.Connection, rows: list[Row]) -> None:
     if not rows:
         return
     messages = [
-        relay.job_message(r.ref.id, r.actor, r.queue, r.call[0], r.call[1], r.message_id)  # type: ignore[union-attr]
+        relay.job_message(r.ref.id, r.actor, r.queue, r.call[0], r.call[1], r.message_id, priority=r.priority)  # type: ignore[union-attr]
         for r in rows
     ]
     cfg = config.get()
@@ -179,6 +181,8 @@ _PARAMETERS = (
     "delay_s",
     "eta",
     "max_attempts",
+    "priority",
+    "flow_key",
 )
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import dramatiq
 
+from workers import flow
+
 # Retries an actor gets unless it sets `max_retries` (so max_retries + 1 attempts in all).
 DEFAULT_MAX_RETRIES = 10
 # The arguments of one job, as JSON (args and kwargs together): they travel in every message.
@@ -29,6 +31,8 @@ MAX_DEDUP_KEY_BYTES = 1024
 MAX_DELAY_S = 10 * 365 * 86400.0
 # Actor and queue names.
 MAX_NAME_LENGTH = 200
+# Priorities: 0 runs first (the default), 9 last.
+PRIORITIES = range(10)
 
 
 class EnqueueError(ValueError):
@@ -52,6 +56,7 @@ class JobSpec:
     delay: timedelta | float | None = None
     eta: datetime | None = None
     queue: str | None = None
+    priority: int | None = None  # 0 first .. 9 last; None: the actor's `priority` option (default 0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ class Row:
     delay_s: float | None
     eta: datetime | None
     max_attempts: int
+    priority: int
+    flow_key: str | None  # the actor's concurrency_key of the arguments (workers/flow.py)
     call: tuple[list[Any], dict[str, Any]]  # the arguments as given (for a message sent at once)
     ref: JobRef | None = field(default=None)
     message_id: str | None = None  # set when the row was inserted published (sent at once)
@@ -122,6 +129,12 @@ def validate_spec(spec: JobSpec) -> Row:
     if spec.dedup_window is not None and spec.dedup_key is None:
         raise EnqueueError("dedup_window needs a dedup_key", "dedup_window")
     max_retries = actor.options.get("max_retries", DEFAULT_MAX_RETRIES)
+    try:
+        key = flow.flow_key(actor, args, kwargs)
+    except flow.FlowError as exc:
+        raise EnqueueError(str(exc), exc.field) from None
+    except Exception as exc:  # the actor's own key function refused these arguments
+        raise EnqueueError(f"{actor.actor_name}: concurrency_key failed: {exc!r:.200}", "args") from None
     return Row(
         actor=actor.actor_name,
         queue=queue,
@@ -132,8 +145,20 @@ def validate_spec(spec: JobSpec) -> Row:
         delay_s=_seconds("delay", spec.delay),
         eta=_eta(spec.eta),
         max_attempts=max_retries + 1,
+        priority=_priority(actor, spec.priority),
+        flow_key=key,
         call=(args, kwargs),
     )
+
+
+def _priority(actor: dramatiq.Actor, priority: Any) -> int:
+    if priority is None:  # Dramatiq's actor option, 0 first as here; kept within 0..9
+        return min(max(int(actor.priority), PRIORITIES[0]), PRIORITIES[-1])
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
+        raise EnqueueError(
+            f"priority must be a whole number from 0 (first) to 9, got {_short(priority)}", "priority"
+        )
+    return priority
 
 
 def _queue(actor: dramatiq.Actor, queue: Any) -> str:

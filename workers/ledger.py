@@ -28,6 +28,8 @@ class StartedAttempt:
     # a job claimed at fetch time waits for a thread (workers/consumer.py). Its outcome moves
     # started_at on by as much, so an attempt's duration is its run's.
     waited_s: float = 0.0
+    # Claimed under a concurrency or rate limit (workers/flow_claim.py): its end frees a slot.
+    limited: bool = False
 
 
 # HOT_PATH_PLANNING: the batched statements of the hot path are not prepared, so each is planned
@@ -76,13 +78,18 @@ def job_succeed_many(conn: psycopg.Connection, worker_id: str, attempts: list[St
 
 
 def job_release_unstarted(
-    conn: psycopg.Connection, worker_id: str, attempts: list[StartedAttempt]
+    conn: psycopg.Connection, worker_id: str, attempts: list[StartedAttempt], *, paused: bool = False
 ) -> list[int]:
+    """Claimed jobs no thread began go back to queued; with `paused`, those of a paused queue or
+    actor wait off the broker (call it in a transaction then)."""
     if not attempts:
         return []
+    if paused:
+        conn.execute(q.FLOW_LOCK_PAUSES)
     rows = conn.execute(
         q.JOB_RELEASE_UNSTARTED,
         {
+            "paused": paused,
             "worker_id": worker_id,
             "job_ids": [a.job_id for a in attempts],
             "attempts": [a.attempt for a in attempts],

@@ -24,17 +24,19 @@ RELAY_WAKE = "SELECT pg_notify(%(channel)s, '')"
 # dedup key inserts nothing (jobs_dedup_lock_key is the arbiter).
 JOB_INSERT = """
 INSERT INTO jobs (actor, queue, args, kwargs, state, dedup_key, dedup_lock, dedup_window,
-                  max_attempts, eta, enqueued_by, published_at, message_id)
+                  max_attempts, eta, enqueued_by, published_at, message_id, priority, flow_key)
 SELECT i.actor, i.queue, i.args, i.kwargs, e.state,
        i.dedup_key, i.dedup_key, make_interval(secs => i.dedup_window_s),
        i.max_attempts, e.eta, %(enqueued_by)s,
        CASE WHEN %(send)s AND e.state = 'queued' THEN now() END,
-       CASE WHEN %(send)s AND e.state = 'queued' THEN gen_random_uuid()::text END
+       CASE WHEN %(send)s AND e.state = 'queued' THEN gen_random_uuid()::text END,
+       i.priority, i.flow_key
   FROM unnest(%(actor)s::text[], %(queue)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
               %(dedup_key)s::text[], %(dedup_window_s)s::float8[], %(delay_s)s::float8[],
-              %(eta)s::timestamptz[], %(max_attempts)s::int[])
+              %(eta)s::timestamptz[], %(max_attempts)s::int[], %(priority)s::int2[],
+              %(flow_key)s::text[])
        WITH ORDINALITY AS i(actor, queue, args, kwargs, dedup_key, dedup_window_s, delay_s,
-                            eta, max_attempts, ord)
+                            eta, max_attempts, priority, flow_key, ord)
  CROSS JOIN LATERAL (SELECT d.eta, CASE WHEN d.eta > now() THEN 'scheduled' ELSE 'queued' END AS state
                        FROM (SELECT coalesce(i.eta, now() + make_interval(secs => coalesce(i.delay_s, 0)))
                              AS eta) d) e
@@ -47,12 +49,13 @@ RETURNING id, dedup_lock, state, message_id
 # enqueue hot path; kept apart from job_insert on purpose). Arbiter jobs_dedup_lock_key.
 JOB_INSERT_ONE = """
 INSERT INTO jobs (actor, queue, args, kwargs, state, dedup_key, dedup_lock, dedup_window,
-                  max_attempts, eta, enqueued_by, published_at, message_id)
+                  max_attempts, eta, enqueued_by, published_at, message_id, priority, flow_key)
 SELECT %(actor)s, %(queue)s, %(args)s::jsonb, %(kwargs)s::jsonb, e.state,
        %(dedup_key)s, %(dedup_key)s, make_interval(secs => %(dedup_window_s)s::float8),
        %(max_attempts)s, e.eta, %(enqueued_by)s,
        CASE WHEN %(send)s AND e.state = 'queued' THEN now() END,
-       CASE WHEN %(send)s AND e.state = 'queued' THEN gen_random_uuid()::text END
+       CASE WHEN %(send)s AND e.state = 'queued' THEN gen_random_uuid()::text END,
+       %(priority)s, %(flow_key)s
   FROM (SELECT d.eta, CASE WHEN d.eta > now() THEN 'scheduled' ELSE 'queued' END AS state
           FROM (SELECT coalesce(%(eta)s::timestamptz,
                                 now() + make_interval(secs => coalesce(%(delay_s)s::float8, 0))) AS eta) d) e
@@ -82,6 +85,7 @@ JOB_PROMOTE_DUE = """
 WITH due AS MATERIALIZED (
     SELECT id FROM jobs
      WHERE published_at IS NULL AND state IN ('scheduled', 'retrying') AND eta <= now()
+       AND (waiting_for IS NULL OR waiting_for = 'rate')  -- jobs_publishable_idx's condition
      ORDER BY eta
      LIMIT %(batch)s
        FOR UPDATE SKIP LOCKED)
@@ -90,11 +94,14 @@ UPDATE jobs j SET state = 'queued' FROM due WHERE j.id = due.id
 
 # -- job_claim_publishable -- queued rows not yet handed to the broker, marked published with a
 # new message id, committed before the messages go out (asynchronously: a claim lost with a
-# crash of the server only means the rows are published again). jobs_publishable_idx.
+# crash of the server only means the rows are published again). Jobs held back by a pause or a
+# concurrency limit wait off the broker; a rate's reserved start is due at its eta (its message
+# says so: `waiting_for` comes back). jobs_publishable_idx.
 JOB_CLAIM_PUBLISHABLE = """
 WITH due AS MATERIALIZED (
     SELECT id FROM jobs
      WHERE published_at IS NULL AND state = 'queued' AND eta <= now()
+       AND (waiting_for IS NULL OR waiting_for = 'rate')
      ORDER BY eta
      LIMIT %(batch)s
        FOR UPDATE SKIP LOCKED)
@@ -102,7 +109,7 @@ UPDATE jobs j
    SET published_at = now(), message_id = gen_random_uuid()::text
   FROM due
  WHERE j.id = due.id
-RETURNING j.id, j.actor, j.queue, j.args, j.kwargs, j.message_id,
+RETURNING j.id, j.actor, j.queue, j.args, j.kwargs, j.message_id, j.priority, j.waiting_for,
           set_config('synchronous_commit', 'off', true)
 """
 
@@ -124,6 +131,7 @@ UPDATE jobs j
        attempts = j.attempts + (j.state = 'queued')::int,
        worker_id = %(worker_id)s,
        message_id = m.message_id,
+       waiting_for = NULL,
        started_at = CASE WHEN j.state = 'queued' THEN now() ELSE j.started_at END
   FROM unnest(%(job_ids)s::bigint[], %(message_ids)s::text[]) AS m(job_id, message_id)
  WHERE j.id = m.job_id
@@ -156,10 +164,17 @@ RETURNING job_id
 """
 
 # -- job_release_unstarted -- jobs a worker claimed when it fetched their messages but never
-# started (it is shutting down): queued again, the attempt their claim counted not spent (jobs_pkey).
+# started (it is shutting down, or their queue or actor was paused since): queued again, the
+# attempt their claim counted not spent (jobs_pkey). With `paused`, a job whose queue or actor
+# is paused waits off the broker (run FLOW_LOCK_PAUSES first in the transaction).
 JOB_RELEASE_UNSTARTED = """
 UPDATE jobs j
-   SET state = 'queued', attempts = j.attempts - 1, published_at = NULL, eta = now()
+   SET state = 'queued', attempts = j.attempts - 1, published_at = NULL, eta = now(),
+       waiting_for = CASE WHEN %(paused)s AND EXISTS (
+                          SELECT 1 FROM flow_controls f
+                           WHERE f.paused AND ((f.scope = 'queue' AND f.name = j.queue)
+                                            OR (f.scope = 'actor' AND f.name = j.actor)))
+                          THEN 'paused' END
   FROM unnest(%(job_ids)s::bigint[], %(attempts)s::int[]) AS a(job_id, attempt)
  WHERE j.id = a.job_id AND j.state = 'running'
    AND j.worker_id = %(worker_id)s AND j.attempts = a.attempt
@@ -186,6 +201,88 @@ WITH done AS (
  RETURNING id, attempts, worker_id, started_at)
 INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome, error, traceback)
 SELECT id, attempts, worker_id, started_at, now(), 'failed', %(error)s, %(traceback)s FROM done
+"""
+
+# ---- flow control (workers/flow_claim.py, workers/flow.py) -------------------------------------
+
+# -- flow_lock_pauses -- share-locks the paused rows of flow_controls for the transaction, so that a
+# resume (which updates them, then lets their jobs go) waits for a park in progress, and a park
+# waiting for a resume sees it (flow_controls_pkey).
+FLOW_LOCK_PAUSES = "SELECT 1 FROM flow_controls WHERE paused FOR SHARE"
+
+# -- job_park -- queued jobs whose messages were fetched but that may not start now wait off the
+# broker: `paused` (only if their queue or actor is still paused: FLOW_LOCK_PAUSES first; if not,
+# they go back to the relay), `slot` (a concurrency limit), `rate` (their start reserved at `eta`).
+# No attempt is spent (jobs_pkey).
+JOB_PARK = """
+UPDATE jobs j
+   SET published_at = NULL,
+       eta = coalesce(p.eta, j.eta),
+       waiting_for = CASE WHEN p.reason <> 'paused' OR EXISTS (
+                          SELECT 1 FROM flow_controls f
+                           WHERE f.paused AND ((f.scope = 'queue' AND f.name = j.queue)
+                                            OR (f.scope = 'actor' AND f.name = j.actor)))
+                          THEN p.reason END
+  FROM unnest(%(job_ids)s::bigint[], %(message_ids)s::text[], %(reasons)s::text[], %(etas)s::timestamptz[])
+       AS p(job_id, message_id, reason, eta)
+ WHERE j.id = p.job_id AND j.state = 'queued' AND j.message_id = p.message_id
+RETURNING j.id, j.waiting_for
+"""
+
+# -- job_unpark_paused -- a queue or actor resumed: its paused jobs go back to the relay, but those
+# whose other scope (actor or queue) is still paused (jobs_waiting_idx).
+JOB_UNPARK_PAUSED = """
+UPDATE jobs j SET waiting_for = NULL
+ WHERE j.waiting_for = 'paused'
+   AND CASE %(scope)s WHEN 'queue' THEN j.queue = %(name)s ELSE j.actor = %(name)s END
+   AND NOT EXISTS (SELECT 1 FROM flow_controls f
+                    WHERE f.paused AND ((f.scope = 'queue' AND f.name = j.queue)
+                                     OR (f.scope = 'actor' AND f.name = j.actor)))
+"""
+
+# -- job_slot_waiters -- jobs waiting for a concurrency slot, per actor, queue and key
+# (jobs_waiting_idx).
+JOB_SLOT_WAITERS = """
+SELECT actor, queue, flow_key, count(*) FROM jobs WHERE waiting_for = 'slot' GROUP BY 1, 2, 3
+"""
+
+# -- job_unpark_slots -- up to `limit` jobs waiting for a slot of an actor (and key) in a queue go
+# back to the relay, best priority first (jobs_waiting_idx).
+JOB_UNPARK_SLOTS = """
+WITH freed AS MATERIALIZED (
+    SELECT id FROM jobs
+     WHERE waiting_for = 'slot' AND actor = %(actor)s AND queue = %(queue)s
+       AND flow_key IS NOT DISTINCT FROM %(flow_key)s
+     ORDER BY priority, id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED)
+UPDATE jobs j SET waiting_for = NULL FROM freed WHERE j.id = freed.id
+"""
+
+# -- job_running_of_actors -- slots in use: running jobs per actor and key (jobs_running_actor_idx).
+JOB_RUNNING_OF_ACTORS = """
+SELECT actor, flow_key, count(*) FROM jobs
+ WHERE state = 'running' AND actor = ANY(%(actors)s::text[]) GROUP BY 1, 2
+"""
+
+# -- job_running_of_queues -- running jobs per queue, for queue limits (jobs_running_idx: every
+# running job, as many as the fleet has threads and prefetch).
+JOB_RUNNING_OF_QUEUES = """
+SELECT queue, count(*) FROM jobs
+ WHERE state = 'running' AND queue = ANY(%(queues)s::text[]) GROUP BY 1
+"""
+
+# -- job_flow_table -- per queue and actor: waiting (queued, by what for), running (jobs_state_id_idx,
+# then the rows of those states; the console and `skyport queues list`).
+JOB_FLOW_TABLE = """
+SELECT queue, actor,
+       count(*) FILTER (WHERE state = 'queued') AS waiting,
+       count(*) FILTER (WHERE state = 'running') AS running,
+       count(*) FILTER (WHERE waiting_for = 'paused') AS waiting_paused,
+       count(*) FILTER (WHERE waiting_for = 'slot') AS waiting_slot,
+       count(*) FILTER (WHERE waiting_for = 'rate') AS waiting_rate
+  FROM jobs WHERE state IN ('queued', 'running')
+ GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 # ---- lifeline and maintenance (workers/ledger.py, workers/lifeline.py) -------------------------
@@ -281,6 +378,7 @@ JOB_CANCEL = """
 WITH cancelled AS (
     UPDATE jobs
        SET state = 'cancelled', finished_at = now(), dedup_lock = NULL, dedup_until = NULL,
+           waiting_for = NULL,
            last_error = 'cancelled by ' || %(by)s
      WHERE id = %(job_id)s AND state IN ('scheduled', 'queued', 'retrying', 'running')
     RETURNING id)
@@ -303,7 +401,7 @@ SELECT EXISTS (SELECT 1 FROM jobs WHERE id = %(job_id)s AND state = 'running'
 # the statement on jobs_dedup_lock_key. One job or many (jobs_pkey).
 JOB_RETRY_MANY = """
 UPDATE jobs
-   SET state = 'queued', eta = now(), published_at = NULL, finished_at = NULL,
+   SET state = 'queued', eta = now(), published_at = NULL, finished_at = NULL, waiting_for = NULL,
        max_attempts = attempts + %(extra_attempts)s,
        dedup_lock = dedup_key, dedup_until = NULL
  WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('dead', 'cancelled')
@@ -326,7 +424,7 @@ RETURNING id
 JOB_GET = """
 SELECT id, actor, queue, state, dedup_key, attempts, max_attempts, args, kwargs, eta,
        enqueued_at, enqueued_by, published_at, started_at, finished_at, worker_id, last_error,
-       dedup_window, dedup_until
+       dedup_window, dedup_until, priority, flow_key, waiting_for
   FROM jobs WHERE id = %s
 """
 

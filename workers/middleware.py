@@ -27,7 +27,7 @@ from psycopg_pool import PoolTimeout
 import config
 from db import pool
 from db.transient import retry_transient
-from workers import boot_gate, ledger, lifeline, observability, retry_policy
+from workers import boot_gate, flow, flow_claim, ledger, lifeline, observability, retry_policy
 from workers.group_commit import GroupCommit
 from workers.relay import Relay
 
@@ -52,7 +52,17 @@ MAX_TRACEBACK_CHARS = 20_000
 class LedgerMiddleware(Middleware):
     @property
     def actor_options(self) -> set[str]:
-        return {"max_retries", "min_backoff_s", "max_backoff_s", "retry_when", "throws"}
+        return {
+            "max_retries",
+            "min_backoff_s",
+            "max_backoff_s",
+            "retry_when",
+            "throws",
+            # flow control (workers/flow.py)
+            "concurrency",
+            "concurrency_key",
+            "rate_limit",
+        }
 
     def __init__(self) -> None:
         self.worker_id: str | None = None
@@ -63,6 +73,9 @@ class LedgerMiddleware(Middleware):
         # Message ids of claimed jobs cancelled before a thread took them: dropped by that thread.
         self._cancelled: set[str] = set()
         self._relay: Relay | None = None
+        self._broker: dramatiq.Broker | None = None
+        # Pauses and run-time limits, as read from the ledger every second (workers/flow.py).
+        self._rules = flow.RulesWatcher()
         self._heartbeat: lifeline.Heartbeat | None = None
         self._starts = GroupCommit("skyport-ledger-starts", self._write_starts)
         self._successes = GroupCommit("skyport-ledger-successes", self._write_successes)
@@ -102,6 +115,9 @@ class LedgerMiddleware(Middleware):
         self._heartbeat.start()
         self._starts.start()
         self._successes.start()
+        self._broker = broker
+        self._rules.refresh()
+        self._rules.start()
         # LISTEN needs a session connection; behind a transaction pooler without one, it polls.
         session_url = cfg.database.session_url
         self._relay = Relay(
@@ -112,6 +128,7 @@ class LedgerMiddleware(Middleware):
             listen=session_url is not None,
             on_cancel=self._on_cancel,
             claimed_jobs=self._claimed_jobs,
+            flow_pass=self._release_slots,
         )
         self._relay.start()
         self._booted.set()
@@ -120,6 +137,7 @@ class LedgerMiddleware(Middleware):
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self._relay is not None:
             self._relay.stop()
+        self._rules.stop()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._starts.stop()
@@ -164,6 +182,10 @@ class LedgerMiddleware(Middleware):
             self._cancelled.discard(message.message_id)
             logger.info("job %s: cancelled before it began; skipped", job_id)
             raise SkipMessage("job cancelled")
+        if claimed is not None and self._rules.rules.paused(message.queue_name, message.actor_name):
+            self._release_claimed([message.message_id], paused=True, claimed=[claimed[0]])
+            logger.info("job %s: its queue or actor was paused before it began; waits", job_id)
+            raise SkipMessage("paused")
         if claimed is not None:
             started, claimed_at = claimed
             waited_s = time.monotonic() - claimed_at
@@ -173,6 +195,10 @@ class LedgerMiddleware(Middleware):
                 )
                 raise SkipMessage("claim taken back")
             started = dataclasses.replace(started, waited_s=waited_s)
+        elif self._controlled(message):  # RabbitMQ, under flow control: claimed on its own
+            started = self._claim_controlled([message]).get(message.message_id)
+            if started is None:
+                raise SkipMessage("held back by flow control")
         else:  # not claimed at fetch time (RabbitMQ): claim it now
             started = self._starts.submit((job_id, message.message_id))
         if started is None:
@@ -226,6 +252,8 @@ class LedgerMiddleware(Middleware):
             traceback=_format_traceback(exception),
             retry_in_s=delay_s,
         )
+        if started.limited:  # its slot is free: the relays let a waiting job go
+            _wake_relays()
         if delay_s is None:
             logger.error(
                 "job %s: %s attempt %d failed, dead: %s",
@@ -260,12 +288,18 @@ class LedgerMiddleware(Middleware):
             return True
 
     def claim_messages(self, messages: list[dramatiq.MessageProxy]) -> list[dramatiq.MessageProxy]:
-        """Claim the jobs of fetched messages in one statement; returns the messages to run."""
+        """Claim the jobs of fetched messages in one statement (those under flow control in a
+        transaction of their own, workers/flow_claim.py); returns the messages to run."""
         self._booted.wait()
-        jobs = [(m.options["job_id"], m.message_id) for m in messages if m.options.get("job_id") is not None]
+        ledger_jobs = [m for m in messages if m.options.get("job_id") is not None]
+        controlled = [m for m in ledger_jobs if self._controlled(m)]
+        jobs = [(m.options["job_id"], m.message_id) for m in ledger_jobs if m not in controlled]
         results = self._write_starts(jobs) if jobs else []
-        claimed_at = time.monotonic()
         started = dict(zip((message_id for _, message_id in jobs), results, strict=True))
+        if controlled:
+            held = self._claim_controlled(controlled)
+            started |= {m.message_id: held.get(m.message_id) for m in controlled}
+        claimed_at = time.monotonic()
         runnable = []
         for message in messages:
             if message.message_id not in started:  # no ledger job: before_process_message says so
@@ -277,6 +311,45 @@ class LedgerMiddleware(Middleware):
                 job_id = message.options["job_id"]
                 logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
         return runnable
+
+    # ---- flow control (workers/flow.py, workers/flow_claim.py) ---------------------------------
+
+    def _controlled(self, message: dramatiq.MessageProxy) -> bool:
+        """Whether a pause or a limit governs the message's job (the plain claim is cheaper)."""
+        rules = self._rules.rules
+        actor = self._broker.actors.get(message.actor_name) if self._broker is not None else None
+        return actor is not None and (
+            rules.paused(message.queue_name, message.actor_name) or rules.limited(message.queue_name, actor)
+        )
+
+    @retry_transient(max_delay_s=60.0)
+    def _claim_controlled(self, messages: list[dramatiq.MessageProxy]) -> dict[str, ledger.StartedAttempt]:
+        assert self._broker is not None
+        fetched = [
+            flow_claim.Fetched(
+                job_id=m.options["job_id"],
+                message_id=m.message_id,
+                queue=m.queue_name,
+                actor=self._broker.actors[m.actor_name],
+                args=list(m.args),
+                kwargs=dict(m.kwargs),
+                reserved=bool(m.options.get("flow_reserved")),
+            )
+            for m in messages
+        ]
+        with pool.connection() as conn:
+            outcome = flow_claim.claim(conn, self.worker_id or "unknown", fetched, self._rules.rules)
+        for job_id, reason in outcome.parked.items():
+            logger.debug("job %s: waits (%s)", job_id, reason or "resumed meanwhile")
+        if outcome.next_due_s is not None and self._relay is not None:
+            self._relay.wake_in(outcome.next_due_s)
+        return outcome.started
+
+    def _release_slots(self, conn: psycopg.Connection) -> None:
+        """The relay's flow pass: jobs waiting for a slot go as slots free up."""
+        rules = self._rules.rules
+        if self._broker is not None:
+            flow_claim.release_slots(conn, rules, self._broker.actors)
 
     def _on_cancel(self, job_id: int) -> None:
         """A job was cancelled (on the relay's thread): if this process claimed it and no thread
@@ -294,14 +367,21 @@ class LedgerMiddleware(Middleware):
         without spending the attempt their claim counted."""
         self._release_claimed([m.message_id for m in messages])
 
-    def _release_claimed(self, message_ids: list[str]) -> int:
-        """Queue the claimed jobs of these messages again; forgets them once done (not when the
-        ledger cannot be reached: then they stay claimed, for a later try or the lifeline)."""
-        attempts = [c[0] for m in message_ids if (c := self._claimed.get(m)) is not None]
+    def _release_claimed(
+        self,
+        message_ids: list[str],
+        *,
+        paused: bool = False,
+        claimed: list[ledger.StartedAttempt] | None = None,
+    ) -> int:
+        """Queue the claimed jobs of these messages again (with `paused`, those of a paused queue or
+        actor wait off the broker); forgets them once done (not when the ledger cannot be reached:
+        then they stay claimed, for a later try or the lifeline)."""
+        attempts = claimed or [c[0] for m in message_ids if (c := self._claimed.get(m)) is not None]
         released = []
         if attempts and self.worker_id is not None:
             with pool.connection() as conn:
-                released = ledger.job_release_unstarted(conn, self.worker_id, attempts)
+                released = ledger.job_release_unstarted(conn, self.worker_id, attempts, paused=paused)
                 if released:
                     ledger.wake_relays(conn)
         for message_id in message_ids:
@@ -321,6 +401,8 @@ class LedgerMiddleware(Middleware):
     def _write_successes(self, attempts: list[ledger.StartedAttempt]) -> list[bool]:
         with pool.connection() as conn:
             recorded = ledger.job_succeed_many(conn, self.worker_id or "unknown", attempts)
+            if any(a.limited for a in attempts):  # slots are free: the relays let waiting jobs go
+                ledger.wake_relays(conn)
         for attempt in attempts:
             if attempt.job_id not in recorded:
                 _log_ignored(attempt)
@@ -332,6 +414,12 @@ def _record(write: Any, started: ledger.StartedAttempt, worker_id: str, **kwargs
     with pool.connection() as conn:
         if not write(conn, started, worker_id, **kwargs):
             _log_ignored(started)
+
+
+@retry_transient(max_delay_s=DEFAULT_RECORD_OUTCOME_FOR_S)
+def _wake_relays() -> None:
+    with pool.connection() as conn:
+        ledger.wake_relays(conn)
 
 
 def _log_ignored(started: ledger.StartedAttempt) -> None:

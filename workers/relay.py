@@ -51,7 +51,7 @@ def publish_due(
     rows = conn.execute(ledger_sql.JOB_CLAIM_PUBLISHABLE, {"batch": batch}, prepare=False).fetchall()
     if not rows:
         return 0
-    messages = [job_message(*row[:6]) for row in rows]
+    messages = [job_message(*row[:6], priority=row[6], reserved=row[7] == "rate") for row in rows]
     try:
         enqueue_all(broker, messages)
     except Exception:
@@ -61,17 +61,37 @@ def publish_due(
 
 
 def job_message(
-    job_id: int, actor: str, queue: str, args: list[Any], kwargs: dict[str, Any], message_id: str
+    job_id: int,
+    actor: str,
+    queue: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    message_id: str,
+    *,
+    priority: int = 0,
+    reserved: bool = False,
 ) -> dramatiq.Message:
-    """The Dramatiq message of one publication of a job (the message id is new each time)."""
+    """The Dramatiq message of one publication of a job (the message id is new each time). A
+    priority other than 0 and a reserved rate start travel in its options."""
+    options: dict[str, Any] = {"job_id": job_id, "redis_message_id": message_id}
+    if priority:
+        options["priority"] = priority
+    if reserved:
+        options["flow_reserved"] = True
     return dramatiq.Message(
         queue_name=queue,
         actor_name=actor,
         args=tuple(args),
         kwargs=kwargs,
-        options={"job_id": job_id, "redis_message_id": message_id},
+        options=options,
         message_id=message_id,
     )
+
+
+def priority_list(namespace: str, queue: str, priority: int) -> str:
+    """The Redis list of a queue's jobs of one priority: Dramatiq's own list for 0 (the default),
+    `<queue>.P<n>` for the others; consumers fetch the best first (workers/consumer.py)."""
+    return f"{namespace}:{queue}" if not priority else f"{namespace}:{queue}.P{priority}"
 
 
 def give_back(conn: psycopg.Connection, job_ids: list[int], message_ids: list[str]) -> None:
@@ -102,15 +122,19 @@ def send_to_redis(client: redis.Redis, namespace: str, messages: Sequence[dramat
     enqueue script writes for one message: the encoded message under its Redis id in the hash
     `<namespace>:<queue>.msgs`, then the id at the tail of the list `<namespace>:<queue>`.
     The message id, new at each publication, is the Redis id (`redis_message_id`, which the
-    consumer acknowledges). Tested against Dramatiq's own consumer (tests/integration)."""
-    by_queue: dict[str, dict[str, bytes]] = {}
+    consumer acknowledges). A job of priority n > 0 goes to the list of its priority instead
+    (`priority_list`; its data in the queue's hash all the same). Tested against Dramatiq's own
+    consumer (tests/integration)."""
+    by_list: dict[tuple[str, str], dict[str, bytes]] = {}
     for message in messages:
-        by_queue.setdefault(message.queue_name, {})[message.options["redis_message_id"]] = message.encode()
+        key = priority_list(namespace, message.queue_name, message.options.get("priority", 0))
+        by_list.setdefault((f"{namespace}:{message.queue_name}", key), {})[
+            message.options["redis_message_id"]
+        ] = message.encode()
     with client.pipeline(transaction=False) as pipe:
-        for queue, encoded in by_queue.items():
-            key = f"{namespace}:{queue}"
-            pipe.hset(f"{key}.msgs", mapping=encoded)  # type: ignore[arg-type]
-            pipe.rpush(key, *encoded)
+        for (queue_key, list_key), encoded in by_list.items():
+            pipe.hset(f"{queue_key}.msgs", mapping=encoded)  # type: ignore[arg-type]
+            pipe.rpush(list_key, *encoded)
         pipe.execute()
 
 
@@ -132,6 +156,7 @@ class Relay(threading.Thread):
         listen: bool = True,
         on_cancel: Callable[[int], None] | None = None,
         claimed_jobs: Callable[[], list[int]] | None = None,
+        flow_pass: Callable[[psycopg.Connection], None] | None = None,
     ) -> None:
         super().__init__(name="skyport-relay", daemon=True)
         self.database_url = database_url
@@ -141,7 +166,15 @@ class Relay(threading.Thread):
         self.listen = listen
         self.on_cancel = on_cancel
         self.claimed_jobs = claimed_jobs
+        self.flow_pass = flow_pass
         self.stopping = threading.Event()
+        # time.monotonic() of the earliest start a rate reserved in this process (the relay
+        # publishes it then, rather than at its next sweep).
+        self.due_at = float("inf")
+
+    def wake_in(self, seconds: float) -> None:
+        """A parked job comes due in `seconds`: publish it then (on any thread)."""
+        self.due_at = min(self.due_at, time.monotonic() + seconds)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -171,12 +204,17 @@ class Relay(threading.Thread):
                 next_sweep = now + self.sweep_s
                 if not self.listen:
                     self._poll_cancelled(conn)
+            if now >= self.due_at:
+                self.due_at = float("inf")
+            if self.flow_pass is not None:
+                self.flow_pass(conn)
             published = publish_due(conn, self.broker, self.batch, promote=sweep)
             if published:
                 logger.debug("relay: published %d jobs", published)
             # Wait for NOTIFYs (commits that inserted jobs; all those received are taken at
             # once) or the sweep timer; with more to publish, only take those already received.
-            timeout_s = 0.0 if published >= self.batch else max(0.0, next_sweep - time.monotonic())
+            wake_at = min(next_sweep, self.due_at)
+            timeout_s = 0.0 if published >= self.batch else max(0.0, wake_at - time.monotonic())
             if not self.listen:
                 self.stopping.wait(timeout_s)
                 continue

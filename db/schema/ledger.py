@@ -43,11 +43,18 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("worker_id", sa.Text),
     sa.Column("last_error", sa.Text),
+    # Flow control (0011_flow_control): 0 first, 9 last; the actor's concurrency key; what a
+    # queued job held back off the broker waits for.
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("flow_key", sa.Text),
+    sa.Column("waiting_for", sa.Text),
     sa.CheckConstraint(_in("state", JOB_STATES), name="jobs_state_check"),
     sa.CheckConstraint(
         f"({_in('state', FINAL_STATES)}) = (finished_at IS NOT NULL)", name="jobs_finished_at_check"
     ),
     sa.CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="jobs_attempts_check"),
+    sa.CheckConstraint("priority BETWEEN 0 AND 9", name="jobs_priority_check"),
+    sa.CheckConstraint("waiting_for IN ('paused', 'slot', 'rate')", name="jobs_waiting_for_check"),
 )
 
 # At most one job holds a dedup key (ON CONFLICT (dedup_lock) WHERE dedup_lock IS NOT NULL).
@@ -59,7 +66,24 @@ sa.Index(
     "jobs_publishable_idx",
     jobs.c.state,
     jobs.c.eta,
-    postgresql_where=sa.text("published_at IS NULL AND state IN ('scheduled', 'queued', 'retrying')"),
+    postgresql_where=sa.text(
+        "published_at IS NULL AND state IN ('scheduled', 'queued', 'retrying') "
+        "AND (waiting_for IS NULL OR waiting_for = 'rate')"
+    ),
+)
+# Held-back jobs, found again by what they wait for (resume, a freed slot) (0011).
+sa.Index(
+    "jobs_waiting_idx",
+    jobs.c.waiting_for,
+    jobs.c.actor,
+    jobs.c.queue,
+    jobs.c.priority,
+    jobs.c.id,
+    postgresql_where=jobs.c.waiting_for.isnot(None),
+)
+# Concurrency slots in use: running jobs of an actor (and key) (0011).
+sa.Index(
+    "jobs_running_actor_idx", jobs.c.actor, jobs.c.flow_key, postgresql_where=sa.text("state = 'running'")
 )
 # The lifeline: running jobs per worker.
 sa.Index("jobs_running_idx", jobs.c.worker_id, postgresql_where=sa.text("state = 'running'"))
@@ -117,4 +141,29 @@ schedule_overrides = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("changed_by", sa.Text, nullable=False),
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+)
+
+# Pauses and run-time limits of queues and actors, fleet-wide (0011_flow_control).
+flow_controls = sa.Table(
+    "flow_controls",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.text("false")),
+    sa.Column("paused_reason", sa.Text),
+    sa.Column("paused_by", sa.Text),
+    sa.Column("paused_at", sa.DateTime(timezone=True)),
+    sa.Column("concurrency", sa.Integer),
+    sa.Column("changed_by", sa.Text, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.CheckConstraint("scope IN ('queue', 'actor')", name="flow_controls_scope_check"),
+    sa.CheckConstraint("concurrency >= 1", name="flow_controls_concurrency_check"),
+)
+
+# The next start each rate limit allows (GCRA), shared by every process (0011_flow_control).
+flow_rates = sa.Table(
+    "flow_rates",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("next_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
 )

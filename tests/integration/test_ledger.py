@@ -197,7 +197,8 @@ def test_release_running_is_planned_for_its_branch(conn: psycopg.Connection) -> 
     give_back = _plan(conn, {"worker_id": "w1", "dead_after_s": None})
     assert "jobs_running_idx" in give_back and "Index Cond: (worker_id = 'w1'::text)" in give_back
     lost = _plan(conn, {"worker_id": None, "dead_after_s": 30.0})
-    assert "jobs_running_idx" in lost and "Anti Join" in lost and "SubPlan" not in lost
+    # Either partial index of the running rows (jobs_running_actor_idx is as small).
+    assert "jobs_running_" in lost and "Anti Join" in lost and "SubPlan" not in lost
 
 
 def test_the_relay_channel_is_the_one_the_insert_trigger_notifies(
