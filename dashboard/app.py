@@ -9,7 +9,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import config
-from dashboard import api, auth, metrics, pages, proxies, sessions, web, webhooks
+from dashboard import api, auth, flow, metrics, pages, proxies, sessions, web, webhooks
 from dashboard.health import healthz, readyz
 from dashboard.validate import BadInput
 
@@ -34,6 +34,9 @@ def routes() -> list[Route | Mount]:
         Route("/periodic/{name:str}/{verb:str}", pages.periodic_action, methods=["POST"]),
         Route("/queues", pages.domain_queues),
         Route("/queues/{verb:str}", pages.domain_action, methods=["POST"]),
+        # Flow control: pause, resume, limit a queue or an actor (dashboard/flow.py).
+        Route("/queues/{name:str}/{verb:str}", flow.page_queue, methods=["POST"]),
+        Route("/actors/{name:str}/{verb:str}", flow.page_actor, methods=["POST"]),
         Route("/audit", pages.audit),
         Route("/sessions", pages.sessions_page),
         Route("/sessions/sign-out-everywhere", pages.sign_out_everywhere, methods=["POST"]),
@@ -50,6 +53,9 @@ def routes() -> list[Route | Mount]:
         Route("/api/periodic/{name:str}/{verb:str}", api.periodic_action, methods=["POST"]),
         Route("/api/queues", api.domain_queues),
         Route("/api/queues/{verb:str}", api.domain_action, methods=["POST"]),
+        Route("/api/flow", flow.api_table),
+        Route("/api/queues/{name:str}/{verb:str}", flow.api_queue, methods=["POST"]),
+        Route("/api/actors/{name:str}/{verb:str}", flow.api_actor, methods=["POST"]),
         Route("/api/audit", api.audit),
         Route("/api/sessions", api.sessions_list),
         Route("/api/sessions/sign-out-everywhere", api.sign_out_everywhere, methods=["POST"]),

@@ -101,7 +101,10 @@ async def periodic(request: Request) -> Response:
 
 async def domain_queues(request: Request) -> Response:
     validate.query(request, inputs.NO_PARAMETERS)
-    return render(request, "queues.html", sections=await db(data.domain.read_all))
+    from dashboard import flow
+
+    sections = await db(data.domain.read_all)
+    return render(request, "queues.html", sections=sections, flow=await db(flow.table))
 
 
 async def audit(request: Request) -> Response:

@@ -21,6 +21,8 @@ from psycopg.rows import dict_row
 
 from dashboard.validate import MAX_BIGINT
 from workers import ledger_sql
+from workers.consumer import PRIORITIES
+from workers.relay import priority_list
 
 # Rows per jobs-list page.
 DEFAULT_PAGE_SIZE = 50
@@ -138,7 +140,10 @@ def queue_depths(redis_url: str, namespace: str, queues: list[str]) -> list[dict
         result = []
         for queue in sorted(queues):
             key = f"{namespace}:{queue}"
-            depth = client.llen(key)
+            with client.pipeline(transaction=False) as pipe:  # one list per priority (workers/relay.py)
+                for priority in PRIORITIES:
+                    pipe.llen(priority_list(namespace, queue, priority))
+                depth = sum(pipe.execute())
             oldest_age_s = None
             if depth:
                 first = client.lindex(key, 0)

@@ -13,7 +13,7 @@ import psycopg
 import config
 import skyport
 from jobs.family import CommandFailed
-from skyport.commands import console, db, jobs, processes, schedule
+from skyport.commands import console, db, flow, jobs, processes, schedule
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {skyport.__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (db, processes, schedule, jobs, console):
+    for module in (db, processes, schedule, jobs, flow, console):
         module.add_commands(sub)
     for family in registry.FAMILIES:
         if family.commands is not None:

@@ -106,3 +106,31 @@ def on_other_queue(key: str) -> None:
 def leak(email: str) -> None:
     """Fails with personal data in its error (Sentry must scrub it)."""
     raise RuntimeError(f"cannot deliver to {email}, card 4111 1111 1111 1111, phone +44 20 7946 0958")
+
+
+# ---- flow control (tests/e2e/test_flow_control.py) --------------------------------------------
+
+
+@actor(queue_name="flow", max_retries=3, concurrency=3)
+def limited(key: str, seconds: float) -> None:
+    """At most 3 running at once, fleet-wide."""
+    time.sleep(seconds)
+    record(key)
+
+
+@actor(queue_name="flow", max_retries=3, concurrency=1, concurrency_key=lambda shipment, seconds: shipment)
+def per_shipment(shipment: str, seconds: float) -> None:
+    """At most 1 running per shipment, fleet-wide."""
+    time.sleep(seconds)
+    record(shipment)
+
+
+@actor(queue_name="flow", max_retries=3, rate_limit="20/s")
+def rated(key: str) -> None:
+    """At most 20 starts a second, fleet-wide."""
+    record(key)
+
+
+@actor(queue_name="bulk", max_retries=3)
+def noop(key: str) -> None:
+    """Does nothing (the priority test's filler)."""
