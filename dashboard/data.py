@@ -145,6 +145,7 @@ AUDIT_TARGET_PAGES = {
     "payment_events": "/queues",
     "matview": "/queues",
     "console_sessions": "/sessions",
+    "flow_controls": "/queues",
 }
 
 

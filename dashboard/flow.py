@@ -41,16 +41,23 @@ def _known(scope: str) -> set[str]:
 
 
 def change(
-    conn: psycopg.Connection, who: actions.Actor, scope: str, name: str, verb: str, body: dict[str, Any]
+    conn: psycopg.Connection,
+    by: str,
+    ip: str | None,
+    scope: str,
+    name: str,
+    verb: str,
+    body: dict[str, Any],
 ) -> actions.ActionResult:
-    """Pause, resume or limit a queue or actor, audited; FlowError when it cannot be done."""
+    """Pause, resume or limit a queue or actor, audited (`by`: `ops:<user>` from the console,
+    `cli:<login>` from the command line); FlowError when it cannot be done."""
     known = _known(scope)
     with conn.transaction():
         if verb == "pause":
-            flow.pause(conn, scope, name, f"ops:{who.user}", body.get("reason"), known)
-            message = f"{scope} {name}: paused"
+            flow.pause(conn, scope, name, by, body.get("reason"), known)
+            message = f"{scope} {name}: paused (jobs wait; running ones finish)"
         elif verb == "resume":
-            released = flow.resume(conn, scope, name, f"ops:{who.user}", known)
+            released = flow.resume(conn, scope, name, by, known)
             message = f"{scope} {name}: " + (
                 "was not paused" if released < 0 else f"resumed ({released} held jobs go out)"
             )
@@ -58,13 +65,13 @@ def change(
             limit = None if body.get("none") else body.get("concurrency")
             if limit is None and not body.get("none"):
                 raise flow.FlowError("give concurrency, or none to remove the limit", "concurrency")
-            flow.set_limit(conn, scope, name, limit, f"ops:{who.user}", known)
+            flow.set_limit(conn, scope, name, limit, by, known)
             message = f"{scope} {name}: " + (f"at most {limit} running" if limit else "no run-time limit")
         queries.audit_write(
             conn,
-            user=who.user,
-            ip=who.ip,
-            verb=f"{scope}-{verb}",
+            user=by,
+            ip=ip,
+            verb=verb,
             table_name="flow_controls",
             record_id=f"{scope}:{name}",
             details={k: v for k, v in body.items() if k in BODIES[verb]},
@@ -80,7 +87,8 @@ async def _change(request: Request, scope: str) -> actions.ActionResult:
     schema = BODIES[verb] if is_api(request) else {**inputs.PAGE_FORM, **BODIES[verb]}
     body = await change_request(request, schema)
     try:
-        return await db(change, who(request), scope, name, verb, body)
+        actor = who(request)
+        return await db(change, actor.by, actor.ip, scope, name, verb, body)
     except flow.FlowError as exc:
         if exc.field == "name":
             raise HTTPException(404, str(exc)) from None

@@ -43,7 +43,7 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("worker_id", sa.Text),
     sa.Column("last_error", sa.Text),
-    # Flow control (0011_flow_control): 0 first, 9 last; the actor's concurrency key; what a
+    # Flow control (0013_flow_control): 0 first, 9 last; the actor's concurrency key; what a
     # queued job held back off the broker waits for.
     sa.Column("priority", sa.SmallInteger, nullable=False, server_default=sa.text("0")),
     sa.Column("flow_key", sa.Text),
@@ -71,7 +71,7 @@ sa.Index(
         "AND (waiting_for IS NULL OR waiting_for = 'rate')"
     ),
 )
-# Held-back jobs, found again by what they wait for (resume, a freed slot) (0011).
+# Held-back jobs, found again by what they wait for (resume, a freed slot) (0013).
 sa.Index(
     "jobs_waiting_idx",
     jobs.c.waiting_for,
@@ -81,7 +81,7 @@ sa.Index(
     jobs.c.id,
     postgresql_where=jobs.c.waiting_for.isnot(None),
 )
-# Concurrency slots in use: running jobs of an actor (and key) (0011).
+# Concurrency slots in use: running jobs of an actor (and key) (0013).
 sa.Index(
     "jobs_running_actor_idx", jobs.c.actor, jobs.c.flow_key, postgresql_where=sa.text("state = 'running'")
 )
@@ -98,7 +98,7 @@ sa.Index("jobs_finished_at_idx", jobs.c.finished_at, postgresql_where=jobs.c.fin
 sa.Index("jobs_queue_id_idx", jobs.c.queue, jobs.c.id)
 sa.Index("jobs_dedup_key_idx", jobs.c.dedup_key, postgresql_where=jobs.c.dedup_key.isnot(None))
 sa.Index("jobs_enqueued_at_idx", jobs.c.enqueued_at)
-# A schedule entry's newest run, tick (`cron:<entry>:...`) or "run now" (`manual:<entry>:...`) (0011).
+# A schedule entry's newest run, tick (`cron:<entry>:...`) or "run now" (`manual:<entry>:...`) (0013).
 sa.Index(
     "jobs_schedule_run_idx",
     sa.func.split_part(jobs.c.dedup_key, sa.literal_column("':'"), sa.literal_column("2")),
@@ -143,7 +143,7 @@ schedule_overrides = sa.Table(
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
 )
 
-# Pauses and run-time limits of queues and actors, fleet-wide (0011_flow_control).
+# Pauses and run-time limits of queues and actors, fleet-wide (0013_flow_control).
 flow_controls = sa.Table(
     "flow_controls",
     metadata,
@@ -160,7 +160,7 @@ flow_controls = sa.Table(
     sa.CheckConstraint("concurrency >= 1", name="flow_controls_concurrency_check"),
 )
 
-# The next start each rate limit allows (GCRA), shared by every process (0011_flow_control).
+# The next start each rate limit allows (GCRA), shared by every process (0013_flow_control).
 flow_rates = sa.Table(
     "flow_rates",
     metadata,

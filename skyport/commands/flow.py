@@ -4,12 +4,11 @@ resume for the whole fleet, run-time concurrency limits, and the table of both).
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from jobs.family import command_user
 from skyport.errors import CommandError
-from skyport.output import json_default, when
+from skyport.output import Column, add_listing_flags, show, when
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +16,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         group = sub.add_parser(
             plural, help=f"{plural}: waiting, running, limits; pause and resume"
         ).add_subparsers(title=f"{plural} commands", metavar="CMD")
-        cmd = group.add_parser("list", help=f"every {scope}: waiting, running, limit, rate, paused")
-        cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        cmd = group.add_parser(
+            "list", help=f"every {scope}: waiting, running, held (paused/slot/rate), limit, rate, paused"
+        )
+        add_listing_flags(cmd)
         cmd.set_defaults(run=_list, scope=scope)
         cmd = group.add_parser("pause", help=f"no worker starts jobs of the {scope} until resumed")
         cmd.add_argument("name", help=f"the {scope}'s name")
@@ -35,59 +36,66 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         cmd.set_defaults(run=_limit, scope=scope)
 
 
-def _known(scope: str) -> set[str]:
-    from workers.broker import broker
-
-    if scope == "actor":
-        return set(broker.actors)
-    return {actor.queue_name for actor in broker.actors.values()}
-
-
-def _act(scope: str, change: Any) -> Any:
+def _change(args: argparse.Namespace, verb: str, body: dict[str, Any]) -> int:
+    """Through the console's own action (dashboard/flow.py): the same checks, the same audit row."""
+    from dashboard import flow as console_flow
     from db import pool
     from workers import flow
 
     try:
         with pool.connection() as conn:
-            return change(conn, _known(scope))
+            result = console_flow.change(conn, command_user(), None, args.scope, args.name, verb, body)
     except flow.FlowError as exc:
         raise CommandError(str(exc)) from None
+    print(result.message)
+    return 0
 
 
 def _pause(args: argparse.Namespace) -> int:
-    from workers import flow
-
-    _act(
-        args.scope,
-        lambda conn, known: flow.pause(conn, args.scope, args.name, command_user(), args.reason, known),
-    )
-    print(f"{args.scope} {args.name}: paused (jobs wait; running ones finish)")
-    return 0
+    return _change(args, "pause", {"reason": args.reason})
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from workers import flow
-
-    released = _act(
-        args.scope, lambda conn, known: flow.resume(conn, args.scope, args.name, command_user(), known)
-    )
-    if released < 0:
-        print(f"{args.scope} {args.name}: was not paused")
-    else:
-        print(f"{args.scope} {args.name}: resumed ({released} held jobs go out)")
-    return 0
+    return _change(args, "resume", {})
 
 
 def _limit(args: argparse.Namespace) -> int:
-    from workers import flow
+    return _change(args, "limit", {"none": True} if args.none else {"concurrency": args.concurrency})
 
-    limit = None if args.none else args.concurrency
-    _act(
-        args.scope,
-        lambda conn, known: flow.set_limit(conn, args.scope, args.name, limit, command_user(), known),
+
+def _held(row: dict[str, Any]) -> str:
+    return f"{row['waiting_paused']}/{row['waiting_slot']}/{row['waiting_rate']}"
+
+
+def _limit_text(row: dict[str, Any]) -> str | None:
+    if not row["limit"]:
+        return None
+    return f"{row['limit']} per key" if row.get("limit_key") else str(row["limit"])
+
+
+def _paused_text(row: dict[str, Any]) -> str | None:
+    if not row["paused"]:
+        return None
+    reason = f": {row['paused_reason']}" if row["paused_reason"] else ""
+    return f"since {when(row['paused_at'])} by {row['paused_by']}{reason}"
+
+
+def _columns(scope: str) -> tuple[Column, ...]:
+    """The columns of `skyport queues list` and `skyport actors list`."""
+    first = (
+        (Column("ACTOR", "actor"), Column("QUEUE", "queue"))
+        if scope == "actor"
+        else (Column("QUEUE", "queue"),)
     )
-    print(f"{args.scope} {args.name}: " + (f"at most {limit} running" if limit else "no run-time limit"))
-    return 0
+    return (
+        *first,
+        Column("WAITING", "waiting", right=True),
+        Column("RUNNING", "running", right=True),
+        Column("HELD P/S/R", _held, right=True),
+        Column("LIMIT", _limit_text, right=True),
+        *((Column("RATE", "rate"),) if scope == "actor" else ()),
+        Column("PAUSED", _paused_text, max_width=80),
+    )
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -97,25 +105,5 @@ def _list(args: argparse.Namespace) -> int:
 
     with pool.connection() as conn:
         rows = flow.flow_table(conn, dict(broker.actors))[f"{args.scope}s"]
-    if args.json:
-        print(json.dumps(rows, default=json_default, indent=2))
-        return 0
-    first = "ACTOR" if args.scope == "actor" else "QUEUE"
-    width = max([len(first), *(len(r[args.scope]) for r in rows)])
-    print(
-        f"{first:<{width}} {'WAITING':>8} {'RUNNING':>8} {'LIMIT':>7} {'RATE':>9}  "
-        "HELD (paused/slot/rate)  PAUSED"
-    )
-    for r in rows:
-        limit = str(r["limit"] or "-") + ("/key" if r.get("limit_key") and r["limit"] else "")
-        held = f"{r['waiting_paused']}/{r['waiting_slot']}/{r['waiting_rate']}"
-        paused = "-"
-        if r["paused"]:
-            paused = f"since {when(r['paused_at'])} by {r['paused_by']}" + (
-                f": {r['paused_reason']}" if r["paused_reason"] else ""
-            )
-        print(
-            f"{r[args.scope]:<{width}} {r['waiting']:>8} {r['running']:>8} {limit:>7} "
-            f"{r.get('rate') or '-':>9}  {held:<23}  {paused}"
-        )
+    show(args, _columns(args.scope), rows, empty=f"no {args.scope}s")
     return 0

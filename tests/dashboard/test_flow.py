@@ -22,7 +22,7 @@ def test_pause_resume_and_limit_through_the_api_are_persisted_and_audited(
     row = conn.execute(
         "SELECT paused, paused_reason, paused_by FROM flow_controls WHERE name = 'default'"
     ).fetchone()
-    assert row == (True, "carrier down", "ops:ann")
+    assert row == (True, "carrier down", "ops:ann")  # the audit log's naming
     queues = {r["queue"]: r for r in admin.get("/api/flow").json()["queues"]}
     assert queues["default"]["paused"] and queues["default"]["paused_reason"] == "carrier down"
     assert _api(admin, "/api/queues/default/limit", {"concurrency": 4}).status_code == 200
@@ -34,12 +34,12 @@ def test_pause_resume_and_limit_through_the_api_are_persisted_and_audited(
         False,
         4,
     )
-    audit = conn.execute("SELECT reason, record_id FROM audit_log ORDER BY audit_id").fetchall()
+    audit = conn.execute("SELECT performed_by, reason, record_id FROM audit_log ORDER BY audit_id").fetchall()
     assert audit == [
-        ("queue-pause", "queue:default"),
-        ("queue-limit", "queue:default"),
-        ("actor-pause", "actor:remember"),
-        ("queue-resume", "queue:default"),
+        ("ops:ann", "pause", "queue:default"),
+        ("ops:ann", "limit", "queue:default"),
+        ("ops:ann", "pause", "actor:remember"),
+        ("ops:ann", "resume", "queue:default"),
     ]
 
 

@@ -3,6 +3,7 @@ actor, per key, a killed worker's slots), rate limits and priorities, sampled fr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,7 +82,9 @@ def test_pause_across_three_processes_holds_every_job_then_resume_runs_them_all(
             time.sleep(3.0)
         assert max(running.values) == 0, running.values
         assert scalar(effects, "SELECT count(*) FROM effects") == started_by  # nothing started
-        assert "paused" in skyport("queues", "list")
+        listed = {row["queue"]: row for row in json.loads(skyport("queues", "list", "--json"))}
+        assert listed["default"]["paused"] and listed["default"]["paused_reason"] == "bad deploy"
+        assert "bad deploy" in skyport("queues", "list")
         held = scalar(effects, "SELECT count(*) FROM jobs WHERE state = 'queued'")
         assert held == 91 - started_by
         assert scalar(effects, "SELECT max(attempts) FROM jobs WHERE state = 'queued'") == 0

@@ -10,14 +10,14 @@
 - `flow_controls`: one row per queue or actor that ops paused or limited (persisted, fleet-wide).
 - `flow_rates`: the next start time each rate limit allows (GCRA), shared by every process.
 
-Revision ID: 0011_flow_control
-Revises: 0010_console_security
+Revision ID: 0013_flow_control
+Revises: 0012_audit_people
 """
 
 from alembic import op
 
-revision = "0011_flow_control"
-down_revision = "0010_console_security"
+revision = "0013_flow_control"
+down_revision = "0012_audit_people"
 branch_labels = None
 depends_on = None
 
