@@ -48,8 +48,10 @@ async def me(request: Request) -> Response:
 
 
 async def overview(request: Request) -> Response:
-    validate.query(request, inputs.NO_PARAMETERS)
-    return ApiResponse(await db(data.overview))
+    values = validate.query(request, inputs.OVERVIEW_PAGE)
+    return ApiResponse(
+        await db(data.overview, values.get("range", "1h"), values.get("queue"), values.get("actor"))
+    )
 
 
 async def jobs(request: Request) -> Response:

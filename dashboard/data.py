@@ -11,7 +11,7 @@ import config
 from dashboard import domain, queries
 from jobs import registry
 from scheduler import schedule, state
-from workers import ledger
+from workers import ledger, stats
 
 # Span of "dead jobs in the last hour" on the overview.
 DEAD_WARNING_SPAN = timedelta(hours=1)
@@ -21,12 +21,15 @@ def declared_queues() -> list[str]:
     return sorted(registry.broker.get_declared_queues())
 
 
-def overview(conn: psycopg.Connection) -> dict[str, Any]:
+def overview(
+    conn: psycopg.Connection, range_key: str = "1h", queue: str | None = None, actor: str | None = None
+) -> dict[str, Any]:
+    """Counts, the rollup's charts for the range (of one queue or actor when given), queue depths,
+    workers, scheduler ticks, the families' sections and the warnings."""
     cfg = config.get()
     data: dict[str, Any] = {
-        "counts": ledger.count_by_state(conn),
-        "last_hour": queries.throughput(conn, timedelta(hours=1), timedelta(minutes=1)),
-        "last_day": queries.throughput(conn, timedelta(hours=24), timedelta(minutes=15)),
+        "counts": stats.state_counts(conn, ledger.JobState),
+        "stats": stats.read_range(conn, range_key, queue, actor),
         "workers": queries.workers(conn, cfg.worker.dead_after_s),
         "periodic": periodic(conn),
         "dead_last_hour": queries.dead_recently(conn, DEAD_WARNING_SPAN),

@@ -55,14 +55,11 @@ async def logout(request: Request) -> Response:
 
 
 async def overview(request: Request) -> Response:
-    validate.query(request, inputs.NO_PARAMETERS)
-    info = await db(data.overview)
+    values = validate.query(request, inputs.OVERVIEW_PAGE)
+    shown = {"range": values.get("range", "1h"), "queue": values.get("queue"), "actor": values.get("actor")}
+    info = await db(data.overview, shown["range"], shown["queue"], shown["actor"])
     return render(
-        request,
-        "overview.html",
-        info=info,
-        chart_hour=chart.bars(info["last_hour"], "attempts per minute, last hour"),
-        chart_day=chart.bars(info["last_day"], "attempts per 15 minutes, last 24 h"),
+        request, "overview.html", info=info, shown=shown, charts=chart.overview_charts(info["stats"])
     )
 
 

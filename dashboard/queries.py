@@ -1,4 +1,4 @@
-"""The dashboard's own reads: the jobs list (filters, keyset pages), throughput per minute,
+"""The dashboard's own reads: the jobs list (filters, keyset pages),
 workers and their current jobs, queue depths from the broker, the audit log.
 
 Ledger writes and generic reads are workers/ledger.py's; scheduler reads are scheduler/state.py's.
@@ -107,19 +107,6 @@ def jobs_page(
 def job_ids_matching(conn: psycopg.Connection, flt: JobFilter, limit: int = MAX_BULK) -> list[int]:
     query = sql.SQL(ledger_sql.JOB_IDS_MATCHING).format(where=flt.where())
     return [r[0] for r in conn.execute(query, {**flt.params(), "limit": limit}).fetchall()]
-
-
-def throughput(conn: psycopg.Connection, span: timedelta, bucket: timedelta) -> list[dict[str, Any]]:
-    """Succeeded and failed attempts per bucket over the last `span`, every bucket present."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(ledger_sql.ATTEMPT_THROUGHPUT, {"span": span, "bucket": bucket}).fetchall()
-        now = cur.execute("SELECT now()").fetchone()["now"]
-    by_time = {r["at"]: r for r in rows}
-    epoch = datetime(2000, 1, 1, tzinfo=now.tzinfo)
-    end = epoch + ((now - epoch) // bucket) * bucket
-    count = int(span / bucket)
-    buckets = [end - bucket * i for i in range(count - 1, -1, -1)]
-    return [by_time.get(at, {"at": at, "succeeded": 0, "failed": 0}) for at in buckets]
 
 
 def dead_recently(conn: psycopg.Connection, span: timedelta) -> int:

@@ -9,7 +9,6 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -24,7 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import config
-from dashboard import auth, sessions, validate
+from dashboard import auth, formats, sessions, validate
 from dashboard.validate import BadInput, Schema
 from db import pool
 from jobs import listing
@@ -57,16 +56,14 @@ T = TypeVar("T")
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
 
 
-def _when(value: datetime | None) -> str:
-    return listing.when(value) if value else ""
-
-
-def _age(seconds: float | None) -> str:
-    return "" if seconds is None else listing.duration(seconds)
-
-
-env.filters["when"] = _when
-env.filters["age"] = _age
+env.filters["when"] = formats.when
+env.filters["ago"] = formats.ago
+env.filters["age"] = formats.duration
+env.filters["duration"] = formats.duration
+env.filters["tags"] = formats.tags
+env.filters["yesno"] = formats.yes_no
+env.filters["key"] = formats.long_key
+env.filters["plain"] = formats.plain
 env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str, ensure_ascii=False)
 env.filters["urlq"] = lambda v: quote(str(v), safe="")
 env.globals["request_id"] = lambda: secrets.token_urlsafe(12)  # one per rendered form

@@ -27,6 +27,8 @@ LEDGER = Family(
     schedule=(
         Periodic("ledger_lifeline", "ledger_lifeline", "every 30s", grace_s=30),
         Periodic("prune_jobs", "prune_jobs", "15 3 * * *"),
+        # The console's rollup (workers/stats.py): charts and counts without scanning the ledger.
+        Periodic("ledger_stats", "ledger_stats", "every 1m", grace_s=60),
     ),
 )
 

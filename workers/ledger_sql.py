@@ -483,16 +483,6 @@ SELECT id, actor, queue, state, dedup_key, attempts, max_attempts, enqueued_at, 
 # in job_list_page (the same indexes).
 JOB_IDS_MATCHING = "SELECT id FROM jobs WHERE {where} ORDER BY id DESC LIMIT %(limit)s"
 
-# -- attempt_throughput -- attempts finished per bucket (job_attempts_finished_at_idx).
-ATTEMPT_THROUGHPUT = """
-SELECT date_bin(%(bucket)s, finished_at, timestamptz '2000-01-01') AS at,
-       count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE outcome <> 'succeeded') AS failed
-  FROM job_attempts
- WHERE finished_at >= now() - %(span)s
- GROUP BY 1 ORDER BY 1
-"""
-
 # -- job_dead_recently -- jobs that went dead in the last `span` (jobs_finished_at_idx).
 JOB_DEAD_RECENTLY = """
 SELECT count(*) FROM jobs WHERE finished_at > now() - %(span)s AND state = 'dead'
@@ -534,4 +524,43 @@ SELECT n.name, j.id, j.dedup_key, j.state, j.enqueued_at, j.enqueued_by, j.finis
          WHERE split_part(dedup_key, ':', 2) = n.name
            AND (dedup_key LIKE 'cron:%%' OR dedup_key LIKE 'manual:%%')
          ORDER BY id DESC LIMIT 1) j ON true
+"""
+
+# ---- the console's rollup (workers/stats.py) ---------------------------------------------------
+
+# -- attempt_stats_since -- attempts finished since `since`, counted per minute, queue, actor,
+# outcome and histogram bucket of their run time and (first attempts) wait time: bucket i holds
+# (1.5^(i-1), 1.5^i] ms, 0 holds 1 ms and less. The wait runs from the enqueue, or from the eta
+# of a delayed job still on its first attempt (a retry moved the eta of the others)
+# (job_attempts_finished_at_idx, then jobs_pkey).
+ATTEMPT_STATS_SINCE = """
+SELECT date_bin('1 minute', a.finished_at, timestamptz '2000-01-01') AS bucket_at, j.queue, j.actor,
+       a.outcome = 'succeeded' AS ok,
+       least(47, ceil(ln(greatest(extract(epoch FROM a.finished_at - a.started_at) * 1000, 1))
+                      / ln(1.5))::int) AS run_b,
+       CASE WHEN a.attempt = 1 THEN
+            least(47, ceil(ln(greatest(extract(epoch FROM a.started_at - CASE
+                WHEN j.attempts = 1 AND j.state <> 'retrying' THEN greatest(j.enqueued_at, j.eta)
+                ELSE j.enqueued_at END) * 1000, 1)) / ln(1.5))::int) END AS wait_b,
+       count(*) AS n
+  FROM job_attempts a JOIN jobs j ON j.id = a.job_id
+ WHERE a.finished_at >= %(since)s
+ GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+# -- job_queued_depth -- jobs waiting for a worker now, per queue and actor (jobs_state_id_idx).
+JOB_QUEUED_DEPTH = "SELECT queue, actor, count(*) FROM jobs WHERE state = 'queued' GROUP BY queue, actor"
+
+# -- job_count_by_state_counted -- the rollup's snapshot of jobs per state: a scan of the table.
+JOB_COUNT_BY_STATE_COUNTED = "SELECT state, count(*), now() FROM jobs GROUP BY state"
+
+# -- job_count_states -- jobs in each of `states`, one index-only count each (jobs_state_id_idx).
+JOB_COUNT_STATES = """
+SELECT s.state, (SELECT count(*) FROM jobs j WHERE j.state = s.state)
+  FROM unnest(%(states)s::text[]) AS s(state)
+"""
+
+# -- job_count_finished_since -- jobs in `state` that finished after `since` (jobs_finished_at_idx).
+JOB_COUNT_FINISHED_SINCE = """
+SELECT count(*) FROM jobs WHERE finished_at > %(since)s AND state = %(state)s
 """

@@ -6,7 +6,7 @@ import logging
 
 import config
 from db import pool
-from workers import actor, ledger, lifeline
+from workers import actor, ledger, lifeline, stats
 
 logger = logging.getLogger("skyport.maintenance")
 
@@ -26,3 +26,11 @@ def prune_jobs() -> None:
     with pool.connection() as conn:
         pruned = ledger.prune_finished(conn, cfg.worker.keep_succeeded_days, cfg.worker.keep_dead_days)
     logger.info("pruned %d finished jobs", pruned)
+
+
+@actor(queue_name="maintenance", max_retries=0, time_limit=5 * 60_000)
+def ledger_stats() -> None:
+    """Keep the console's rollup: the last minutes' attempts, queue depths, jobs per state."""
+    with pool.connection() as conn:
+        written = stats.roll_up(conn)
+    logger.info("stats: buckets written per grain %s", written)

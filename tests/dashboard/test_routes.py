@@ -38,7 +38,7 @@ def test_every_page_renders_with_data(admin: TestClient, dead_job: Callable[...,
     dead = dead_job("parcel-17", error="carrier timeout", attempts=2)
     queued = enqueue("remember", ["queued-one"], dedup_key="order:42").id
     pages = {
-        "/": ["Jobs by state", "dead", "Throughput", "<svg", "Workers", "Scheduler ticks", "went dead"],
+        "/": ["Jobs by state", "dead", "Activity", "<svg", "time (UTC)", "Workers", "Scheduler", "went dead"],
         "/jobs": [f'href="/jobs/{dead}"', f'href="/jobs/{queued}"', "parcel-17", "order:42"],
         f"/jobs/{dead}": ["carrier timeout", "Traceback", "w-test", "parcel-17", "2 of 2"],
         "/periodic": ["Periodic jobs", "Run now"],
@@ -321,3 +321,18 @@ def test_login_never_redirects_off_site(anonymous: TestClient) -> None:
         )
         assert response.headers["location"] == "/", target
         token = csrf_of(anonymous.get("/login").text)  # the login started a new session
+
+
+def test_overview_ranges_read_the_rollup(admin: TestClient, dead_job: Callable[..., int], conn) -> None:
+    from workers import stats
+
+    dead_job("parcel-21", error="carrier timeout", attempts=2)
+    stats.roll_up(conn)
+    for range_key, buckets in (("1h", 60), ("24h", 96), ("7d", 168)):
+        page = admin.get(f"/?range={range_key}&actor=remember")
+        assert page.status_code == 200 and page.text.count('<svg class="chart"') == 4, range_key
+        body = admin.get(f"/api/overview?range={range_key}&queue=default").json()["stats"]
+        assert len(body["points"]) == buckets
+        assert sum(p["failed"] for p in body["points"]) == 2
+        assert body["by_actor"]["remember"]["failed"] == 2
+    assert admin.get("/api/overview?range=30d").json()["field"] == "range"
