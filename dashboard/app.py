@@ -41,6 +41,7 @@ def routes() -> list[Route | Mount]:
         Route("/sessions", pages.sessions_page),
         Route("/sessions/sign-out-everywhere", pages.sign_out_everywhere, methods=["POST"]),
         # The JSON API (docs/api.md "Console JSON API").
+        Route("/api/openapi.json", api.openapi_document),
         Route("/api/login", api.login, methods=["POST"]),
         Route("/api/logout", api.logout, methods=["POST"]),
         Route("/api/me", api.me),
