@@ -69,7 +69,7 @@ def test_log_in_find_a_dead_job_retry_it_and_watch_it_succeed(
                 page.click("#live-toggle")
                 page.wait_for_selector("h1 .state-succeeded", timeout=10_000)
             page.screenshot(path=str(artifacts / "browser-3-job-succeeded.png"), full_page=True)
-            assert "retry by ann" in page.content()
+            assert "retry by ops:ann" in page.content()  # the audit log names console users ops:<name>
         finally:
             page.close()
     assert scalar(effects, "SELECT attempts FROM jobs WHERE id = %s", (job,)) == 5
