@@ -153,6 +153,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class LedgerLogsFailures(logging.Filter):
+    """Drops Dramatiq's "Failed to process message ... with unhandled exception" and its traceback:
+    the ledger middleware logs every failed attempt as one line (job, actor, attempt, error, retry
+    or dead), and keeps the traceback in the ledger (`skyport jobs show`, the console)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.endswith("with unhandled exception."))
+
+
+# The logger of Dramatiq's worker threads (dramatiq/worker.py).
+DRAMATIQ_WORKER_LOGGER = "dramatiq.worker.WorkerThread"
+_LEDGER_LOGS_FAILURES = LedgerLogsFailures()
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """One handler on stderr for this process (and the worker processes it forks)."""
     handler = logging.StreamHandler()
@@ -169,3 +183,4 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger(DRAMATIQ_WORKER_LOGGER).addFilter(_LEDGER_LOGS_FAILURES)

@@ -91,6 +91,25 @@ def test_failed_attempt_reaches_sentry_tagged_and_scrubbed(
     assert about_job and all(line["actor"] == "leak" and line["attempt"] == 1 for line in about_job)
 
 
+def test_one_log_line_per_failed_attempt(effects: str, redis_namespace: str) -> None:
+    with WorkerProcess() as worker:
+        worker.wait_ready(effects)
+        flaky = enqueue("flaky", ["once", 1]).id
+        refused = enqueue("refuse", ["never"]).id
+        wait_for(
+            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'dead')") == 2,
+            30,
+            what=f"both jobs to finish\n{worker.output()}",
+        )
+        output = worker.output()
+    assert "Traceback" not in output and "unhandled exception" not in output, output
+    lines = output.splitlines()
+    assert len([line for line in lines if f"job {flaky}: flaky attempt 1 failed, retry in" in line]) == 1
+    assert len([line for line in lines if f"job {refused}: refuse attempt 1 failed, dead" in line]) == 1
+    # The traceback is kept in the ledger, where ops read it.
+    assert "Traceback" in scalar(effects, "SELECT traceback FROM job_attempts WHERE job_id = %s", (refused,))
+
+
 def test_scrub_text() -> None:
     assert scrub_text("mail bob@example.org or call +1 (555) 123-4567, card 4242-4242-4242-4242") == (
         "mail [email] or call [phone], card [card]"
