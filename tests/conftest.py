@@ -92,14 +92,11 @@ def suite_pgbouncer() -> Iterator[PgBouncer | None]:
         yield None
         return
     try:
-        bouncer = PgBouncer(ADMIN_URL, pool_size=20).start()
+        with PgBouncer(ADMIN_URL, pool_size=20) as bouncer:
+            yield bouncer
+            log = bouncer.log_text()
     except PgBouncerUnavailable as exc:
         pytest.fail(str(exc))
-    try:
-        yield bouncer
-        log = bouncer.log_text()
-    finally:
-        bouncer.stop()
     assert "prepared statement" not in log.lower(), log[-3000:]
 
 

@@ -111,9 +111,12 @@ class PgBouncer:
         if user:
             shutil.chown(self.folder, "postgres")
         ini = self._write_ini()
-        self.process = subprocess.Popen(
-            [binary, *user, str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        # PgBouncer logs every line to stderr as well as to its logfile: a pipe nobody reads
+        # fills after about 64 KB of log and then blocks the whole pooler, so it goes to a file.
+        with open(self.folder / "stderr.log", "wb") as stderr:
+            self.process = subprocess.Popen(
+                [binary, *user, str(ini)], stdout=subprocess.DEVNULL, stderr=stderr
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -124,7 +127,8 @@ class PgBouncer:
                     break
                 time.sleep(0.05)
         self.stop()
-        raise PgBouncerUnavailable(f"pgbouncer did not start: {self.log_text()[-800:]}")
+        said = self.log_text() or (self.folder / "stderr.log").read_text(errors="replace")
+        raise PgBouncerUnavailable(f"pgbouncer did not start: {said[-800:]}")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
