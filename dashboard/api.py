@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashboard import actions, auth, data, inputs, openapi, queries, sessions, validate
+from dashboard import actions, auth, data, failures, inputs, openapi, queries, sessions, validate
 from dashboard import login as login_flow
 from dashboard.openapi import ACTION_RESULT, AUDIT_ENTRY, INT_OR_NULL, JOB_ROW, USER, array, described, obj
 from dashboard.pages import domain_body, job_verb, periodic_verb, sign_out_target, who
@@ -58,14 +58,39 @@ async def me(request: Request) -> Response:
 
 
 @described(
-    "counts per state, throughput, workers, queues, schedule and warnings",
-    answer=obj(["counts", "warnings"], counts={"type": "object"}, warnings=array({"type": "string"})),
+    "counts per state, the range's activity (`stats`: attempts, wait and run p50/p95, queue depth per "
+    "bucket, and per queue and actor), workers, queues, schedule and warnings",
+    query=inputs.OVERVIEW_PAGE,
+    answer=obj(
+        ["counts", "stats", "warnings"],
+        counts={"type": "object"},
+        stats=obj(),
+        warnings=array({"type": "string"}),
+    ),
 )
 async def overview(request: Request) -> Response:
     values = validate.query(request, inputs.OVERVIEW_PAGE)
     return ApiResponse(
         await db(data.overview, values.get("range", "1h"), values.get("queue"), values.get("actor"))
     )
+
+
+@described(
+    "dead jobs grouped by error (digits folded): count, first and last seen, actors, queues",
+    answer=obj(["groups"], groups=array(obj(["error_group", "jobs", "first_seen", "last_seen"]))),
+)
+async def failures_list(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
+    return ApiResponse({"groups": await db(failures.groups)})
+
+
+@described(
+    "retry every dead job of one group of /api/failures", body=inputs.FAILURES_RETRY, answer=ACTION_RESULT
+)
+async def failures_retry(request: Request) -> Response:
+    body = await change_request(request, inputs.FAILURES_RETRY, required=("error_group",))
+    result = await db(failures.retry_group, who(request), body["error_group"])
+    return ApiResponse(result.as_dict())
 
 
 @described(

@@ -39,6 +39,8 @@ JOBS_PAGE: Schema = {**JOB_FILTER, "before": ID}
 JOBS_API: Schema = {**JOBS_PAGE, "limit": Int(1, queries.MAX_PAGE_SIZE)}
 # The overview's charts: a range of the rollup (workers/stats.py), one queue or actor or all.
 OVERVIEW_PAGE: Schema = {"range": Choice(("1h", "24h", "7d")), "queue": Text(200), "actor": Text(200)}
+# "Retry all of these" on the failures page: one group of dead jobs, named by its error group.
+FAILURES_RETRY: Schema = {"error_group": Text(400, strip=False)}
 AUDIT_PAGE: Schema = {"before": ID, "kind": Choice(queries.AUDIT_KINDS)}
 # The audit log shows people's actions unless asked for the system's (`kind=system`) or all.
 DEFAULT_AUDIT_KIND = "ops"

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from dashboard import actions, auth, chart, data, inputs, queries, sessions, validate
+from dashboard import actions, auth, chart, data, failures, inputs, queries, sessions, validate
 from dashboard import login as login_flow
 from dashboard.validate import BadInput
 from dashboard.web import change_request, db, is_api, redirect_with, render, safe_next
@@ -89,6 +89,20 @@ async def job(request: Request) -> Response:
     if detail is None:
         raise HTTPException(404, f"no job {job_id}")
     return render(request, "job.html", job=detail)
+
+
+async def failures_page(request: Request) -> Response:
+    validate.query(request, inputs.NO_PARAMETERS)
+    return render(request, "failures.html", groups=await db(failures.groups))
+
+
+async def failures_retry(request: Request) -> Response:
+    """Retry all of one group's dead jobs (admin, CSRF; each retry audited)."""
+    body = await change_request(
+        request, {**inputs.PAGE_FORM, **inputs.FAILURES_RETRY}, required=("error_group",)
+    )
+    result = await db(failures.retry_group, who(request), body["error_group"])
+    return redirect_with(request, "/failures", result.message)
 
 
 async def periodic(request: Request) -> Response:

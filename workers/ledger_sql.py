@@ -564,3 +564,30 @@ SELECT s.state, (SELECT count(*) FROM jobs j WHERE j.state = s.state)
 JOB_COUNT_FINISHED_SINCE = """
 SELECT count(*) FROM jobs WHERE finished_at > %(since)s AND state = %(state)s
 """
+
+# ---- failures grouped (dashboard/failures.py) ---------------------------------------------------
+
+# -- job_dead_groups -- dead jobs grouped by their error: its first 300 characters with every run of
+# digits as '#' (the same error about job 17 and job 18 is one group), most jobs first
+# (jobs_state_id_idx: the dead jobs only).
+JOB_DEAD_GROUPS = """
+SELECT g.error_group, count(*) AS jobs, min(j.finished_at) AS first_seen, max(j.finished_at) AS last_seen,
+       array_agg(DISTINCT j.actor) AS actors, array_agg(DISTINCT j.queue) AS queues,
+       max(j.id) AS newest_id, (array_agg(j.last_error ORDER BY j.id DESC))[1] AS example
+  FROM jobs j
+ CROSS JOIN LATERAL (SELECT regexp_replace(left(coalesce(j.last_error, ''), 300), '[0-9]+', '#', 'g')
+                            AS error_group) g
+ WHERE j.state = 'dead'
+ GROUP BY g.error_group
+ ORDER BY count(*) DESC, max(j.finished_at) DESC
+ LIMIT %(limit)s
+"""
+
+# -- job_dead_ids_in_group -- the dead jobs of one group of job_dead_groups, newest first
+# (jobs_state_id_idx).
+JOB_DEAD_IDS_IN_GROUP = """
+SELECT id FROM jobs
+ WHERE state = 'dead'
+   AND regexp_replace(left(coalesce(last_error, ''), 300), '[0-9]+', '#', 'g') = %(error_group)s
+ ORDER BY id DESC LIMIT %(limit)s
+"""

@@ -42,6 +42,7 @@ def test_every_page_renders_with_data(admin: TestClient, dead_job: Callable[...,
         "/jobs": [f'href="/jobs/{dead}"', f'href="/jobs/{queued}"', "parcel-17", "order:42"],
         f"/jobs/{dead}": ["carrier timeout", "Traceback", "w-test", "parcel-17", "2 of 2"],
         "/periodic": ["Periodic jobs", "Run now"],
+        "/failures": ["Failures", "carrier timeout", "Retry all of these"],
         "/queues": ["Domain queues"],
         "/audit": ["Audit log"],
     }
