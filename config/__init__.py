@@ -35,6 +35,9 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 # Variables named by a prefix and a name of the user's choosing.
 SCHEDULE_PREFIX = "SKYPORT_SCHEDULE_"
 WEBHOOK_SECRET_PREFIX = "PAYMENT_WEBHOOK_SECRET_"
+PAYMENT_PROVIDER_PREFIX = "PAYMENT_PROVIDER_"
+# The gateway adapters a provider may name (jobs/payments/providers/).
+PAYMENT_ADAPTERS = ("standard", "stripe", "paystack")
 
 
 @dataclass(frozen=True)
@@ -163,19 +166,34 @@ class QuotesConfig:
 
 @dataclass(frozen=True)
 class PaymentsConfig:
-    # The default webhook secret; `secrets` holds PAYMENT_WEBHOOK_SECRET_<PROVIDER> by provider key.
+    # The default webhook secret; `secrets` holds PAYMENT_WEBHOOK_SECRET_<PROVIDER> by provider key
+    # (several, comma-separated, during a rotation); `adapters` PAYMENT_PROVIDER_<PROVIDER>.
     webhook_secret: str | None
     secrets: Mapping[str, str]
+    adapters: Mapping[str, str]
     # The allowed clock skew of a signature, the largest body accepted, how long an event for an
     # unknown shipment (or a refund before its payment) keeps retrying.
     tolerance_s: float
     max_body_bytes: int
     unmatched_retry_s: float
+    # Events are processed in batches of at most `batch` by one job per intake transaction
+    # ("batch"), or one job per event ("per-event": the earlier path, kept as the benchmark's peer).
+    processing: str
+    batch: int
 
     def secret_for(self, provider: str) -> str | None:
         """A provider's secret (PAYMENT_WEBHOOK_SECRET_<PROVIDER>, upper-cased, other characters
         than letters and digits as _), else the default; None: not configured."""
         return self.secrets.get(provider_key(provider)) or self.webhook_secret
+
+    def secrets_for(self, provider: str) -> list[str]:
+        """A provider's secrets (a comma-separated list: any one signs); empty: not configured."""
+        secret = self.secret_for(provider)
+        return [part.strip() for part in secret.split(",") if part.strip()] if secret else []
+
+    def adapter_for(self, provider: str) -> str:
+        """The gateway adapter of a provider (PAYMENT_PROVIDER_<PROVIDER>), else Standard Webhooks."""
+        return self.adapters.get(provider_key(provider), "standard")
 
 
 @dataclass(frozen=True)
@@ -200,6 +218,16 @@ class Config:
     quotes: QuotesConfig
     payments: PaymentsConfig
     maintenance: MaintenanceConfig
+
+
+def _payment_adapters(env: Reader) -> dict[str, str]:
+    adapters = {}
+    for name, value in env.prefixed(PAYMENT_PROVIDER_PREFIX, "<PROVIDER>").items():
+        kind = value.lower()
+        if kind not in PAYMENT_ADAPTERS:
+            raise ConfigError(f"{name} must be one of {', '.join(PAYMENT_ADAPTERS)}, got {value!r}")
+        adapters[name.removeprefix(PAYMENT_PROVIDER_PREFIX)] = kind
+    return adapters
 
 
 def provider_key(provider: str) -> str:
@@ -256,9 +284,12 @@ def _build(env: Reader) -> Config:
                 for name, value in env.prefixed(WEBHOOK_SECRET_PREFIX, "<PROVIDER>", raw=True).items()
                 if value
             },
+            adapters=_payment_adapters(env),
             tolerance_s=env.number("PAYMENT_WEBHOOK_TOLERANCE_S", 300.0, minimum=1),
             max_body_bytes=env.int("PAYMENT_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1024),
             unmatched_retry_s=env.number("PAYMENT_UNMATCHED_RETRY_S", 900.0),
+            processing=env.choice("PAYMENT_PROCESSING", "batch", ("batch", "per-event")),
+            batch=env.int("PAYMENT_BATCH_SIZE", 500, minimum=1),
         ),
         maintenance=MaintenanceConfig(
             file=env.text("SKYPORT_MAINTENANCE_FILE") or None,

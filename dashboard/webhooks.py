@@ -1,9 +1,12 @@
 """`POST /webhooks/payments/{provider}`: gateway callbacks in, stored and enqueued, nothing else.
 
+The provider's adapter (PAYMENT_PROVIDER_<PROVIDER>: stripe, paystack or standard, the default;
+jobs/payments/providers/) verifies its gateway's signature and reads its gateway's events.
 401 missing/wrong signature or a timestamp outside the tolerance (replay); 400 a body that is not
-UTF-8 JSON of bounded depth or does not match the contract (the JSON error names the field); 413 a
-body above the limit; 404 a provider without a secret; 503 (Retry-After) the database is away;
-200 accepted, and 200 again for a duplicate (which changes nothing).
+UTF-8 JSON of bounded depth or does not match the gateway's contract (the JSON error names the
+field); 413 a body above the limit; 404 a provider without a secret; 503 (Retry-After) the database
+is away; 200 accepted, 200 ignored for an event type that moves no money here (stored, no job), and
+200 duplicate for an event received before (which changes nothing).
 Outside the dashboard login: the signature is the authentication.
 
 Concurrent deliveries share one transaction (dashboard/batches.py); when a batch's transaction
@@ -26,15 +29,11 @@ from starlette.responses import JSONResponse
 import config
 from dashboard.batches import DEFAULT_WRITERS, LoopBatcher
 from db import pool
-from jobs.payments.events import (
-    SIGNATURE_HEADER,
-    EventError,
-    PaymentEvent,
-    SignatureError,
-    parse_event,
-    verify_signature,
-)
-from jobs.payments.inbox import Received, receive_many
+from jobs.payments.body import EventError, decode_body
+from jobs.payments.events import SignatureError
+from jobs.payments.inbox import Delivery, Received, receive_many
+from jobs.payments.providers import ADAPTERS, Ignored, Parsed
+from jobs.payments.providers.base import gateway_type
 from workers import EnqueueError
 
 logger = logging.getLogger("skyport.webhooks")
@@ -69,8 +68,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _error(status: int, error: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": error, **extra}, status_code=status)
 
-
-Delivery = tuple[str, PaymentEvent, bytes]  # provider, event, raw body
 
 # Threads of the intake's batches (shared by the event loops of this process; one, but for tests).
 _executor: ThreadPoolExecutor | None = None
@@ -131,7 +128,7 @@ def _intake() -> LoopBatcher[Delivery, Received]:
     return batcher
 
 
-def _store_error(provider: str, event: PaymentEvent, exc: BaseException) -> JSONResponse:
+def _store_error(provider: str, event: Parsed, exc: BaseException) -> JSONResponse:
     """The answer to a delivery that could not be stored: 400 when its body is at fault (data the
     database refuses, which the intake's checks should have refused first), 503 with Retry-After
     when the database is away or the delivery's transaction failed on its own, else 500 (logged;
@@ -155,8 +152,8 @@ def _store_error(provider: str, event: PaymentEvent, exc: BaseException) -> JSON
 async def payment_webhook(request: Request) -> JSONResponse:
     provider = request.path_params["provider"]
     cfg = config.get()
-    secret = cfg.payments.secret_for(provider) if _PROVIDER.fullmatch(provider) else None
-    if secret is None:
+    secrets = cfg.payments.secrets_for(provider) if _PROVIDER.fullmatch(provider) else []
+    if not secrets:
         return _error(
             404,
             "unknown payment provider",
@@ -167,20 +164,20 @@ async def payment_webhook(request: Request) -> JSONResponse:
     except _TooLarge:
         limit = cfg.payments.max_body_bytes
         return _error(413, "body too large", field="body", detail=f"larger than {limit} bytes")
+    adapter = ADAPTERS[cfg.payments.adapter_for(provider)]
     try:
-        verify_signature(
-            request.headers.get(SIGNATURE_HEADER), body, secret, cfg.payments.tolerance_s, time.time()
-        )
+        adapter.verify(request.headers, body, secrets, cfg.payments.tolerance_s, time.time())
     except SignatureError as exc:
         return _error(401, "invalid signature", detail=str(exc))
     try:
-        event = parse_event(body)
+        doc = decode_body(body)
+        event = adapter.parse(doc)
     except EventError as exc:
         return _error(400, "invalid event", field=exc.field, detail=exc.message)
     try:
-        received = await _intake().submit((provider, event, body))
+        received = await _intake().submit((provider, event, body, gateway_type(doc) or event.type))
     except Exception as exc:
         return _store_error(provider, event, exc)
     if received.duplicate:
         return JSONResponse({"status": "duplicate", "id": event.id})
-    return JSONResponse({"status": "accepted", "id": event.id})
+    return JSONResponse({"status": "ignored" if isinstance(event, Ignored) else "accepted", "id": event.id})

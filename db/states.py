@@ -24,8 +24,20 @@ FINAL_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
 
 
 # payment_events (jobs/payments).
-# Event types a gateway sends, spelled as in the webhook body and `payment_events.event_type`.
-EVENT_TYPES = ("payment.processing", "payment.succeeded", "payment.failed", "payment.refunded")
-# Where an inbox event stands (see the migration for each meaning).
-EVENT_STATUSES = ("received", "processing", "applied", "ignored", "unmatched", "rejected")
-FINAL_EVENT_STATUSES = ("applied", "ignored", "unmatched", "rejected")
+# The internal event types (the Standard Webhooks body's `type`; the provider adapters turn their
+# gateways' events into these). `payment_events.event_type` holds the gateway's own type.
+EVENT_TYPES = (
+    "payment.processing",
+    "payment.succeeded",
+    "payment.failed",
+    "payment.canceled",
+    "payment.refunded",
+    "dispute.opened",
+    "dispute.won",
+    "dispute.lost",
+)
+# Where an inbox event stands (see the migrations for each meaning).
+EVENT_STATUSES = ("received", "processing", "applied", "ignored", "unmatched", "rejected", "dead")
+FINAL_EVENT_STATUSES = ("applied", "ignored", "unmatched", "rejected", "dead")
+# Final statuses ops can replay from the console.
+PROBLEM_EVENT_STATUSES = ("unmatched", "rejected", "dead")

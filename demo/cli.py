@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import config
+from demo.gateway_formats import FORMATS
 from demo.payments_simulator import (
     Plan,
     create_demo_shipments,
@@ -87,7 +88,14 @@ def _add_simulate_payments(subparsers: Any) -> None:
         "--out-of-order", type=float, default=0.1, help="share delivered late (default: %(default)s)"
     )
     cmd.add_argument("--failures", type=float, default=0.05, help="share of payments that fail first")
-    cmd.add_argument("--refunds", type=float, default=0.05, help="share of payments refunded then paid again")
+    cmd.add_argument("--refunds", type=float, default=0.05, help="share of payments partly refunded")
+    cmd.add_argument("--disputes", type=float, default=0.0, help="share of payments disputed (won or lost)")
+    cmd.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="the gateway's format and signature (default: PAYMENT_PROVIDER_<NAME>, else standard)",
+    )
     cmd.add_argument(
         "--create-shipments",
         type=int,
@@ -116,8 +124,9 @@ def _add_simulate_payments(subparsers: Any) -> None:
 
 def _simulate_payments(args: argparse.Namespace) -> int:
     cfg = config.get()
-    secret = cfg.payments.secret_for(args.provider)
-    if secret is None:
+    secrets = cfg.payments.secrets_for(args.provider)
+    args.format = args.format or cfg.payments.adapter_for(args.provider)
+    if not secrets:
         raise CommandError(
             f"no webhook secret for provider {args.provider!r}: set PAYMENT_WEBHOOK_SECRET "
             f"(or PAYMENT_WEBHOOK_SECRET_{args.provider.upper()}) for both the web process and this command"
@@ -126,9 +135,10 @@ def _simulate_payments(args: argparse.Namespace) -> int:
     shipments, plan, before = _plan_payments(args)
     print(
         f"posting {len(plan.bodies)} events ({plan.unique_events} unique, {plan.payments} payments) "
-        f"for {len(shipments)} shipments to {url}"
+        f"for {len(shipments)} shipments to {url}, as {args.format}"
     )
-    stats = post_events(url, args.provider, secret, plan.bodies, rate=args.rate, concurrency=args.concurrency)
+    sending = {"rate": args.rate, "concurrency": args.concurrency, "fmt": args.format}
+    stats = post_events(url, args.provider, secrets, plan.bodies, **sending)
     print(
         f"posted in {stats.elapsed_s:.1f}s ({len(plan.bodies) / max(stats.elapsed_s, 1e-9):.0f}/s); "
         f"statuses {stats.statuses}; latency p50 {stats.percentile_ms(0.5):.1f} ms, "
@@ -160,7 +170,9 @@ def _plan_payments(args: argparse.Namespace) -> tuple[list[tuple], Plan, dict[st
             out_of_order=args.out_of_order,
             failures=args.failures,
             refunds=args.refunds,
+            disputes=args.disputes,
             seed=args.seed,
+            fmt=args.format,
         )
         before = inbox.count_by_status(conn)
     return shipments, plan, before

@@ -2,8 +2,10 @@
 running web process, with duplicates and out-of-order deliveries, and the ledger they must produce.
 
 Each payment of a shipment goes processing -> succeeded (or -> failed, then paid again under a new
-idempotency key); some succeeded payments are later refunded. The expected final
-`amount_paid` of every shipment is known in advance, whatever the delivery order.
+idempotency key); some succeeded payments are later partly refunded (one or two refunds), some
+disputed (a chargeback, then won or lost). The expected final `amount_paid` of every shipment is
+known in advance, whatever the delivery order. The events go out in the format of a Standard
+Webhooks provider, of Stripe or of Paystack (demo/gateway_formats.py), signed as each gateway signs.
 
 Its command: `python -m demo simulate-payments` (demo/cli.py). The bench, the soak and the tests use
 its functions; the product does not.
@@ -12,6 +14,7 @@ its functions; the product does not.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import random
 import time
@@ -24,7 +27,7 @@ from typing import Any
 import psycopg
 
 from demo.delivery import Connection, Endpoint, ProtocolError
-from jobs.payments.events import signature_header
+from demo.gateway_formats import convert, headers
 
 # Demo shipments' totals are drawn between these (USD).
 DEMO_MIN_TOTAL = Decimal("300.00")
@@ -139,10 +142,13 @@ def plan_events(
     out_of_order: float = 0.1,
     failures: float = 0.05,
     refunds: float = 0.05,
+    disputes: float = 0.0,
     seed: int | None = None,
     created: int | None = None,
+    fmt: str = "standard",
 ) -> Plan:
-    """About `events` deliveries (duplicates included) for the shipments (id, total, paid)."""
+    """About `events` deliveries (duplicates included) for the shipments (id, total, paid), in the
+    gateway format `fmt`."""
     rng = random.Random(seed)
     now = int(time.time()) if created is None else created
     remaining = {sid: Decimal(total) - Decimal(paid) for sid, total, paid in shipments}
@@ -162,8 +168,9 @@ def plan_events(
                 continue
             amount = min(remaining[sid], Decimal(rng.randint(500, 40000)) / 100)
             fate = rng.random()
-            if fate < refunds:  # succeeds, later refunded: its amount stays reserved, never paid twice
-                stream = _payment(sid, amount, rng, now, "payment.succeeded", refunded=True)
+            if fate < refunds + disputes:  # succeeds, then refunded in part or disputed
+                stream, kept = _moved_payment(sid, amount, rng, now, refund=fate < refunds)
+                expected[sid] += kept  # its whole amount stays reserved: never paid twice
             else:
                 stream = []
                 if fate < refunds + failures:  # fails first, then paid under a new key
@@ -178,6 +185,7 @@ def plan_events(
             payments += 1
             produced += len(stream)
             remaining[sid] -= amount
+    streams = [convert(stream, fmt) for stream in streams]
     bodies = _interleave(streams, rng)
     bodies = _disorder(bodies, rng, out_of_order)
     unique = len(bodies)
@@ -185,13 +193,41 @@ def plan_events(
     return Plan(bodies, expected, unique, payments)
 
 
+def _moved_payment(
+    sid: uuid.UUID, amount: Decimal, rng: random.Random, now: int, *, refund: bool
+) -> tuple[list[dict[str, Any]], Decimal]:
+    """A payment that succeeds, then one or two partial refunds, or a dispute won or lost; and what
+    stays paid of it."""
+    stream = _payment(sid, amount, rng, now, "payment.succeeded")
+    parts = [
+        (amount * Decimal(rng.randint(10, 45)) / 100).quantize(Decimal("0.01"))
+        for _ in range(rng.randint(1, 2))
+    ]
+    if refund:
+        moves = [("payment.refunded", "refund", part) for part in parts if part > 0]
+        kept = amount - sum((part for _, _, part in moves), Decimal(0))
+    else:
+        outcome = rng.choice(("dispute.won", "dispute.lost"))
+        moves = [("dispute.opened", "dispute", amount), (outcome, "dispute", amount)]
+        kept = amount if outcome == "dispute.won" else Decimal(0)
+    dispute_id = f"dp_{uuid.UUID(int=rng.getrandbits(128)).hex[:24]}"
+    for i, (kind, part, value) in enumerate(moves):
+        body = copy.deepcopy(stream[-1])
+        body["id"] = f"evt_{uuid.UUID(int=rng.getrandbits(128)).hex}"
+        body["type"], body["created"] = kind, body["created"] + 1 + i
+        move_id = dispute_id if part == "dispute" else f"re_{uuid.UUID(int=rng.getrandbits(128)).hex[:24]}"
+        body["data"][part] = {"id": move_id, "amount": f"{value:.2f}"}
+        stream.append(body)
+    return stream, kept
+
+
 def _payment(
-    sid: uuid.UUID, amount: Decimal, rng: random.Random, now: int, outcome: str, refunded: bool = False
+    sid: uuid.UUID, amount: Decimal, rng: random.Random, now: int, outcome: str
 ) -> list[dict[str, Any]]:
     key = f"pay_{uuid.UUID(int=rng.getrandbits(128)).hex}"
     txn = f"txn_{uuid.UUID(int=rng.getrandbits(128)).hex[:24]}"
     method = rng.choice(("credit_card", "credit_card", "bank_transfer", "mobile_money"))
-    types = ["payment.processing", outcome] + (["payment.refunded"] if refunded else [])
+    types = ["payment.processing", outcome]
     return [
         {
             "id": f"evt_{uuid.UUID(int=rng.getrandbits(128)).hex}",
@@ -253,23 +289,28 @@ def post_events(
     rate: float = 0.0,
     concurrency: int = 16,
     timeout_s: float = 30.0,
+    fmt: str = "standard",
 ) -> PostStats:
     """Sign and POST every body to `<url>/webhooks/payments/<provider>`; `rate` events/s (0: as fast
     as the server answers, with `concurrency` requests in flight on as many keep-alive connections).
-    Each body is signed just before it is sent. Runs an event loop of its own (call it from
-    synchronous code, any thread)."""
+    Each body is signed just before it is sent, as the gateway of `fmt` signs. Runs an event loop of
+    its own (call it from synchronous code, any thread)."""
     endpoint = Endpoint.parse(f"{url.rstrip('/')}/webhooks/payments/{provider}")
-    return asyncio.run(_post_all(endpoint, secrets, list(bodies), rate, max(1, concurrency), timeout_s))
+    sending = _Sending(secrets, fmt, rate, max(1, concurrency), timeout_s)
+    return asyncio.run(_post_all(endpoint, list(bodies), sending))
 
 
-async def _post_all(
-    endpoint: Endpoint,
-    secrets: str | list[str],
-    bodies: list[dict[str, Any]],
-    rate: float,
-    concurrency: int,
-    timeout_s: float,
-) -> PostStats:
+@dataclass(frozen=True)
+class _Sending:
+    secrets: str | list[str]
+    fmt: str
+    rate: float
+    concurrency: int
+    timeout_s: float
+
+
+async def _post_all(endpoint: Endpoint, bodies: list[dict[str, Any]], sending: _Sending) -> PostStats:
+    rate, concurrency, timeout_s = sending.rate, sending.concurrency, sending.timeout_s
     stats = PostStats()
     start = time.monotonic()
     pending = iter(enumerate(bodies))  # shared by the senders (one event loop: no lock needed)
@@ -283,13 +324,10 @@ async def _post_all(
                     if delay > 0:
                         await asyncio.sleep(delay)
                 raw = json.dumps(body).encode()
-                headers = {
-                    "Skyport-Signature": signature_header(secrets, raw),
-                    "Content-Type": "application/json",
-                }
+                signed = {**headers(sending.fmt, sending.secrets, raw), "Content-Type": "application/json"}
                 t0 = time.perf_counter()
                 try:
-                    status, answer = await asyncio.wait_for(connection.post(raw, headers), timeout_s)
+                    status, answer = await asyncio.wait_for(connection.post(raw, signed), timeout_s)
                     error = None if status == 200 else f"{status}: {answer[:200].decode(errors='replace')}"
                 except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError, ValueError) as exc:
                     status, error = 0, f"{type(exc).__name__}: {exc}"

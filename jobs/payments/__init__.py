@@ -6,7 +6,8 @@ Functions for the dashboard: `problem_events(conn)`, `replay_event(conn, provide
 `drift(conn)`, `count_by_status(conn)`.
 """
 
-from jobs.payments.apply import Outcome, Result, process_event
+from jobs.payments.apply import Outcome, Result
+from jobs.payments.drain import drain, process_event
 from jobs.payments.inbox import count_by_status, get_event, problem_events, receive, replay_event
 from jobs.payments.reconcile import drift, reconcile, requeue_stuck
 
@@ -14,6 +15,7 @@ __all__ = [
     "Outcome",
     "Result",
     "count_by_status",
+    "drain",
     "drift",
     "get_event",
     "problem_events",

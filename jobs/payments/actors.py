@@ -1,24 +1,51 @@
-"""The payments actors: process one inbox event; reconcile periodically."""
+"""The payments actors: drain the inbox in batches; process one event (PAYMENT_PROCESSING=per-event);
+reconcile periodically."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 import config
 from db import pool
 from db.transient import retry_transient
-from jobs.payments.apply import Outcome, process_event
+from jobs.payments.apply import Outcome
+from jobs.payments.drain import drain, next_due, process_event
+from jobs.payments.inbox import DRAIN_ACTOR
 from jobs.payments.reconcile import reconcile
-from workers import PermanentError, actor
+from workers import PermanentError, actor, enqueue
 
 logger = logging.getLogger("skyport.payments")
 
 # Queue of the payments actors.
 QUEUE = "payments"
+# The soonest a drain for events that wait (backing off) is scheduled again.
+MIN_REDRAIN_S = 0.5
 
 
 class EventNotReady(Exception):
     """The event waits (shipment not committed yet, refund before its payment): retried with backoff."""
+
+
+@retry_transient(max_delay_s=30.0)
+def _drain() -> datetime | None:
+    cfg = config.get().payments
+    with pool.connection() as conn:
+        drain(conn, cfg.batch, cfg.unmatched_retry_s)
+        return next_due(conn)
+
+
+@actor(queue_name=QUEUE, max_retries=10, min_backoff_s=1.0, max_backoff_s=30.0, time_limit=120_000)
+def drain_payment_events() -> None:
+    """Batches until nothing is due; then one drain scheduled for when the earliest waiting event
+    comes due (one per second of due time: drains that end together schedule one)."""
+    due = _drain()
+    if due is None:
+        return
+    eta = max(due, datetime.now(UTC) + timedelta(seconds=MIN_REDRAIN_S))
+    enqueue(
+        DRAIN_ACTOR, eta=eta, dedup_key=f"payments-drain:{int(eta.timestamp())}", enqueued_by="payments:drain"
+    )
 
 
 @retry_transient(max_delay_s=30.0)
@@ -30,9 +57,9 @@ def _process(event_pk: int) -> object:
 @actor(queue_name=QUEUE, max_retries=40, min_backoff_s=1.0, max_backoff_s=60.0, time_limit=120_000)
 def process_payment_event(event_pk: int) -> None:
     result = _process(event_pk)
-    if result.outcome is Outcome.WAITING:
+    if result.outcome in (Outcome.WAITING, Outcome.FAILED):
         raise EventNotReady(result.reason)
-    if result.outcome in (Outcome.UNMATCHED, Outcome.REJECTED):
+    if result.outcome in (Outcome.UNMATCHED, Outcome.REJECTED, Outcome.DEAD):
         # The event row already says so (committed); the job ends dead with the same reason.
         raise PermanentError(f"payment event {event_pk} {result.outcome}: {result.reason}")
     if result.outcome is Outcome.IGNORED:

@@ -1,10 +1,14 @@
-"""The inbox: a verified webhook event is stored raw and its processing job enqueued, in one
-short transaction (transactional enqueue). A duplicate delivery (same provider + event id) hits
-the unique key and changes nothing. Ops functions for the dashboard live here too.
+"""The inbox: a verified webhook event is stored raw (with the internal event its adapter made of it)
+and its processing enqueued, in one short transaction (transactional enqueue): one drain job per
+transaction (`PAYMENT_PROCESSING=batch`), or one job per event (`per-event`, the earlier path). A
+duplicate delivery (same provider + event id) hits the unique key and changes nothing; an event
+type no adapter handles is stored `ignored`, with no job. Ops functions for the dashboard live here
+too.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,10 +16,14 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from jobs.payments.events import PaymentEvent
-from workers import JobSpec, enqueue, enqueue_many
+import config
+from db.states import PROBLEM_EVENT_STATUSES
+from jobs.payments.events import PaymentEvent, event_body
+from jobs.payments.providers.base import Ignored, Parsed
+from workers import JobSpec, enqueue_many
 
-# The actor that processes one inbox event (jobs/payments/actors.py).
+# The actors that process events (jobs/payments/actors.py): batches, or one event.
+DRAIN_ACTOR = "drain_payment_events"
 PROCESS_ACTOR = "process_payment_event"
 
 
@@ -27,89 +35,112 @@ def dedup_key(provider: str, event_id: str) -> str:
 class Received:
     event_pk: int | None  # None: a duplicate of an event already received
     duplicate: bool
+    ignored: bool = False
 
+
+# A delivery: provider, its parsed event, the raw body, and optionally the gateway's event type.
+Delivery = tuple[str, Parsed, bytes] | tuple[str, Parsed, bytes, str]
 
 # -- payment_event_insert -- a batch of events in one statement; the unique key (provider, event_id)
-# makes an event already received, or a second copy in the same batch, return no row.
+# makes an event already received, or a second copy in the same batch, return no row. An event
+# without an internal one (`normalized` NULL) is stored ignored.
 PAYMENT_EVENT_INSERT = """
-INSERT INTO payment_events (provider, event_id, event_type, payload, shipment_id, idempotency_key, created_at)
-SELECT e.provider, e.event_id, e.event_type, e.payload, e.shipment_id, e.idempotency_key,
-       to_timestamp(e.created)
+INSERT INTO payment_events (provider, event_id, event_type, payload, normalized, shipment_id, idempotency_key,
+                            created_at, status, processed_at, error)
+SELECT e.provider, e.event_id, e.event_type, e.payload, e.normalized, e.shipment_id, e.idempotency_key,
+       to_timestamp(e.created),
+       CASE WHEN e.normalized IS NULL THEN 'ignored' ELSE 'received' END,
+       CASE WHEN e.normalized IS NULL THEN now() END, e.reason
   FROM unnest(%(provider)s::varchar[], %(event_id)s::varchar[], %(event_type)s::varchar[],
-              %(payload)s::jsonb[], %(shipment_id)s::uuid[], %(idempotency_key)s::varchar[],
-              %(created)s::bigint[])
-       WITH ORDINALITY AS e(provider, event_id, event_type, payload, shipment_id, idempotency_key,
-                            created, ord)
+              %(payload)s::jsonb[], %(normalized)s::jsonb[], %(shipment_id)s::uuid[],
+              %(idempotency_key)s::varchar[], %(created)s::bigint[], %(reason)s::text[])
+       WITH ORDINALITY AS e(provider, event_id, event_type, payload, normalized, shipment_id, idempotency_key,
+                            created, reason, ord)
  ORDER BY e.ord
     ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING id, provider, event_id
 """
 
 
-def receive(conn: psycopg.Connection, provider: str, event: PaymentEvent, body: bytes) -> Received:
-    """Store an event (its raw body) and enqueue its processing job, atomically; a duplicate
-    changes nothing."""
+def receive(conn: psycopg.Connection, provider: str, event: Parsed, body: bytes) -> Received:
+    """Store an event (its raw body) and enqueue its processing, atomically; a duplicate changes
+    nothing."""
     return receive_many(conn, [(provider, event, body)])[0]
 
 
-def receive_many(
-    conn: psycopg.Connection, events: Sequence[tuple[str, PaymentEvent, bytes]]
-) -> list[Received]:
-    """Store events (provider, event, raw body) and enqueue the processing jobs of the new ones, in
-    one transaction: one statement for the events, one for their jobs (per provider). A duplicate,
-    of an event received before or earlier in the same batch, changes nothing."""
+def _columns(events: Sequence[Delivery]) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {
-        "provider": [],
-        "event_id": [],
-        "event_type": [],
-        "payload": [],
-        "shipment_id": [],
-        "idempotency_key": [],
-        "created": [],
-    }
-    for provider, event, body in events:
+        name: []
+        for name in ("provider", "event_id", "event_type", "payload", "normalized", "shipment_id",
+                     "idempotency_key", "created", "reason")
+    }  # fmt: skip
+    for provider, event, body, *gateway_type in events:
+        known = isinstance(event, PaymentEvent)
         columns["provider"].append(provider)
         columns["event_id"].append(event.id)
-        columns["event_type"].append(event.type)
+        columns["event_type"].append(gateway_type[0] if gateway_type else event.type)
         columns["payload"].append(body.decode())
-        columns["shipment_id"].append(event.shipment_id)
-        columns["idempotency_key"].append(event.idempotency_key)
+        columns["normalized"].append(json.dumps(event_body(event)) if known else None)
+        columns["shipment_id"].append(event.shipment_id if known else None)
+        columns["idempotency_key"].append(event.idempotency_key if known else None)
         columns["created"].append(event.created)
+        columns["reason"].append(event.reason if isinstance(event, Ignored) else None)
+    return columns
+
+
+def receive_many(
+    conn: psycopg.Connection, events: Sequence[Delivery], *, processing: str | None = None
+) -> list[Received]:
+    """Store events (provider, parsed event, raw body[, gateway type]) and enqueue the processing of
+    the new ones, in one transaction: one statement for the events, one for their job(s). A
+    duplicate, of an event received before or earlier in the same batch, changes nothing."""
+    mode = processing or config.get().payments.processing
     with conn.transaction():
         stored = {
-            (provider, event_id): pk for pk, provider, event_id in conn.execute(PAYMENT_EVENT_INSERT, columns)
+            (provider, event_id): pk
+            for pk, provider, event_id in conn.execute(PAYMENT_EVENT_INSERT, _columns(events))
         }
         received: list[Received] = []
-        jobs: dict[str, list[JobSpec]] = {}
-        for provider, event, _ in events:
+        new: list[tuple[str, str, int]] = []
+        for provider, event, *_ in events:
             pk = stored.pop((provider, event.id), None)  # popped: a second copy in the batch is a duplicate
-            received.append(Received(pk, pk is None))
-            if pk is not None:
-                spec = JobSpec(PROCESS_ACTOR, args=[pk], dedup_key=dedup_key(provider, event.id))
-                jobs.setdefault(provider, []).append(spec)
-        for provider, specs in jobs.items():
-            enqueue_many(specs, conn=conn, enqueued_by=f"webhook:{provider}")
+            ignored = isinstance(event, Ignored)
+            received.append(Received(pk, pk is None, ignored))
+            if pk is not None and not ignored:
+                new.append((provider, event.id, pk))
+        if new:
+            enqueue_many(processing_jobs(new, mode), conn=conn, enqueued_by=f"webhook:{events[0][0]}")
     return received
+
+
+def processing_jobs(events: Sequence[tuple[str, str, int]], mode: str | None = None) -> list[JobSpec]:
+    """The jobs that process these events (provider, event id, row id): one drain for them all, or
+    one job each (PAYMENT_PROCESSING=per-event)."""
+    if (mode or config.get().payments.processing) == "batch":
+        return [JobSpec(DRAIN_ACTOR)] if events else []
+    return [JobSpec(PROCESS_ACTOR, args=[pk], dedup_key=dedup_key(p, event_id)) for p, event_id, pk in events]
 
 
 # ---- ops (the dashboard calls these) -----------------------------------------------------------
 
-PROBLEM_STATUSES = ("unmatched", "rejected")
+PROBLEM_STATUSES = PROBLEM_EVENT_STATUSES
 
-# -- payment_event_problems -- unmatched / rejected events, newest first (payment_events_problem_idx).
+# -- payment_event_problems -- unmatched / rejected / dead events, newest first (payment_events_problem_idx).
 PAYMENT_EVENT_PROBLEMS = """
 SELECT id, provider, event_id, event_type, status, error, shipment_id, idempotency_key,
-       payload->'data'->>'amount' AS amount, payload->'data'->>'currency' AS currency,
+       coalesce(normalized->'data'->>'amount', normalized->'data'->'refund'->>'amount',
+                normalized->'data'->'dispute'->>'amount') AS amount,
+       normalized->'data'->>'currency' AS currency,
        received_at, processed_at, attempts, replayed_by, replayed_at
   FROM payment_events
- WHERE status IN ('unmatched', 'rejected')
+ WHERE status IN ('unmatched', 'rejected', 'dead')
  ORDER BY received_at DESC
  LIMIT %(limit)s
 """
 
 
 def problem_events(conn: psycopg.Connection, limit: int = 100) -> list[dict[str, Any]]:
-    """Events that ended unmatched or rejected (with the reason in `error`), newest first."""
+    """Events that ended unmatched, rejected or dead (with the reason in `error`), newest first."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(PAYMENT_EVENT_PROBLEMS, {"limit": limit}).fetchall()
 
@@ -125,13 +156,13 @@ def count_by_status(conn: psycopg.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT status, count(*) FROM payment_events GROUP BY status").fetchall())
 
 
-# -- payment_event_replay -- ops: an unmatched / rejected event starts over, with an audit row.
+# -- payment_event_replay -- ops: an unmatched / rejected / dead event starts over, with an audit row.
 PAYMENT_EVENT_REPLAY = """
 WITH replayed AS (
     UPDATE payment_events
        SET status = 'received', processed_at = NULL, attempts = 0, received_at = now(),
-           replayed_by = %(by)s, replayed_at = now()
-     WHERE provider = %(provider)s AND event_id = %(event_id)s AND status IN ('unmatched', 'rejected')
+           next_attempt_at = now(), replayed_by = %(by)s, replayed_at = now()
+     WHERE provider = %(provider)s AND event_id = %(event_id)s AND status IN ('unmatched', 'rejected', 'dead')
  RETURNING id, error),
 audited AS (
     INSERT INTO audit_log (table_name, record_id, action, performed_by, ip_address, old_values,
@@ -148,18 +179,16 @@ SELECT id FROM replayed
 def replay_event(
     conn: psycopg.Connection, provider: str, event_id: str, by: str, ip: str | None = None
 ) -> bool:
-    """Process an unmatched or rejected event again (after ops fixed its cause); False when the
-    event is not in one of those states. Audited, and enqueued in the same transaction."""
+    """Process an unmatched, rejected or dead event again (after ops fixed its cause); False when
+    the event is not in one of those states. Audited, and enqueued in the same transaction."""
     with conn.transaction():
         row = conn.execute(
             PAYMENT_EVENT_REPLAY, {"provider": provider, "event_id": event_id, "by": by, "ip": ip}
         ).fetchone()
         if row is None:
             return False
-        enqueue(
-            PROCESS_ACTOR,
-            args=[row[0]],
-            dedup_key=dedup_key(provider, event_id),
+        enqueue_many(
+            processing_jobs([(provider, event_id, row[0])]),
             conn=conn,
             enqueued_by=by,
         )

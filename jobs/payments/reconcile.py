@@ -11,7 +11,8 @@ import psycopg
 import sentry_sdk
 from psycopg.rows import dict_row
 
-from jobs.payments.inbox import PROCESS_ACTOR, dedup_key
+import config
+from jobs.payments.inbox import DRAIN_ACTOR, processing_jobs
 from workers import JobSpec, enqueue_many
 
 logger = logging.getLogger("skyport.payments")
@@ -20,20 +21,23 @@ logger = logging.getLogger("skyport.payments")
 DEFAULT_STUCK_AFTER_S = 60.0
 # Events re-enqueued per reconciliation run.
 DEFAULT_REQUEUE_LIMIT = 5000
+# The dedup key of reconciliation's drain (one at a time).
+RECONCILE_DRAIN_KEY = "payments-drain:reconcile"
 # Drifting shipments listed per report.
 DEFAULT_DRIFT_LIMIT = 100
 
-# -- payment_event_stuck -- open events (payment_events_open_idx) that no unfinished job holds
-# the key of (jobs_dedup_lock_key): their job was lost, went dead, or was cancelled.
+# -- payment_event_stuck -- open events overdue for a while (payment_events_due_idx); with one job
+# per event, only those whose key no unfinished job holds (jobs_dedup_lock_key): their job was lost,
+# went dead, or was cancelled.
 PAYMENT_EVENT_STUCK = """
 SELECT e.id, e.provider, e.event_id
   FROM payment_events e
  WHERE e.status IN ('received', 'processing')
-   AND e.received_at < now() - make_interval(secs => %(older_than_s)s)
-   AND NOT EXISTS (SELECT 1 FROM jobs j
-                    WHERE j.dedup_lock = 'payment-event:' || e.provider || ':' || e.event_id
-                      AND j.finished_at IS NULL)
- ORDER BY e.received_at
+   AND e.next_attempt_at < now() - make_interval(secs => %(older_than_s)s)
+   AND (%(batch)s OR NOT EXISTS (SELECT 1 FROM jobs j
+                                  WHERE j.dedup_lock = 'payment-event:' || e.provider || ':' || e.event_id
+                                    AND j.finished_at IS NULL))
+ ORDER BY e.next_attempt_at
  LIMIT %(limit)s
 """
 
@@ -43,29 +47,35 @@ def requeue_stuck(
     older_than_s: float = DEFAULT_STUCK_AFTER_S,
     limit: int = DEFAULT_REQUEUE_LIMIT,
 ) -> list[int]:
-    """Enqueue again the events stuck in received/processing without a live job; returns their ids."""
+    """Enqueue again the processing of events overdue in received/processing (one drain, or with one
+    job per event, a job for each that has none); returns their ids."""
+    batch = config.get().payments.processing == "batch"
+    params = {"older_than_s": older_than_s, "limit": limit, "batch": batch}
     with conn.transaction():
-        rows = conn.execute(PAYMENT_EVENT_STUCK, {"older_than_s": older_than_s, "limit": limit}).fetchall()
-        refs = enqueue_many(
-            [
-                JobSpec(PROCESS_ACTOR, args=[pk], dedup_key=dedup_key(provider, event_id))
-                for pk, provider, event_id in rows
-            ],
-            conn=conn,
-            enqueued_by="payments:reconcile",
+        rows = conn.execute(PAYMENT_EVENT_STUCK, params).fetchall()
+        jobs = (
+            [JobSpec(DRAIN_ACTOR, dedup_key=RECONCILE_DRAIN_KEY)] if batch and rows else processing_jobs(rows)
         )
+        refs = enqueue_many(jobs, conn=conn, enqueued_by="payments:reconcile")
+    if batch:
+        return [pk for pk, _, _ in rows] if refs and refs[0].created else []
     return [pk for (pk, _, _), ref in zip(rows, refs, strict=True) if ref.created]
 
 
-# -- shipment_payment_drift -- amount_paid against its payments: completed payments count, refunded
-# ones count for nothing, completed refunds/chargebacks subtract, adjustments add (idx_payments_shipment).
+# -- shipment_payment_drift -- amount_paid against its payments: completed (and later refunded)
+# payments and completed adjustments add, completed refunds subtract, and so do the chargebacks of
+# open (processing) or lost (completed) disputes (idx_payments_shipment).
 SHIPMENT_PAYMENT_DRIFT = """
 WITH ledger AS (
     SELECT shipment_id,
            sum(CASE
-                 WHEN transaction_status <> 'completed' THEN 0
-                 WHEN transaction_type IN ('payment', 'adjustment') THEN amount
-                 ELSE -amount END) AS expected  -- refund, chargeback
+                 WHEN transaction_type = 'payment' AND transaction_status IN ('completed', 'refunded')
+                      THEN amount
+                 WHEN transaction_type = 'adjustment' AND transaction_status = 'completed' THEN amount
+                 WHEN transaction_type = 'refund' AND transaction_status = 'completed' THEN -amount
+                 WHEN transaction_type = 'chargeback' AND transaction_status IN ('processing', 'completed')
+                      THEN -amount
+                 ELSE 0 END) AS expected
       FROM payment_transactions
      GROUP BY shipment_id)
 SELECT s.shipment_id, s.tracking_number, s.amount_paid, coalesce(l.expected, 0) AS expected,
@@ -79,7 +89,7 @@ SELECT s.shipment_id, s.tracking_number, s.amount_paid, coalesce(l.expected, 0) 
 
 
 def drift(conn: psycopg.Connection, limit: int = DEFAULT_DRIFT_LIMIT) -> list[dict[str, Any]]:
-    """Shipments whose amount_paid differs from the sum of their completed payments minus refunds."""
+    """Shipments whose amount_paid differs from their payments minus refunds and chargebacks."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(SHIPMENT_PAYMENT_DRIFT, {"limit": limit}).fetchall()
 

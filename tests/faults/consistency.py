@@ -187,8 +187,8 @@ def payment_problems(
     disagree = [
         f"{i} {p}:{e} {s}, its job {js}"
         for i, p, e, s, js in events
-        if s in PAYMENT_EVENT_JOB_STATE and js != PAYMENT_EVENT_JOB_STATE[s]
-    ]
+        if s in PAYMENT_EVENT_JOB_STATE and js is not None and js != PAYMENT_EVENT_JOB_STATE[s]
+    ]  # a job of its own: the one-job-per-event path (batches have none)
     twice = conn.execute(
         """SELECT idempotency_key, count(*) FROM payment_events
             WHERE status = 'applied' AND event_type = 'payment.succeeded'

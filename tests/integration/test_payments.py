@@ -1,6 +1,6 @@
 """Payment webhooks against the real database, the ledger over whole delivery plans: duplicated and
-shuffled events in any order give the expected ledger, and the writes find their rows by primary
-key whatever the statistics.
+shuffled events in any order give the expected ledger, one event at a time or in batches, and the
+writes find their rows by primary key whatever the statistics.
 
 Intake, processing and reconciliation one by one: test_payments_intake.py,
 test_payments_processing.py, test_payments_reconciliation.py.
@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from demo.payments_simulator import create_demo_shipments, mismatches, plan_events
 from jobs import payments
-from jobs.payments.apply import PAYMENT_EVENT_APPLY, PAYMENT_EVENT_FINISH, Outcome
+from jobs.payments.apply import Outcome
+from jobs.payments.batch import PAYMENT_EVENT_OUTCOMES, PAYMENT_SHIPMENT_MOVE
 from tests.integration.payments_support import receive
 
 
@@ -38,14 +39,20 @@ def drain(conn: psycopg.Connection, pks: list[int], rng: random.Random) -> None:
     raise AssertionError(f"{len(open_pks)} events still waiting")
 
 
-def check_plan(conn: psycopg.Connection, shipments: int, events: int, seed: int) -> None:
+def check_plan(conn: psycopg.Connection, shipments: int, events: int, seed: int, batch: int = 0) -> None:
+    """A plan's events received, then processed one by one in random orders, or in batches of
+    `batch` (after the gateways' shuffle)."""
     rows = create_demo_shipments(conn, shipments, seed)
     plan = plan_events(
         rows, events=events, duplicates=0.10, out_of_order=0.3, failures=0.1, refunds=0.1, seed=seed
     )
     pks = [receive(conn, body) for body in plan.bodies]
     assert sum(pk is None for pk in pks) == len(plan.bodies) - plan.unique_events  # duplicates stored once
-    drain(conn, [pk for pk in pks if pk is not None], random.Random(seed))
+    if batch:
+        while payments.drain(conn, batch=batch, unmatched_after_s=3600).events:
+            conn.execute("UPDATE payment_events SET next_attempt_at = now() WHERE status = 'processing'")
+    else:
+        drain(conn, [pk for pk in pks if pk is not None], random.Random(seed))
     assert mismatches(conn, plan.expected_paid) == []
     assert payments.drift(conn) == []
     assert not payments.problem_events(conn)
@@ -62,29 +69,25 @@ def test_any_delivery_order_gives_the_expected_ledger(conn, seed):
     check_plan(conn, shipments=10, events=120, seed=seed)
 
 
+@hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1), batch=st.sampled_from([1, 7, 500]))
+def test_batches_of_any_size_give_the_expected_ledger(conn, seed, batch):
+    check_plan(conn, shipments=10, events=120, seed=seed, batch=batch)
+
+
 def test_event_writes_find_their_rows_by_primary_key_whatever_the_statistics(conn):
     """Statistics of a healthy system (no event open, no payment in `processing`) must not lead the
     planner to serve the writes' status guards from the open-events or payment-status index: once a
-    backlog builds, each write would walk all of it (apply.PRIMARY_KEY_ONLY)."""
+    backlog builds, each write would walk all of it (batch.PAYMENT_EVENT_OUTCOMES)."""
     check_plan(conn, shipments=20, events=200, seed=3)
     conn.execute("ANALYZE payment_events, payment_transactions")
-    pk, txn = conn.execute(
-        "SELECT e.id, t.transaction_id FROM payment_events e"
-        "  JOIN payment_transactions t USING (idempotency_key) LIMIT 1"
-    ).fetchone()
-    writes = {
-        "transaction_id": txn, "expected": "processing", "key": "k", "shipment_id": None,
-        "external_id": None, "amount": Decimal("1.00"), "currency": "USD", "method": None,
-        "status": "completed", "provider": "stripe", "response": "{}", "failed_reason": None,
-        "move_shipment": False, "delta": Decimal("0"), "payment_status": "paid",
-        "expected_paid": Decimal("0"), "id": pk,
-    }  # fmt: skip
-    apply_plan = plan_of(conn, PAYMENT_EVENT_APPLY, writes)
-    finish_plan = plan_of(conn, PAYMENT_EVENT_FINISH, {"id": pk, "status": "ignored", "error": None})
-    for plan in (apply_plan, finish_plan):
-        assert "payment_events_open_idx" not in plan and "idx_payments_status" not in plan, plan
-        assert "Index Scan using payment_events_pkey" in plan, plan
-    assert "Index Scan using payment_transactions_pkey" in apply_plan, apply_plan
+    pk, sid = conn.execute("SELECT id, shipment_id FROM payment_events LIMIT 1").fetchone()
+    outcomes = {"id": [pk], "status": ["ignored"], "error": [None], "delay_s": [0.0]}
+    moves = {"id": [sid], "paid": [Decimal("1.00")], "status": ["paid"], "expected": [Decimal("0")]}
+    outcomes_plan = plan_of(conn, PAYMENT_EVENT_OUTCOMES, outcomes)
+    assert "payment_events_open_idx" not in outcomes_plan and "due_idx" not in outcomes_plan, outcomes_plan
+    assert "payment_events_pkey" in outcomes_plan, outcomes_plan
+    assert "shipments_pkey" in plan_of(conn, PAYMENT_SHIPMENT_MOVE, moves)
 
 
 def plan_of(conn: psycopg.Connection, statement: str, params: dict) -> str:

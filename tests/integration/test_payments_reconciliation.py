@@ -15,11 +15,14 @@ def test_reconcile_requeues_stuck_events_and_reports_drift(conn):
     pk = receive(conn, event(sid, "payment.succeeded", "40.00"))
     # The job is lost (cancelled by mistake); the event is old.
     conn.execute("UPDATE jobs SET state = 'cancelled', finished_at = now(), dedup_lock = NULL")
-    conn.execute("UPDATE payment_events SET received_at = now() - interval '10 minutes'")
+    conn.execute("UPDATE payment_events SET next_attempt_at = now() - interval '10 minutes'")
     result = payments.reconcile(conn, stuck_after_s=60)
     assert result.requeued == [pk]
     assert conn.execute("SELECT count(*) FROM jobs WHERE state = 'queued'").fetchone()[0] == 1
-    assert payments.reconcile(conn, stuck_after_s=60).requeued == []  # its new job holds the key
+    assert (
+        conn.execute("SELECT actor FROM jobs WHERE state = 'queued'").fetchone()[0] == "drain_payment_events"
+    )
+    assert payments.reconcile(conn, stuck_after_s=60).requeued == []  # its drain, queued, holds the key
     assert payments.process_event(conn, pk).outcome is Outcome.APPLIED
     assert result.drifting == []
     conn.execute(

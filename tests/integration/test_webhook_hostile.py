@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from starlette.testclient import TestClient
 
 import config
-from jobs.payments.events import EventError, parse_document, parse_event
+from jobs.payments.events import EventError, parse_event
 from tests.integration.hostile_bodies import hostile_bodies
 from tests.integration.payments_support import event
 from tests.integration.test_payments_intake import SECRET, counts, post
@@ -98,8 +98,7 @@ def _poster(client: TestClient, body: dict | bytes) -> Callable[[], Any]:
 def _assert_stored_once(conn: psycopg.Connection, bodies: list[dict]) -> None:
     rows = conn.execute("SELECT event_id, count(*) FROM payment_events GROUP BY event_id").fetchall()
     assert dict(rows) == {b["id"]: 1 for b in bodies}
-    jobs = conn.execute("SELECT count(DISTINCT dedup_key) FROM jobs WHERE actor = 'process_payment_event'")
-    assert jobs.fetchone()[0] == len(bodies) == counts(conn)[1]
+    assert 1 <= counts(conn)[1] <= len(bodies)  # a drain per intake transaction
 
 
 def test_hostile_deliveries_among_concurrent_valid_ones_fail_alone(client, conn):
@@ -129,7 +128,7 @@ class _HeldWrites:
         monkeypatch.setattr(webhooks, "receive_many", self)
 
     def __call__(self, conn: psycopg.Connection, deliveries: list) -> list:
-        ids = [e.id for _, e, _ in deliveries]
+        ids = [e.id for _, e, *_ in deliveries]
         with self.lock:
             self.calls.append(ids)
         self.release.wait(30)
@@ -155,7 +154,7 @@ def test_a_batch_that_fails_is_stored_delivery_by_delivery(client, conn, monkeyp
     Retry-After, the refused ones 400, every valid one 200, stored once."""
     from dashboard import webhooks
 
-    monkeypatch.setattr(webhooks, "parse_event", lambda body: parse_document(json.loads(body)))
+    monkeypatch.setattr(webhooks, "decode_body", json.loads)
     unlucky = event(uuid.uuid4())
     held = _HeldWrites(monkeypatch, fail_alone=frozenset([unlucky["id"]]))
     busy = [event(uuid.uuid4()) for _ in range(webhooks.DEFAULT_WRITERS)]

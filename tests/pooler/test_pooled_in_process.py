@@ -188,9 +188,8 @@ def test_payment_webhooks_store_each_event_once_and_the_web_is_ready(
         assert (ready.status_code, ready.json()["problems"]) == (200, []), ready.text
     assert statuses == ["accepted"] * len(bodies) + ["duplicate"] * 4
     assert scalar(pooled.direct, "SELECT count(*) FROM payment_events") == len(bodies)
-    assert scalar(pooled.direct, "SELECT count(*) FROM jobs WHERE actor = 'process_payment_event'") == len(
-        bodies
-    )
+    drains = scalar(pooled.direct, "SELECT count(*) FROM jobs WHERE actor = 'drain_payment_events'")
+    assert 1 <= drains <= len(bodies)  # one per intake transaction
 
 
 def test_the_relays_poll_finds_cancelled_claims_by_id(pooled: Pooled) -> None:

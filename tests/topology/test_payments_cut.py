@@ -6,16 +6,17 @@ PostgreSQL address inside one host's namespace. The events are received into the
 root namespace, as the web process would (payments.receive_many: the rows and their jobs in one
 transaction, published by the workers' relays).
 
-How the cut lands mid-payment: the test holds one shipment's row lock, so the host's payment
-transactions wait inside PostgreSQL; the host is cut, then the lock released: the host's session
-takes the locks and is left open, its next statement stuck on the host's side of the cut.
+How the cut lands mid-payment: the test holds payment_transactions in SHARE mode, so the host's
+batch waits inside PostgreSQL to write its payment rows, holding its shipments' locks; the host is
+cut, then the lock released: the host's session writes and is left open, its next statement stuck on
+the host's side of the cut.
 
 What it proves: the other host's lifeline recovers the cut host's jobs; when the network heals,
 the cut host's open transaction and its late outcome arrive (the outcome refused), and every event
 is processed: each payment applied once per idempotency key, every shipment paid as planned (no
 drift), every event final and agreeing with its job, no job with two successes. The second test
 asks that the other shipments' events go on while the cut lasts: the payment's transaction may not
-sit idle with the shipment's lock for more than 5 s (jobs/payments/apply.py, LOCK_IDLE_TIMEOUT), so
+sit idle with the shipment's lock for more than 5 s (jobs/payments/batch.py, LOCK_IDLE_TIMEOUT), so
 the server ends the cut host's orphaned transaction and releases its locks.
 """
 
@@ -92,12 +93,12 @@ def cut_mid_payment(cluster: Cluster) -> MidPayment:
     cut = cluster.start_worker(cut_host)
     cut_id = cluster.wait_ready(cut)[cut]
     with psycopg.connect(db) as locker:
-        locker.execute("SELECT 1 FROM shipments WHERE shipment_id = %s FOR UPDATE", (blocked,))
+        locker.execute("LOCK TABLE payment_transactions IN SHARE MODE")
         events = receive(db, plan.bodies)
         wait_until(
             lambda: lock_waiters(db, cut_host.address),
             20,
-            "the host to wait on the shipment's lock",
+            "the host to wait to write payment rows",
             cluster.report,
         )
         cut_host.cut(cluster.postgres_address)

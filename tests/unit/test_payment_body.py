@@ -15,11 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.payments import inbox
+from jobs.payments.body import MAX_DEPTH, nesting_depth
 from jobs.payments.events import (
-    MAX_DEPTH,
     EventError,
     SignatureError,
-    nesting_depth,
     parse_event,
     sign,
     verify_signature,

@@ -1,0 +1,90 @@
+"""Payments from real gateways, processed in batches.
+
+Revision ID: 0015_payment_gateways
+Revises: 0014_job_stats
+
+- `event_type` holds the gateway's own type (Stripe's `charge.refunded`, Paystack's
+  `charge.success`, ...), so its CHECK goes; an event type no adapter handles is stored `ignored`,
+  without shipment or idempotency key (both columns become nullable).
+- `normalized`: the internal event an adapter made of the gateway's body (`payload`, kept raw), the
+  document processing reads; NULL for ignored events.
+- `shipment_id` may also be NULL for a refund or dispute whose gateway names only the payment:
+  processing finds the shipment through the payment's idempotency key.
+- `next_attempt_at`: when an open event is due (processing claims due events in batches; a
+  waiting or failing event backs off).
+- status `dead`: an event whose processing failed on every attempt; ops replay it like an
+  unmatched or rejected one.
+"""
+
+from alembic import op
+
+revision = "0015_payment_gateways"
+down_revision = "0014_job_stats"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(
+        """
+        ALTER TABLE payment_events
+            DROP CONSTRAINT payment_events_event_type_check,
+            DROP CONSTRAINT payment_events_status_check,
+            DROP CONSTRAINT payment_events_processed_at_check,
+            ALTER COLUMN event_type TYPE varchar(100),
+            ALTER COLUMN shipment_id DROP NOT NULL,
+            ALTER COLUMN idempotency_key DROP NOT NULL,
+            ADD COLUMN normalized jsonb,
+            ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now(),
+            ADD CONSTRAINT payment_events_status_check CHECK (status IN (
+                'received', 'processing', 'applied', 'ignored', 'unmatched', 'rejected', 'dead')),
+            ADD CONSTRAINT payment_events_processed_at_check CHECK (
+                (status IN ('applied', 'ignored', 'unmatched', 'rejected', 'dead'))
+                = (processed_at IS NOT NULL));
+        UPDATE payment_events SET normalized = payload;
+        DROP INDEX payment_events_problem_idx;
+        CREATE INDEX payment_events_problem_idx ON payment_events (received_at)
+            WHERE status IN ('unmatched', 'rejected', 'dead');
+        -- The batch claim: open events that are due, soonest first.
+        CREATE INDEX payment_events_due_idx ON payment_events (next_attempt_at)
+            WHERE status IN ('received', 'processing');
+        -- A claimed shipment's open events, in the order they arrived.
+        CREATE INDEX payment_events_shipment_open_idx ON payment_events (shipment_id, id)
+            WHERE status IN ('received', 'processing');
+        -- Open refunds and disputes that name only their payment, by its key.
+        CREATE INDEX payment_events_orphan_idx ON payment_events (idempotency_key)
+            WHERE shipment_id IS NULL AND status IN ('received', 'processing');
+        """
+    )
+
+
+def downgrade() -> None:
+    op.execute(
+        """
+        DROP INDEX payment_events_orphan_idx;
+        DROP INDEX payment_events_shipment_open_idx;
+        DROP INDEX payment_events_due_idx;
+        DROP INDEX payment_events_problem_idx;
+        CREATE INDEX payment_events_problem_idx ON payment_events (received_at)
+            WHERE status IN ('unmatched', 'rejected');
+        DELETE FROM payment_events
+         WHERE normalized IS NULL OR shipment_id IS NULL OR status = 'dead'
+            OR event_type NOT IN ('payment.processing', 'payment.succeeded', 'payment.failed',
+                                  'payment.refunded');
+        UPDATE payment_events SET payload = normalized;
+        ALTER TABLE payment_events
+            DROP CONSTRAINT payment_events_status_check,
+            DROP CONSTRAINT payment_events_processed_at_check,
+            DROP COLUMN next_attempt_at,
+            DROP COLUMN normalized,
+            ALTER COLUMN idempotency_key SET NOT NULL,
+            ALTER COLUMN shipment_id SET NOT NULL,
+            ALTER COLUMN event_type TYPE varchar(40),
+            ADD CONSTRAINT payment_events_event_type_check CHECK (event_type IN (
+                'payment.processing', 'payment.succeeded', 'payment.failed', 'payment.refunded')),
+            ADD CONSTRAINT payment_events_status_check CHECK (status IN (
+                'received', 'processing', 'applied', 'ignored', 'unmatched', 'rejected')),
+            ADD CONSTRAINT payment_events_processed_at_check CHECK (
+                (status IN ('applied', 'ignored', 'unmatched', 'rejected')) = (processed_at IS NOT NULL));
+        """
+    )
