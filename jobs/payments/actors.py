@@ -19,8 +19,9 @@ logger = logging.getLogger("skyport.payments")
 
 # Queue of the payments actors.
 QUEUE = "payments"
-# The soonest a drain for events that wait (backing off) is scheduled again.
-MIN_REDRAIN_S = 0.5
+# The soonest a drain for events that wait (backing off, or held by another worker) is scheduled
+# again: a whole second, so that its key (the second it is due) is never that of the drain running.
+MIN_REDRAIN_S = 1.0
 
 
 class EventNotReady(Exception):
