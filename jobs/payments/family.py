@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from jobs.family import ConsoleRead, Family, Gauge, Periodic
-from jobs.payments import actors
+from jobs.payments import actors, cli
 from jobs.payments.inbox import problem_events, replay_event
 from jobs.payments.reconcile import drift
 
@@ -39,6 +39,7 @@ def _metrics(conn: psycopg.Connection) -> Iterator[Gauge]:
 FAMILY = Family(
     name="payments",
     actors=(actors,),
+    commands=cli.add_commands,
     reads=(
         ConsoleRead("payment_problems", problem_events, _problem_lines),
         ConsoleRead("payment_drift", drift, _drift_lines),

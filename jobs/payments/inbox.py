@@ -89,7 +89,11 @@ def _columns(events: Sequence[Delivery]) -> dict[str, list[Any]]:
 
 
 def receive_many(
-    conn: psycopg.Connection, events: Sequence[Delivery], *, processing: str | None = None
+    conn: psycopg.Connection,
+    events: Sequence[Delivery],
+    *,
+    processing: str | None = None,
+    enqueued_by: str | None = None,
 ) -> list[Received]:
     """Store events (provider, parsed event, raw body[, gateway type]) and enqueue the processing of
     the new ones, in one transaction: one statement for the events, one for their job(s). A
@@ -109,7 +113,8 @@ def receive_many(
             if pk is not None and not ignored:
                 new.append((provider, event.id, pk))
         if new:
-            enqueue_many(processing_jobs(new, mode), conn=conn, enqueued_by=f"webhook:{events[0][0]}")
+            by = enqueued_by or f"webhook:{events[0][0]}"
+            enqueue_many(processing_jobs(new, mode), conn=conn, enqueued_by=by)
     return received
 
 

@@ -72,6 +72,12 @@ class Stripe:
         obj = member(doc, "data.object")
         if not isinstance(obj, dict):
             raise EventError("data.object", "an object is required")
+        try:
+            return self._object(event_id, kind, created, obj)
+        except EventError as exc:  # named from the body's top: data.object.<field>
+            raise EventError(f"data.object.{exc.field}", exc.message) from None
+
+    def _object(self, event_id: str, kind: str, created: int, obj: dict) -> Parsed:
         if kind in _INTENT_TYPES:
             return self._intent(event_id, _INTENT_TYPES[kind], created, obj, kind)
         if kind == "charge.refunded":

@@ -1,0 +1,103 @@
+"""The gateway adapters without a database: Stripe's minor units (zero- and three-decimal
+currencies, lower-case codes), Paystack's channels and ids, Standard Webhooks' signatures checked
+against the `standardwebhooks` library's, and refusals naming the field from the body's top."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import standardwebhooks
+
+from jobs.payments.body import EventError
+from jobs.payments.events import PaymentEvent, SignatureError
+from jobs.payments.providers import ADAPTERS, Ignored
+
+SID = str(uuid.uuid4())
+KEY = "whsec_" + base64.b64encode(b"unit-test-key-0123456789abcdef").decode()
+
+
+def intent(amount: int, currency: str, kind: str = "payment_intent.succeeded") -> dict:
+    return {"id": "evt_1", "object": "event", "type": kind, "created": 1_700_000_000, "data": {"object": {
+        "id": "pi_1", "object": "payment_intent", "amount": amount, "currency": currency,
+        "metadata": {"shipment_id": SID}, "payment_method_types": ["card"],
+    }}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "expected"),
+    [(12550, "usd", "125.50"), (5000, "jpy", "5000.00"), (12340, "kwd", "12.34"), (1, "eur", "0.01")],
+)
+def test_stripe_amounts_are_in_the_currencys_minor_unit(amount, currency, expected):
+    event = ADAPTERS["stripe"].parse(intent(amount, currency))
+    assert isinstance(event, PaymentEvent)
+    assert (event.amount, event.currency, event.idempotency_key) == (
+        Decimal(expected),
+        currency.upper(),
+        "pi_1",
+    )
+    assert (event.payment_method, str(event.shipment_id)) == ("credit_card", SID)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (intent(12345, "kwd"), "data.object.amount"),  # a three-decimal amount must end in 0
+        (intent(-5, "usd"), "data.object.amount"),
+        (intent(100, "us"), "data.object.currency"),
+        ({**intent(100, "usd"), "created": "yesterday"}, "created"),
+        ({**intent(100, "usd"), "data": {}}, "data.object"),
+    ],
+)
+def test_stripe_refusals_name_the_field(body, field):
+    with pytest.raises(EventError) as caught:
+        ADAPTERS["stripe"].parse(body)
+    assert caught.value.field == field
+
+
+def test_stripe_closings_other_than_won_or_lost_and_other_types_are_ignored():
+    dispute = {"id": "dp_1", "amount": 100, "currency": "usd", "charge": "ch_1", "status": "warning_closed"}
+    closed = {"id": "evt_2", "type": "charge.dispute.closed", "created": 1, "data": {"object": dispute}}
+    assert isinstance(ADAPTERS["stripe"].parse(closed), Ignored)
+    assert isinstance(ADAPTERS["stripe"].parse({**closed, "type": "invoice.paid"}), Ignored)
+
+
+@pytest.mark.parametrize(
+    ("channel", "method"),
+    [("card", "credit_card"), ("bank", "bank_transfer"), ("ussd", "bank_transfer"),
+     ("mobile_money", "mobile_money"), ("qr", "other")],
+)  # fmt: skip
+def test_paystack_channels_map_onto_the_seeds_methods(channel, method):
+    body = {"event": "charge.success", "data": {
+        "id": 302961, "reference": "ref_1", "amount": 250000, "currency": "GHS", "channel": channel,
+        "paid_at": "2026-12-06T21:10:19.000Z", "metadata": {"shipment_id": SID},
+    }}  # fmt: skip
+    event = ADAPTERS["paystack"].parse(body)
+    assert isinstance(event, PaymentEvent)
+    assert (event.id, event.idempotency_key, event.amount, event.payment_method) == (
+        "charge.success:302961",
+        "ref_1",
+        Decimal("2500.00"),
+        method,
+    )
+    assert event.created == int(datetime(2026, 12, 6, 21, 10, 19, tzinfo=UTC).timestamp())
+
+
+def test_standard_webhooks_signatures_from_the_library_verify_and_tampering_does_not():
+    raw = json.dumps({"id": "evt_1"}).encode()
+    now = datetime.now(UTC)
+    signature = standardwebhooks.Webhook(KEY).sign("msg_1", now, raw)
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": f"v1,bogus {signature}"}  # fmt: skip
+    adapter = ADAPTERS["standard"]
+    adapter.verify(headers, raw, ["whsec_other", KEY], 300, time.time())
+    for changed in ({"webhook-id": "msg_2"}, {"webhook-timestamp": str(int(now.timestamp()) - 400)}):
+        with pytest.raises(SignatureError):
+            adapter.verify({**headers, **changed}, raw, [KEY], 300, time.time())
+    with pytest.raises(SignatureError):
+        adapter.verify(headers, raw + b" ", [KEY], 300, time.time())
