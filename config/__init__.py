@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from config.parse import ConfigError, Reader, to_sqlalchemy_url
 
@@ -122,6 +123,8 @@ class WebConfig:
     secure_cookies: bool
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (networks, e.g. "10.0.0.0/8").
     trusted_proxies: tuple[str, ...]
+    # More links in the console's header: (label, http(s) URL), e.g. a mail catcher, a runbook.
+    console_links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -312,7 +315,20 @@ def _web(env: Reader) -> WebConfig:
         public_url=public_url,
         secure_cookies=env.flag("SKYPORT_SECURE_COOKIES", https),
         trusted_proxies=_networks(env, "SKYPORT_TRUSTED_PROXIES"),
+        console_links=_links(env, "SKYPORT_CONSOLE_LINKS"),
     )
+
+
+def _links(env: Reader, name: str) -> tuple[tuple[str, str], ...]:
+    """`label=URL` pairs, comma-separated; each URL http(s) with a host."""
+    links = []
+    for part in env.names_list(name):
+        label, sep, url = part.partition("=")
+        parts = urlsplit(url.strip())
+        if not sep or not label.strip() or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{name} must be label=http(s)://host/... pairs, comma-separated: {part!r}")
+        links.append((label.strip(), url.strip()))
+    return tuple(links)
 
 
 def _networks(env: Reader, name: str) -> tuple[str, ...]:

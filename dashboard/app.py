@@ -87,6 +87,7 @@ def create_app() -> Starlette:
             web.Repeated: web.repeated,
         },
     )
+    web.env.globals["console_links"] = cfg.web.console_links
     app.state.users = auth.parse_users(cfg.web.dashboard_users)
     if not app.state.users:
         web.logger.warning(

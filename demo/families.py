@@ -8,12 +8,17 @@ import psycopg
 
 from demo.payments_simulator import create_demo_shipments
 from jobs.notifications import enqueue_notification, wake_dispatcher
+from jobs.notifications.queue import DEFAULT_MAX_ATTEMPTS
 
 DEMO_EMAIL = "demo-customer@skyport.example"
 # Quotes that expire one after another, this many seconds apart.
 QUOTE_SPACING_S = 20
 DEMO_QUOTES = 6
 DEMO_NOTIFICATIONS = 8
+# Notifications scripted to end dead (and to be delivered when ops retry them).
+DEMO_DEAD_NOTIFICATIONS = 2
+# The channels the other demo notifications go by, in turn.
+DEMO_CHANNELS = (["in_app", "email"], ["email", "sms"], ["in_app", "push"], ["email", "sms", "push"])
 
 
 def demo_customer(conn: psycopg.Connection) -> tuple[str, int, int]:
@@ -53,11 +58,12 @@ def seed_quotes(conn: psycopg.Connection, run: str) -> str:
 
 
 def seed_notifications(conn: psycopg.Connection, run: str) -> str:
+    """Notifications over every channel to the demo's providers (demo/providers.py): most are
+    delivered (some after a random failure and a retry); DEMO_DEAD_NOTIFICATIONS are scripted to
+    fail their SMS on every attempt, end dead, and are delivered when ops retry them."""
     user_id, _, _ = demo_customer(conn)
-    failing = 0
     for i in range(DEMO_NOTIFICATIONS):
-        channels = ["in_app", "sms"] if i % 3 == 0 else ["in_app"]  # sms is not configured: fails, retries
-        failing += "sms" in channels
+        scripted = i < DEMO_DEAD_NOTIFICATIONS
         enqueue_notification(
             conn,
             user_id,
@@ -65,11 +71,15 @@ def seed_notifications(conn: psycopg.Connection, run: str) -> str:
             f"Demo update {i}",
             f"Your demo shipment moved ({i})",
             f"demo:{run}:notification:{i}",
-            send_via=channels,
+            send_via=["in_app", "sms"] if scripted else DEMO_CHANNELS[i % len(DEMO_CHANNELS)],
+            metadata={"demo_fail_times": DEFAULT_MAX_ATTEMPTS} if scripted else None,
             wake=False,
         )
     wake_dispatcher(conn)
-    return f"{DEMO_NOTIFICATIONS} notifications, {failing} also by SMS (not configured: fails, retries)"
+    return (
+        f"{DEMO_NOTIFICATIONS} notifications by email, SMS, push and in-app to the demo's providers; "
+        f"{DEMO_DEAD_NOTIFICATIONS} fail their SMS until they are dead: retry them on /queues"
+    )
 
 
 def seed_shipments(conn: psycopg.Connection, run: str) -> str:

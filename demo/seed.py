@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from demo.actors import DEMO_FLAKY_ATTEMPTS
 from demo.families import seed_notifications, seed_quotes, seed_shipments
 from workers import JobSpec, enqueue_many
 
@@ -40,7 +41,11 @@ def seed_ledger(conn: psycopg.Connection, run: str) -> list[str]:
         for i in range(DEFAULT_FLAKY_JOBS)
     ]
     specs += [
-        JobSpec("demo_flaky", kwargs={"order": 100 + i, "failures": 99}, dedup_key=f"demo:{run}:dead:{i}")
+        JobSpec(
+            "demo_flaky",
+            kwargs={"order": 100 + i, "failures": DEMO_FLAKY_ATTEMPTS},
+            dedup_key=f"demo:{run}:dead:{i}",
+        )
         for i in range(DEFAULT_DEAD_JOBS)
     ]
     specs.append(JobSpec("demo_reject", kwargs={"order": 999}, dedup_key=f"demo:{run}:reject"))
@@ -49,7 +54,8 @@ def seed_ledger(conn: psycopg.Connection, run: str) -> list[str]:
     created = sum(r.created for r in refs)
     return [
         f"ledger: {created} demo jobs ({DEFAULT_FLAKY_JOBS} fail then succeed, "
-        f"{DEFAULT_DEAD_JOBS + 1} end dead for you to retry, 4 scheduled over the next 2 minutes)"
+        f"{DEFAULT_DEAD_JOBS + 1} end dead: retry them from the console and they succeed, "
+        "4 scheduled over the next 2 minutes)"
     ]
 
 
