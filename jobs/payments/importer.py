@@ -30,7 +30,7 @@ DEFAULT_CHUNK = 500
 # -- payment_import_audit -- one audit row per imported chunk (who, which provider, what came of it).
 PAYMENT_IMPORT_AUDIT = """
 INSERT INTO audit_log (table_name, record_id, action, performed_by, new_values, reason)
-VALUES ('payment_events', %(provider)s, 'INSERT', %(by)s, %(details)s, 'payments import')
+VALUES ('payment_events', %(provider)s, 'INSERT', %(by)s, %(details)s, 'import')
 """
 
 

@@ -27,6 +27,8 @@ LISTINGS = (
     ["notifications", "dead"],
     ["partitions", "status"],
     ["matviews", "status"],
+    ["queues", "list"],
+    ["actors", "list"],
 )
 
 

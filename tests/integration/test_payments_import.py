@@ -59,7 +59,7 @@ def test_an_export_imports_once_and_reports_refused_lines(
     assert paid(conn, sid) == (Decimal("150.00"), Decimal("350.00"), "partial")
     audit = conn.execute(
         "SELECT performed_by, new_values->>'accepted', new_values->>'duplicates' FROM audit_log"
-        " WHERE reason = 'payments import' ORDER BY audit_id"
+        " WHERE reason = 'import' ORDER BY audit_id"
     ).fetchall()
     assert [(by.startswith("cli:"), accepted, dups) for by, accepted, dups in audit] == [
         (True, "5", "1"),
