@@ -59,7 +59,7 @@ def test_year_boundary_december_to_january(conn: psycopg.Connection) -> None:
     assert where == {"1": "audit_log_2026_12", "2": "audit_log_2027_01"}
     # Indexes come from the parent.
     idx = conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'audit_log_2027_03'").fetchone()[0]
-    assert idx == 4  # primary key + the three indexes of audit_log
+    assert idx == 5  # primary key + the four indexes of audit_log (people's actions: 0012_audit_people)
     # Once everything exists, ensuring is a quick check without DDL.
     started = time.perf_counter()
     again = maintain.ensure_partitions(conn, [AUDIT], today=date(2026, 12, 15))
