@@ -134,3 +134,15 @@ def rated(key: str) -> None:
 @actor(queue_name="bulk", max_retries=3)
 def noop(key: str) -> None:
     """Does nothing (the priority test's filler)."""
+
+
+@actor(queue_name="flow", max_retries=0)
+def hold(key: str, seconds: float) -> None:
+    """Holds a slot of the `flow` queue for a while; never retried (a crash makes it dead)."""
+    record(f"{key}:start")
+    time.sleep(seconds)
+
+
+@actor(queue_name="flow", max_retries=3)
+def flow_step(key: str) -> None:
+    record(key)

@@ -222,13 +222,15 @@ SELECT scope, name, paused, paused_reason, paused_by, paused_at, concurrency, ch
 """
 
 # -- rate_reserve -- reserve `n` evenly spaced starts of a rate limit: returns the first one's time
-# and now; the k-th (from 0) is first + k * interval (flow_rates_pkey; the row lock orders callers).
+# and the clock; the k-th (from 0) is first + k * interval (flow_rates_pkey; the row lock orders
+# callers). The clock, not the transaction's start: a claim may have waited for a lock.
 RATE_RESERVE = """
 INSERT INTO flow_rates AS r (key, next_at)
-VALUES (%(key)s, now() + make_interval(secs => %(n)s * %(interval_s)s::float8))
+VALUES (%(key)s, clock_timestamp() + make_interval(secs => %(n)s * %(interval_s)s::float8))
     ON CONFLICT (key) DO UPDATE
-   SET next_at = greatest(r.next_at, now()) + make_interval(secs => %(n)s * %(interval_s)s::float8)
-RETURNING next_at - make_interval(secs => %(n)s * %(interval_s)s::float8), now()
+   SET next_at = greatest(r.next_at, clock_timestamp())
+                 + make_interval(secs => %(n)s * %(interval_s)s::float8)
+RETURNING next_at - make_interval(secs => %(n)s * %(interval_s)s::float8), clock_timestamp()
 """
 
 # -- rate_hold_off -- nobody starts before `until` on this rate limit (a provider's 429 with
@@ -239,12 +241,12 @@ INSERT INTO flow_rates AS r (key, next_at) VALUES (%(key)s, %(until)s)
 """
 
 
-def rate_reserve(conn: psycopg.Connection, key: str, rate: Rate, n: int = 1) -> list[float]:
-    """Reserve `n` starts of a rate limit; returns, for each, the seconds to wait until it (0:
-    now). Commits with the caller's transaction."""
+def rate_reserve(conn: psycopg.Connection, key: str, rate: Rate, n: int = 1) -> list[tuple[datetime, float]]:
+    """Reserve `n` starts of a rate limit; returns, for each, its time and the seconds to wait
+    until it (0: now). Commits with the caller's transaction."""
     first, now = conn.execute(RATE_RESERVE, {"key": key, "n": n, "interval_s": rate.interval_s}).fetchone()
-    ahead_s = (first - now).total_seconds()
-    return [max(0.0, ahead_s + k * rate.interval_s) for k in range(n)]
+    slots = [first + timedelta(seconds=k * rate.interval_s) for k in range(n)]
+    return [(slot, max(0.0, (slot - now).total_seconds())) for slot in slots]
 
 
 def rate_hold_off(conn: psycopg.Connection, key: str, seconds: float) -> None:
@@ -256,7 +258,7 @@ def rate_hold_off(conn: psycopg.Connection, key: str, seconds: float) -> None:
 def wait_for_rate(key: str, rate: Rate) -> None:
     """Reserve one start of a rate limit (its own short transaction) and sleep until it."""
     with pool.connection() as conn:
-        wait_s = rate_reserve(conn, key, rate)[0]
+        wait_s = rate_reserve(conn, key, rate)[0][1]
     if wait_s > 0:
         time.sleep(wait_s)
 
@@ -347,7 +349,3 @@ def _control(row: dict[str, Any] | None) -> dict[str, Any]:
         "paused_at": row.get("paused_at"),
         "limit": row.get("concurrency"),
     }
-
-
-def seconds_until(when: datetime, now: datetime) -> float:
-    return max(0.0, (when - now).total_seconds())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import dramatiq
@@ -63,26 +63,39 @@ class Outcome:
 
 
 def claim(conn: psycopg.Connection, worker_id: str, fetched: list[Fetched], rules: flow.Rules) -> Outcome:
-    """Claim, park or start the jobs of `fetched` (one transaction; see the module's text)."""
-    with conn.transaction():
-        now = ledger.now(conn)
-        held: list[tuple[Fetched, str, datetime | None]] = []
-        live = []
-        for item in fetched:
-            if rules.paused(item.queue, item.actor.actor_name):
-                held.append((item, "paused", None))
-            else:
-                live.append(item)
-        admitted, over = _admit_slots(conn, live, rules)
-        held += [(item, "slot", None) for item in over]
-        runnable, later = _admit_rates(conn, admitted, now)
-        held += [(item, "rate", eta) for item, eta in later]
-        started = ledger.job_start_many(conn, worker_id, [(i.job_id, i.message_id) for i in runnable])
-        started = {m: dataclasses.replace(a, limited=True) for m, a in started.items()}
-        parked = _park(conn, held)
-        etas = [eta for _, eta in later]
-        next_due_s = flow.seconds_until(min(etas), ledger.now(conn)) if etas else None
-    return Outcome(started, parked, next_due_s)
+    """Claim, park or start the jobs of `fetched` (one transaction; see the module's text).
+
+    Under the limits' locks, the running jobs are counted (each count a statement after the
+    locks: it sees every claim committed before they were granted) and the jobs started; the
+    starts beyond a limit are undone at once. In pipeline mode the locks, the counts and the
+    start go in one round trip: a limit that does not bind costs that and the commit."""
+    with conn.pipeline(), conn.transaction():
+        paused = [i for i in fetched if rules.paused(i.queue, i.actor.actor_name)]
+        live = [i for i in fetched if not rules.paused(i.queue, i.actor.actor_name)]
+        scopes = {item.job_id: _scopes(item, rules) for item in live}
+        names = sorted({name for found in scopes.values() for name, _ in found})
+        for name in names:  # in one order everywhere: no deadlock between claims
+            conn.execute(LOCK_SCOPE, (name,))
+        counting = {name: _count_in_use(conn, name) for name in names}
+        started = ledger.job_start_many(conn, worker_id, [(i.job_id, i.message_id) for i in live])
+        ours = [i for i in live if i.message_id in started]
+        limits = _limits(scopes)
+        excess = {name: _in_use(name, cur) - limits[name] for name, cur in counting.items()}
+        for item in ours:
+            for name, _ in scopes[item.job_id]:
+                excess[name] += 1
+        over = _over_limits(ours, scopes, excess)
+        over_ids = {item.message_id for item in over}
+        runnable = [i for i in ours if i.message_id not in over_ids]
+        later = _later_by_rate(conn, runnable)
+        undone = [(item, "slot", None) for item in over] + [(item, "rate", slot) for item, slot, _ in later]
+        _unstart(conn, worker_id, undone, started)
+        for item, _, _ in undone:
+            started.pop(item.message_id)
+        parked = _park(conn, [(item, "paused", None) for item in paused])
+        parked |= {item.job_id: reason for item, reason, _ in undone}
+    started = {m: dataclasses.replace(a, limited=True) for m, a in started.items()}
+    return Outcome(started, parked, min((wait_s for _, _, wait_s in later), default=None))
 
 
 def _scopes(item: Fetched, rules: flow.Rules) -> list[tuple[str, int]]:
@@ -97,65 +110,77 @@ def _scopes(item: Fetched, rules: flow.Rules) -> list[tuple[str, int]]:
     return scopes
 
 
-def _admit_slots(
-    conn: psycopg.Connection, items: list[Fetched], rules: flow.Rules
-) -> tuple[list[Fetched], list[Fetched]]:
-    """Jobs that get a slot under every limit they fall under, and the others."""
-    scopes = {item.job_id: _scopes(item, rules) for item in items}
-    names = sorted({name for found in scopes.values() for name, _ in found})
-    if not names:
-        return items, []
-    for name in names:  # in one order everywhere: no deadlock between claims
-        conn.execute(LOCK_SCOPE, (name,))
-    free = {name: limit - used for name, limit in _limits(scopes).items() for used in [_in_use(conn, name)]}
-    admitted, over = [], []
-    for item in items:
-        if all(free[name] > 0 for name, _ in scopes[item.job_id]):
+def _over_limits(
+    started: list[Fetched], scopes: dict[int, list[tuple[str, int]]], excess: dict[str, int]
+) -> list[Fetched]:
+    """The started jobs to undo so that no limit is exceeded: the batch's last ones first."""
+    over = []
+    for item in reversed(started):
+        if any(excess[name] > 0 for name, _ in scopes[item.job_id]):
             for name, _ in scopes[item.job_id]:
-                free[name] -= 1
-            admitted.append(item)
-        else:
+                excess[name] -= 1
             over.append(item)
-    return admitted, over
+    return over
+
+
+def _unstart(
+    conn: psycopg.Connection,
+    worker_id: str,
+    undone: list[tuple[Fetched, str, datetime | None]],
+    started: dict[str, ledger.StartedAttempt],
+) -> None:
+    """Started jobs that may not run now wait off the broker, their attempt not spent."""
+    if not undone:
+        return
+    conn.execute(
+        ledger_sql.JOB_UNSTART,
+        {
+            "worker_id": worker_id,
+            "job_ids": [item.job_id for item, _, _ in undone],
+            "attempts": [started[item.message_id].attempt for item, _, _ in undone],
+            "reasons": [reason for _, reason, _ in undone],
+            "etas": [eta for _, _, eta in undone],
+        },
+    )
 
 
 def _limits(scopes: dict[int, list[tuple[str, int]]]) -> dict[str, int]:
     return {name: limit for found in scopes.values() for name, limit in found}
 
 
-def _in_use(conn: psycopg.Connection, name: str) -> int:
-    """Running jobs of a scope (`actor:<name>[:<key>]` or `queue:<name>`)."""
+def _count_in_use(conn: psycopg.Connection, name: str) -> psycopg.Cursor:
+    """Count the running jobs of a scope (`actor:<name>[:<key>]` or `queue:<name>`); the cursor
+    gives the counts (read by `_in_use`, so that a pipeline sends every count at once)."""
     kind, _, rest = name.partition(":")
     if kind == "queue":
-        row = conn.execute(ledger_sql.JOB_RUNNING_OF_QUEUES, {"queues": [rest]}).fetchone()
-        return row[1] if row else 0
-    actor, sep, key = rest.partition(":")
-    counts = conn.execute(ledger_sql.JOB_RUNNING_OF_ACTORS, {"actors": [actor]}).fetchall()
-    return sum(n for _, k, n in counts if not sep or k == key)
+        return conn.execute(ledger_sql.JOB_RUNNING_OF_QUEUES, {"queues": [rest]})
+    return conn.execute(ledger_sql.JOB_RUNNING_OF_ACTORS, {"actors": [rest.partition(":")[0]]})
 
 
-def _admit_rates(
-    conn: psycopg.Connection, items: list[Fetched], now: datetime
-) -> tuple[list[Fetched], list[tuple[Fetched, datetime]]]:
-    """Jobs whose reserved start is now, and the others with their reserved start."""
+def _in_use(name: str, counted: psycopg.Cursor) -> int:
+    kind, _, rest = name.partition(":")
+    rows = counted.fetchall()
+    if kind == "queue":
+        return sum(n for _, n in rows)
+    _, sep, key = rest.partition(":")
+    return sum(n for _, k, n in rows if not sep or k == key)
+
+
+def _later_by_rate(conn: psycopg.Connection, items: list[Fetched]) -> list[tuple[Fetched, datetime, float]]:
+    """Started jobs whose rate limit reserves them a later start: with its time and the seconds
+    until it. A job published at its reserved start (`reserved`) does not reserve again."""
     by_key: dict[str, list[Fetched]] = defaultdict(list)
-    runnable = []
     for item in items:
-        rate = flow.actor_flow(item.actor).rate
-        if rate is None or item.reserved:
-            runnable.append(item)
-        else:
+        if flow.actor_flow(item.actor).rate is not None and not item.reserved:
             by_key[rate_key(item)].append(item)
     later = []
     for key, group in sorted(by_key.items()):
         rate = flow.actor_flow(group[0].actor).rate
         assert rate is not None
-        for item, wait_s in zip(group, flow.rate_reserve(conn, key, rate, len(group)), strict=True):
-            if wait_s <= DEFAULT_RATE_SLACK_S:
-                runnable.append(item)
-            else:
-                later.append((item, now + timedelta(seconds=wait_s)))
-    return runnable, later
+        for item, (slot, wait_s) in zip(group, flow.rate_reserve(conn, key, rate, len(group)), strict=True):
+            if wait_s > DEFAULT_RATE_SLACK_S:
+                later.append((item, slot, wait_s))
+    return later
 
 
 def rate_key(item: Fetched) -> str:
@@ -187,7 +212,7 @@ def _park(conn: psycopg.Connection, held: list[tuple[Fetched, str, datetime | No
 
 def release_slots(conn: psycopg.Connection, rules: flow.Rules, actors: dict[str, dramatiq.Actor]) -> int:
     """Jobs waiting for a slot go back to the relay as far as slots are free (best priority
-    first); returns how many. `conn` in autocommit mode (the relay's)."""
+    first); returns how many were waiting. `conn` in autocommit mode (the relay's)."""
     waiters = conn.execute(ledger_sql.JOB_SLOT_WAITERS).fetchall()
     if not waiters:
         return 0
@@ -200,7 +225,6 @@ def release_slots(conn: psycopg.Connection, rules: flow.Rules, actors: dict[str,
     )
     queues = sorted({queue for _, queue, _, _ in waiters})
     by_queue = Counter(dict(conn.execute(ledger_sql.JOB_RUNNING_OF_QUEUES, {"queues": queues}).fetchall()))
-    released = 0
     for actor_name, queue, key, waiting in waiters:
         free = waiting
         actor = actors.get(actor_name)
@@ -221,7 +245,6 @@ def release_slots(conn: psycopg.Connection, rules: flow.Rules, actors: dict[str,
         n = conn.execute(ledger_sql.JOB_UNPARK_SLOTS, params).rowcount
         running[(actor_name, key)] += n
         by_queue[queue] += n
-        released += n
     # No NOTIFY: the relay that runs this pass publishes them next (waking every relay would
     # make each run this pass again before the released jobs are claimed).
-    return released
+    return sum(waiting for _, _, _, waiting in waiters)

@@ -229,6 +229,27 @@ UPDATE jobs j
 RETURNING j.id, j.waiting_for
 """
 
+# -- job_unstart -- jobs a claim under flow control started and must undo (over a concurrency
+# limit, or a rate reserved them a later start): queued again off the broker, waiting for `reason`
+# (and until `eta`), their attempt not spent (jobs_pkey).
+JOB_UNSTART = """
+UPDATE jobs j
+   SET state = 'queued', attempts = j.attempts - 1, published_at = NULL,
+       eta = coalesce(u.eta, now()), waiting_for = u.reason
+  FROM unnest(%(job_ids)s::bigint[], %(attempts)s::int[], %(reasons)s::text[], %(etas)s::timestamptz[])
+       AS u(job_id, attempt, reason, eta)
+ WHERE j.id = u.job_id AND j.state = 'running'
+   AND j.worker_id = %(worker_id)s AND j.attempts = u.attempt
+"""
+
+# -- job_next_reserved -- seconds until the next queued job not yet due to the relay: a start a rate
+# reserved; NULL: none (jobs_publishable_idx, its first entry after now).
+JOB_NEXT_RESERVED = """
+SELECT extract(epoch FROM min(eta) - now()) FROM jobs
+ WHERE published_at IS NULL AND state = 'queued' AND (waiting_for IS NULL OR waiting_for = 'rate')
+   AND eta > now()
+"""
+
 # -- job_unpark_paused -- a queue or actor resumed: its paused jobs go back to the relay, but those
 # whose other scope (actor or queue) is still paused (jobs_waiting_idx).
 JOB_UNPARK_PAUSED = """

@@ -19,7 +19,8 @@ def ledger_lifeline() -> None:
     logger.info("lifeline: %s", counts)
 
 
-@actor(queue_name="maintenance", max_retries=2, time_limit=30 * 60_000)
+# Priority 8 (0 first, 9 last): a nightly bulk delete that nothing waits for.
+@actor(queue_name="maintenance", max_retries=2, time_limit=30 * 60_000, priority=8)
 def prune_jobs() -> None:
     """Delete finished jobs past their retention (SKYPORT_KEEP_SUCCEEDED_DAYS / _DEAD_DAYS)."""
     cfg = config.get()

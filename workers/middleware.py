@@ -27,7 +27,8 @@ from psycopg_pool import PoolTimeout
 import config
 from db import pool
 from db.transient import retry_transient
-from workers import boot_gate, flow, flow_claim, ledger, lifeline, observability, retry_policy
+from workers import boot_gate, ledger, lifeline, observability, retry_policy
+from workers.flow_gate import FlowGate
 from workers.group_commit import GroupCommit
 from workers.relay import Relay
 
@@ -73,9 +74,8 @@ class LedgerMiddleware(Middleware):
         # Message ids of claimed jobs cancelled before a thread took them: dropped by that thread.
         self._cancelled: set[str] = set()
         self._relay: Relay | None = None
-        self._broker: dramatiq.Broker | None = None
-        # Pauses and run-time limits, as read from the ledger every second (workers/flow.py).
-        self._rules = flow.RulesWatcher()
+        # Pauses and limits: which fetched jobs they hold back (workers/flow_gate.py).
+        self._flow = FlowGate()
         self._heartbeat: lifeline.Heartbeat | None = None
         self._starts = GroupCommit("skyport-ledger-starts", self._write_starts)
         self._successes = GroupCommit("skyport-ledger-successes", self._write_successes)
@@ -115,9 +115,7 @@ class LedgerMiddleware(Middleware):
         self._heartbeat.start()
         self._starts.start()
         self._successes.start()
-        self._broker = broker
-        self._rules.refresh()
-        self._rules.start()
+        self._flow.start(broker, cfg)
         # LISTEN needs a session connection; behind a transaction pooler without one, it polls.
         session_url = cfg.database.session_url
         self._relay = Relay(
@@ -128,8 +126,9 @@ class LedgerMiddleware(Middleware):
             listen=session_url is not None,
             on_cancel=self._on_cancel,
             claimed_jobs=self._claimed_jobs,
-            flow_pass=self._release_slots,
+            flow_pass=self._flow.release_slots,
         )
+        self._flow.wake_in = self._relay.wake_in
         self._relay.start()
         self._booted.set()
         logger.info("worker %s started (queues: %s)", self.worker_id, ", ".join(queues or ["all"]))
@@ -137,7 +136,7 @@ class LedgerMiddleware(Middleware):
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self._relay is not None:
             self._relay.stop()
-        self._rules.stop()
+        self._flow.stop()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._starts.stop()
@@ -182,7 +181,7 @@ class LedgerMiddleware(Middleware):
             self._cancelled.discard(message.message_id)
             logger.info("job %s: cancelled before it began; skipped", job_id)
             raise SkipMessage("job cancelled")
-        if claimed is not None and self._rules.rules.paused(message.queue_name, message.actor_name):
+        if claimed is not None and self._flow.paused(message):
             self._release_claimed([message.message_id], paused=True, claimed=[claimed[0]])
             logger.info("job %s: its queue or actor was paused before it began; waits", job_id)
             raise SkipMessage("paused")
@@ -195,8 +194,8 @@ class LedgerMiddleware(Middleware):
                 )
                 raise SkipMessage("claim taken back")
             started = dataclasses.replace(started, waited_s=waited_s)
-        elif self._controlled(message):  # RabbitMQ, under flow control: claimed on its own
-            started = self._claim_controlled([message]).get(message.message_id)
+        elif self._flow.controlled(message):  # RabbitMQ, under flow control: claimed on its own
+            started = self._flow.claim([message], self.worker_id or "unknown").get(message.message_id)
             if started is None:
                 raise SkipMessage("held back by flow control")
         else:  # not claimed at fetch time (RabbitMQ): claim it now
@@ -252,7 +251,7 @@ class LedgerMiddleware(Middleware):
             traceback=_format_traceback(exception),
             retry_in_s=delay_s,
         )
-        if started.limited:  # its slot is free: the relays let a waiting job go
+        if started.limited and self._flow.slots_awaited():  # its slot is free: a waiting job goes
             _wake_relays()
         if delay_s is None:
             logger.error(
@@ -292,12 +291,12 @@ class LedgerMiddleware(Middleware):
         transaction of their own, workers/flow_claim.py); returns the messages to run."""
         self._booted.wait()
         ledger_jobs = [m for m in messages if m.options.get("job_id") is not None]
-        controlled = [m for m in ledger_jobs if self._controlled(m)]
+        controlled = [m for m in ledger_jobs if self._flow.controlled(m)]
         jobs = [(m.options["job_id"], m.message_id) for m in ledger_jobs if m not in controlled]
         results = self._write_starts(jobs) if jobs else []
         started = dict(zip((message_id for _, message_id in jobs), results, strict=True))
         if controlled:
-            held = self._claim_controlled(controlled)
+            held = self._flow.claim(controlled, self.worker_id or "unknown")
             started |= {m.message_id: held.get(m.message_id) for m in controlled}
         claimed_at = time.monotonic()
         runnable = []
@@ -311,45 +310,6 @@ class LedgerMiddleware(Middleware):
                 job_id = message.options["job_id"]
                 logger.info("job %s: not queued any more (duplicate or late message); skipped", job_id)
         return runnable
-
-    # ---- flow control (workers/flow.py, workers/flow_claim.py) ---------------------------------
-
-    def _controlled(self, message: dramatiq.MessageProxy) -> bool:
-        """Whether a pause or a limit governs the message's job (the plain claim is cheaper)."""
-        rules = self._rules.rules
-        actor = self._broker.actors.get(message.actor_name) if self._broker is not None else None
-        return actor is not None and (
-            rules.paused(message.queue_name, message.actor_name) or rules.limited(message.queue_name, actor)
-        )
-
-    @retry_transient(max_delay_s=60.0)
-    def _claim_controlled(self, messages: list[dramatiq.MessageProxy]) -> dict[str, ledger.StartedAttempt]:
-        assert self._broker is not None
-        fetched = [
-            flow_claim.Fetched(
-                job_id=m.options["job_id"],
-                message_id=m.message_id,
-                queue=m.queue_name,
-                actor=self._broker.actors[m.actor_name],
-                args=list(m.args),
-                kwargs=dict(m.kwargs),
-                reserved=bool(m.options.get("flow_reserved")),
-            )
-            for m in messages
-        ]
-        with pool.connection() as conn:
-            outcome = flow_claim.claim(conn, self.worker_id or "unknown", fetched, self._rules.rules)
-        for job_id, reason in outcome.parked.items():
-            logger.debug("job %s: waits (%s)", job_id, reason or "resumed meanwhile")
-        if outcome.next_due_s is not None and self._relay is not None:
-            self._relay.wake_in(outcome.next_due_s)
-        return outcome.started
-
-    def _release_slots(self, conn: psycopg.Connection) -> None:
-        """The relay's flow pass: jobs waiting for a slot go as slots free up."""
-        rules = self._rules.rules
-        if self._broker is not None:
-            flow_claim.release_slots(conn, rules, self._broker.actors)
 
     def _on_cancel(self, job_id: int) -> None:
         """A job was cancelled (on the relay's thread): if this process claimed it and no thread
@@ -401,7 +361,7 @@ class LedgerMiddleware(Middleware):
     def _write_successes(self, attempts: list[ledger.StartedAttempt]) -> list[bool]:
         with pool.connection() as conn:
             recorded = ledger.job_succeed_many(conn, self.worker_id or "unknown", attempts)
-            if any(a.limited for a in attempts):  # slots are free: the relays let waiting jobs go
+            if any(a.limited for a in attempts) and self._flow.slots_awaited():  # a waiting job goes
                 ledger.wake_relays(conn)
         for attempt in attempts:
             if attempt.job_id not in recorded:

@@ -172,6 +172,12 @@ class Relay(threading.Thread):
         # publishes it then, rather than at its next sweep).
         self.due_at = float("inf")
 
+    def wake_in_reserved(self, conn: psycopg.Connection) -> None:
+        """Wake at the next start a rate reserved (jobs parked until their eta)."""
+        seconds = conn.execute(ledger_sql.JOB_NEXT_RESERVED).fetchone()[0]
+        if seconds is not None:
+            self.wake_in(float(seconds))
+
     def wake_in(self, seconds: float) -> None:
         """A parked job comes due in `seconds`: publish it then (on any thread)."""
         self.due_at = min(self.due_at, time.monotonic() + seconds)
@@ -204,11 +210,13 @@ class Relay(threading.Thread):
                 next_sweep = now + self.sweep_s
                 if not self.listen:
                     self._poll_cancelled(conn)
-            if now >= self.due_at:
-                self.due_at = float("inf")
+            reserved_due = now >= self.due_at
             if self.flow_pass is not None:
                 self.flow_pass(conn)
             published = publish_due(conn, self.broker, self.batch, promote=sweep)
+            if reserved_due:  # the next start a rate reserved, whichever process parked it
+                self.due_at = float("inf")
+                self.wake_in_reserved(conn)
             if published:
                 logger.debug("relay: published %d jobs", published)
             # Wait for NOTIFYs (commits that inserted jobs; all those received are taken at

@@ -38,7 +38,8 @@ def _refresh(view: str) -> str:
         raise PermanentError(str(exc)) from None
 
 
-@actor(queue_name="maintenance", max_retries=1, min_backoff_s=30.0, time_limit=60 * 60_000)
+# Priority 6 (0 first, 9 last): a scheduled refresh can wait behind the maintenance queue's other work.
+@actor(queue_name="maintenance", max_retries=1, min_backoff_s=30.0, time_limit=60 * 60_000, priority=6)
 def refresh_matview(view: str) -> None:
     """Scheduled refresh; skipped when one of the same view is running already."""
     _refresh(view)
@@ -50,6 +51,7 @@ def refresh_matview(view: str) -> None:
     min_backoff_s=2.0,
     max_backoff_s=60.0,
     time_limit=60 * 60_000,
+    priority=4,  # someone asked for it: ahead of the scheduled refreshes
 )
 def refresh_matview_requested(view: str) -> None:
     """Refresh on demand (see request_refresh); waits its turn behind a running refresh."""

@@ -41,8 +41,14 @@ def run_maintenance() -> list[maintain.TableResult]:
     return results
 
 
+# Priority 2 (0 first, 9 last): partitions must exist before rows arrive for them.
 @actor(
-    queue_name="maintenance", max_retries=8, min_backoff_s=30.0, max_backoff_s=900.0, time_limit=30 * 60_000
+    queue_name="maintenance",
+    max_retries=8,
+    min_backoff_s=30.0,
+    max_backoff_s=900.0,
+    time_limit=30 * 60_000,
+    priority=2,
 )
 def ensure_partitions() -> None:
     """Partitions from the current interval through the premake horizon; expired ones go."""

@@ -109,3 +109,125 @@ def test_a_paused_actor_holds_only_its_own_jobs(effects: str, redis_namespace: s
         assert scalar(effects, "SELECT waiting_for FROM jobs WHERE id = %s", (held.id,)) == "paused"
         skyport("actors", "resume", "flaky")
         wait_for(_all_succeeded(effects, 2, worker), 10, what="the held job to run after resume")
+
+
+def test_a_job_of_priority_0_behind_10000_waiting_worse_ones_starts_within_a_second(
+    effects: str, redis_namespace: str
+) -> None:
+    with WorkerProcess(processes=2, threads=4) as worker:
+        worker.wait_ready(effects, 2)
+        enqueue_many([JobSpec("noop", [f"n{i}"], priority=9) for i in range(10_000)])
+        wait_for(  # the fleet is busy with them
+            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") >= 200, 30
+        )
+        urgent = enqueue("remember", ["urgent"], queue="bulk")  # priority 0, the default
+        wait_for(lambda: scalar(effects, "SELECT count(*) FROM effects WHERE key = 'urgent'"), 10)
+        behind = scalar(effects, "SELECT count(*) FROM jobs WHERE actor = 'noop' AND state = 'queued'")
+        waited_s = scalar(
+            effects,
+            "SELECT extract(epoch FROM e.at - j.enqueued_at) FROM effects e, jobs j "
+            "WHERE e.key = 'urgent' AND j.id = %s",
+            (urgent.id,),
+        )
+        assert waited_s < 1.0, (waited_s, behind)
+        assert behind > 2000, behind  # it overtook a backlog still there
+        assert scalar(effects, "SELECT priority FROM jobs WHERE id = %s", (urgent.id,)) == 0
+
+
+RUNNING_OF = "SELECT count(*) FROM jobs WHERE state = 'running' AND actor = '{}'"
+
+
+def test_a_concurrency_limit_of_3_holds_across_three_processes_of_8_threads(
+    effects: str, redis_namespace: str
+) -> None:
+    with WorkerProcess(processes=3, threads=8) as worker:
+        worker.wait_ready(effects, 3)
+        with Sampler(effects, RUNNING_OF.format("limited")) as running:
+            enqueue_many([JobSpec("limited", [f"l{i}", 0.1]) for i in range(60)])
+            wait_for(_all_succeeded(effects, 60, worker), 30, what="every limited job to run")
+        assert max(running.values) == 3, running.values  # never more, and the limit was used
+        assert scalar(effects, "SELECT count(*) FROM effects") == 60
+        assert scalar(effects, "SELECT max(attempts) FROM jobs") == 1
+
+
+def test_a_per_key_limit_of_1_holds_per_key_while_other_keys_run_in_parallel(
+    effects: str, redis_namespace: str
+) -> None:
+    per_key = (
+        "SELECT coalesce(max(n), 0) * 100 + count(*) FROM (SELECT flow_key, count(*) AS n FROM jobs "
+        "WHERE state = 'running' AND actor = 'per_shipment' GROUP BY flow_key) k"
+    )
+    with WorkerProcess(processes=2, threads=8) as worker:
+        worker.wait_ready(effects, 2)
+        with Sampler(effects, per_key) as sampled:
+            jobs = [JobSpec("per_shipment", [f"ship-{i % 4}", 0.1]) for i in range(32)]
+            enqueue_many(jobs)
+            wait_for(_all_succeeded(effects, 32, worker), 30, what="every shipment's jobs to run")
+        most_per_key = max(v // 100 for v in sampled.values)
+        most_keys_at_once = max(v % 100 for v in sampled.values)
+        assert most_per_key == 1, sampled.values
+        assert most_keys_at_once >= 2, sampled.values
+    assert scalar(effects, "SELECT count(DISTINCT flow_key) FROM jobs") == 4
+
+
+def test_the_slots_of_a_worker_killed_with_sigkill_come_back_through_the_lifeline(
+    effects: str, redis_namespace: str
+) -> None:
+    skyport("queues", "limit", "flow", "--concurrency", "3")
+    queue_running = "SELECT count(*) FROM jobs WHERE state = 'running' AND queue = 'flow'"
+    first = WorkerProcess(threads=4).start()
+    try:
+        first.wait_ready(effects)
+        time.sleep(1.5)  # the limit is read
+        enqueue_many([JobSpec("hold", [f"h{i}", 60]) for i in range(3)])
+        wait_for(lambda: scalar(effects, queue_running) == 3, 10, what="3 slots held")
+        with WorkerProcess(threads=4) as second, Sampler(effects, queue_running) as running:
+            second.wait_ready(effects, 2)
+            steps = enqueue_many([JobSpec("flow_step", [f"s{i}"]) for i in range(5)])
+            wait_for(
+                lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE waiting_for = 'slot'") == 5,
+                10,
+                what="the steps to wait for a slot",
+            )
+            first.kill()  # kill -9 of the process holding every slot
+            ids = [ref.id for ref in steps]
+            wait_for(
+                lambda: (
+                    scalar(
+                        effects,
+                        "SELECT count(*) FROM jobs WHERE id = ANY(%s) AND state = 'succeeded'",
+                        (ids,),
+                    )
+                    == 5
+                ),
+                20,
+                what=f"the steps to run once the lifeline freed the slots\n{second.output()}",
+            )
+        assert max(running.values) <= 3, running.values
+        dead = scalar(effects, "SELECT count(*) FROM jobs WHERE actor = 'hold' AND state = 'dead'")
+        assert dead == 3  # a crash counts as an attempt; hold has no retries
+    finally:
+        first.kill()
+
+
+def test_a_rate_limit_of_20_per_second_runs_200_jobs_in_10_seconds_across_processes(
+    effects: str, redis_namespace: str
+) -> None:
+    with WorkerProcess(processes=2, threads=4) as worker:
+        worker.wait_ready(effects, 2)
+        enqueue_many([JobSpec("rated", ["r"]) for _ in range(300)])
+        wait_for(lambda: scalar(effects, "SELECT count(*) FROM effects"), 10, what="the first start")
+        first = scalar(effects, "SELECT min(at) FROM effects")
+        time.sleep(10.5)
+        in_10_s = scalar(effects, "SELECT count(*) FROM effects WHERE at < %s + interval '10 s'", (first,))
+        busiest_second = scalar(
+            effects,
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM effects e, generate_series(0, 9) s "
+            "WHERE e.at >= %(t)s + s * interval '1 s' AND e.at < %(t)s + (s + 1) * interval '1 s' "
+            "GROUP BY s) w",
+            {"t": first},
+        )
+        assert 180 <= in_10_s <= 220, (in_10_s, worker.output())
+        assert busiest_second <= 22, busiest_second
+        assert "dead" not in job_states(effects)
+        assert scalar(effects, "SELECT max(attempts) FROM jobs") <= 1  # waiting spent no attempt

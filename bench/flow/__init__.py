@@ -1,0 +1,1 @@
+"""The flow-control benchmark (`python -m bench.flow`)."""
