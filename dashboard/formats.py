@@ -15,17 +15,22 @@ from dashboard.chart import ZONE, duration_label
 DEFAULT_KEY_CHARS = 28
 
 
+def aware(value: datetime) -> datetime:
+    """A time with its zone; the seed schema's columns without a zone hold the server's UTC time."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def when(value: datetime | None) -> str:
     """An absolute time in the console's zone, the zone named."""
-    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} {ZONE}" if value else ""
+    return f"{aware(value).astimezone(UTC):%Y-%m-%d %H:%M:%S} {ZONE}" if value else ""
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> Markup:
     """A relative time ("3 min ago", "in 2 h") with the absolute time on hover."""
     if value is None:
         return Markup("")
-    now = now or datetime.now(UTC)
-    seconds = (now - value).total_seconds()
+    value = aware(value)
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
     words = _relative(abs(seconds))
     text = "just now" if abs(seconds) < 5 else (f"{words} ago" if seconds > 0 else f"in {words}")
     return Markup('<time datetime="{}" title="{}">{}</time>').format(value.isoformat(), when(value), text)

@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import config
-from dashboard import auth, formats, sessions, validate
+from dashboard import auth, domain_views, formats, sessions, validate
 from dashboard.validate import BadInput, Schema
 from db import pool
 from jobs import listing
@@ -64,6 +64,9 @@ env.filters["tags"] = formats.tags
 env.filters["yesno"] = formats.yes_no
 env.filters["key"] = formats.long_key
 env.filters["plain"] = formats.plain
+env.globals["domain_view"] = domain_views.view
+env.globals["domain_cell"] = domain_views.cell
+env.globals["domain_css"] = domain_views.css
 env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str, ensure_ascii=False)
 env.filters["urlq"] = lambda v: quote(str(v), safe="")
 env.globals["request_id"] = lambda: secrets.token_urlsafe(12)  # one per rendered form

@@ -18,7 +18,7 @@ def test_domain_page_shows_each_family_that_exists(admin: TestClient) -> None:
     except ImportError:
         pytest.skip("jobs.partitions does not exist")
     tables = {row["parent"] for row in sections["partition_coverage"]}
-    assert "audit_log" in tables and "partition coverage" in page.text
+    assert "audit_log" in tables and "Partitions ahead" in page.text
 
 
 def test_refresh_a_materialized_view_now(admin: TestClient, conn: psycopg.Connection) -> None:
@@ -102,3 +102,22 @@ def test_retry_dead_notifications(admin: TestClient, conn) -> None:
     admin.post("/queues/retry-notifications", data=_form(admin, all="1"))
     statuses = conn.execute("SELECT status FROM notification_queue ORDER BY queue_id").fetchall()
     assert [s[0] for s in statuses][:2] == ["pending", "pending"]
+
+
+def test_domain_page_is_written_for_people(admin: TestClient, conn) -> None:
+    """Human headings, no Python values or raw column names, statuses coloured by meaning,
+    channels as tags, times relative with the absolute time (and its zone) on hover."""
+    notifications = pytest.importorskip("jobs.notifications")
+    from demo.families import demo_customer
+
+    user_id, _, _ = demo_customer(conn)
+    notifications.enqueue_notification(conn, user_id, "demo", "t", "m", "dash-human:1", wake=False)
+    conn.execute("UPDATE notification_queue SET status = 'dead', last_error = 'sms down'")
+    page = admin.get("/queues").text
+    for raw in ("last_success_finished_at", "staleness_s", "['", "True", "None", "has_default"):
+        assert raw not in page, raw
+    assert '<span class="badge badge-good">ok</span>' in page  # a partition that is fine is green
+    assert 'badge-bad">ok' not in page
+    assert "data as of" in page and "Dead notifications" in page
+    assert '<span class="tag">' in page
+    assert "UTC" in page and "<time " in page

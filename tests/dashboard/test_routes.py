@@ -43,7 +43,7 @@ def test_every_page_renders_with_data(admin: TestClient, dead_job: Callable[...,
         f"/jobs/{dead}": ["carrier timeout", "Traceback", "w-test", "parcel-17", "2 of 2"],
         "/periodic": ["Periodic jobs", "Run now"],
         "/failures": ["Failures", "carrier timeout", "Retry all of these"],
-        "/queues": ["Domain queues"],
+        "/queues": ["Job families"],
         "/audit": ["Audit log"],
     }
     for path, expected in pages.items():
@@ -337,3 +337,11 @@ def test_overview_ranges_read_the_rollup(admin: TestClient, dead_job: Callable[.
         assert sum(p["failed"] for p in body["points"]) == 2
         assert body["by_actor"]["remember"]["failed"] == 2
     assert admin.get("/api/overview?range=30d").json()["field"] == "range"
+
+
+def test_overview_says_how_long_the_oldest_message_waited(admin: TestClient) -> None:
+    enqueue("remember", ["waiting"])  # no worker: the message waits in Redis
+    queues = {q["queue"]: q for q in admin.get("/api/overview").json()["queues"]}
+    assert queues["default"]["depth"] == 1 and queues["default"]["oldest_age_s"] is not None
+    page = admin.get("/").text
+    assert "oldest waiting for" in page
