@@ -8,7 +8,7 @@ it as `skyport.app:broker`.
 """
 
 from jobs.registry import broker
-from workers import EnqueueError, JobRef, JobSpec, PermanentError, actor, enqueue, enqueue_many
+from workers import EnqueueError, JobRef, JobSpec, PermanentError, actor, enqueue, enqueue_async, enqueue_many
 
 __all__ = [
     "EnqueueError",
@@ -18,5 +18,6 @@ __all__ = [
     "actor",
     "broker",
     "enqueue",
+    "enqueue_async",
     "enqueue_many",
 ]

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.enqueue import EnqueueError, JobRef, JobSpec, enqueue, enqueue_many
+from workers.enqueue import EnqueueError, JobRef, JobSpec, enqueue, enqueue_async, enqueue_many
 from workers.retry_policy import PermanentError
 
-__all__ = ["EnqueueError", "JobRef", "JobSpec", "PermanentError", "actor", "enqueue", "enqueue_many"]
+__all__ = [
+    "EnqueueError",
+    "JobRef",
+    "JobSpec",
+    "PermanentError",
+    "actor",
+    "enqueue",
+    "enqueue_async",
+    "enqueue_many",
+]
 
 
 def actor(fn: Any = None, **options: Any) -> Any:

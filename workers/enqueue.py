@@ -4,6 +4,10 @@ A row is the job. Given the app's connection, the row is written in the app's op
 and exists only if that transaction commits; the relay hands committed rows to the broker.
 Without one, the rows commit at once and enqueue hands them to Redis itself right after, as
 Dramatiq's `send` would (the relay takes over if Redis refuses them).
+Jobs enqueued one per call without a connection go through one group commit per process
+(workers/group_commit.py): a lone call is one INSERT that commits on its own and one push to
+Redis; the calls of threads and asyncio tasks that arrive while one is writing share the next
+INSERT, its commit and one Redis round trip, and each returns once its own row is committed.
 Dedup keys are enforced by the unique index on `jobs.dedup_lock` (INSERT .. ON CONFLICT DO
 NOTHING), never by a check-then-insert.
 """
@@ -16,6 +20,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +31,7 @@ import redis
 import config
 from db import pool
 from workers import ledger_sql, relay
+from workers.group_commit import GroupCommit
 from workers.job_spec import EnqueueError, JobRef, JobSpec, Row, text_problem, validate_spec
 
 # Attempts to resolve a dedup conflict whose holder is finishing at the same moment.
@@ -62,13 +68,37 @@ def enqueue(
     `priority`: 0 runs first, 9 last (default: the actor's `priority` option, else 0).
     """
     spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue, priority)
-    return enqueue_many([spec], conn=conn, enqueued_by=enqueued_by)[0]
+    if conn is not None:
+        return enqueue_many([spec], conn=conn, enqueued_by=enqueued_by)[0]
+    item = _Enqueue(validate_spec(spec), _checked_by(enqueued_by), _sends_at_once(None))
+    return _own(_grouped.submit(item))
+
+
+async def enqueue_async(
+    actor: dramatiq.Actor | str,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    dedup_key: str | None = None,
+    dedup_window: timedelta | float | None = None,
+    delay: timedelta | float | None = None,
+    eta: datetime | None = None,
+    queue: str | None = None,
+    enqueued_by: str = "app",
+    priority: int | None = None,
+) -> JobRef:
+    """`enqueue` for asyncio apps: the same job, committed and sent before it returns, in the same
+    group commit as the process's threads; the event loop is never blocked. Arguments are checked
+    at once (EnqueueError). A job that must commit with the app's own transaction takes the
+    synchronous `enqueue(..., conn=...)`."""
+    spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue, priority)
+    item = _Enqueue(validate_spec(spec), _checked_by(enqueued_by), _sends_at_once(None))
+    return _own(await _grouped.submit_async(item))
 
 
 def enqueue_many(jobs: Iterable[JobSpec], *, conn: Any = None, enqueued_by: str = "app") -> list[JobRef]:
     """Enqueue a batch in one statement; references come back in the order given."""
-    if not isinstance(enqueued_by, str) or not 0 < len(enqueued_by) <= 200 or text_problem(enqueued_by):
-        raise EnqueueError(f"enqueued_by must be a short text, got {enqueued_by!r:.80}", "enqueued_by")
+    _checked_by(enqueued_by)
     rows = [validate_spec(spec) for spec in jobs]
     if not rows:
         return []
@@ -85,7 +115,105 @@ def enqueue_many(jobs: Iterable[JobSpec], *, conn: Any = None, enqueued_by: str 
     return [row.ref for row in rows if row.ref is not None]
 
 
-def _send(conn: psycopg.Connection, rows: list[Row]) -> None:
+def _checked_by(enqueued_by: Any) -> str:
+    if not isinstance(enqueued_by, str) or not 0 < len(enqueued_by) <= 200 or text_problem(enqueued_by):
+        raise EnqueueError(f"enqueued_by must be a short text, got {enqueued_by!r:.80}", "enqueued_by")
+    return enqueued_by
+
+
+# ---- the group commit of single jobs ----------------------------------------------------------
+
+
+@dataclass
+class _Enqueue:
+    """One caller's job, checked, waiting for its turn in the group's INSERT."""
+
+    row: Row
+    enqueued_by: str
+    send: bool
+
+
+def _write_group(items: list[_Enqueue]) -> list[JobRef | Exception]:
+    """One INSERT (that commits on its own) for the jobs of concurrent callers: one per kind of
+    call, in practice one. Each caller gets its row's reference (an existing job's for a taken
+    key), or its own error: a statement PostgreSQL refused is tried again job by job."""
+    kinds: dict[tuple[str, bool], list[Row]] = {}
+    for item in items:
+        kinds.setdefault((item.enqueued_by, item.send), []).append(item.row)
+    conn = _writer.connection()
+    errors: dict[int, Exception] = {}
+    try:
+        for (enqueued_by, send), rows in kinds.items():
+            try:
+                _insert(conn, rows, enqueued_by, send)
+            except (psycopg.Error, EnqueueError) as exc:
+                if len(rows) == 1 or isinstance(exc, psycopg.OperationalError):
+                    raise
+                for row in rows:  # the statement inserted nothing: each job alone, its own outcome
+                    try:
+                        _insert(conn, [row], enqueued_by, send)
+                    except (psycopg.Error, EnqueueError) as alone:
+                        if isinstance(alone, psycopg.OperationalError):
+                            raise
+                        errors[id(row)] = alone
+    except psycopg.OperationalError:
+        _writer.discard()  # the next write connects again
+        raise
+    return [errors.get(id(item.row)) or item.row.ref for item in items]  # type: ignore[misc]
+
+
+def _own(result: JobRef | Exception) -> JobRef:
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _send_group(items: list[_Enqueue], refs: list[JobRef | Exception]) -> None:
+    """After the group's commit, while the next group may write: its new jobs to Redis at once."""
+    _send(None, [item.row for item in items if item.send and item.row.message_id is not None])
+
+
+class _WriterConnection:
+    """The group's own autocommit connection, used by one write at a time (the callers take turns):
+    no pool check-out per job. A new one after a fork, another database or a broken connection."""
+
+    def __init__(self) -> None:
+        self._conn: psycopg.Connection | None = None
+        self._key: tuple[int, str, str] | None = None
+
+    def connection(self) -> psycopg.Connection:
+        cfg = config.get()
+        key = (os.getpid(), cfg.database.url, cfg.database.pooler)
+        conn = self._conn
+        if conn is not None and (self._key != key or _dead(conn)):
+            self.discard()
+            conn = None
+        if conn is None:
+            conn = self._conn = pool.connect(autocommit=True)
+            self._key = key
+        return conn
+
+    def discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._key is not None and self._key[0] == os.getpid():
+            conn.close()
+
+
+def _dead(conn: psycopg.Connection) -> bool:
+    try:
+        pool.check_idle_connection(conn)
+    except psycopg.Error:
+        return True
+    return False
+
+
+_writer = _WriterConnection()
+_grouped: GroupCommit[_Enqueue, JobRef | Exception] = GroupCommit(
+    "skyport-enqueue", _write_group, then=_send_group
+)
+
+
+def _send(conn: psycopg.Connection | None, rows: list[Row]) -> None:
     """Hand jobs that just committed (inserted as published) to Redis, as the relay would.
     If Redis refuses, they are marked unpublished for the relay, which publishes them when Redis
     is back, and enqueue stops sending for a while; if even that write fails, the lifeline
@@ -103,7 +231,8 @@ def _send(conn: psycopg.Connection, rows: list[Row]) -> None:
     except redis.RedisError as exc:
         _sending_paused_until = time.monotonic() + DEFAULT_SEND_PAUSE_S
         logger.warning("Redis refused %d new jobs (%s); the relay publishes them", len(rows), exc)
-        relay.give_back(conn, [m.options["job_id"] for m in messages], [m.message_id for m in messages])
+        with _psycopg_connection(conn) as pg:  # the group's sends: a pool connection of their own
+            relay.give_back(pg, [m.options["job_id"] for m in messages], [m.message_id for m in messages])
 
 
 @functools.lru_cache(maxsize=4)
@@ -129,8 +258,9 @@ def _insert(conn: psycopg.Connection, rows: list[Row], enqueued_by: str, send: b
     commit); each row gets its reference, an existing job's for a dedup key that is taken."""
     pending = rows
     for _ in range(_DEDUP_RESOLVE_TRIES):
-        if len(pending) == 1:
-            returned = conn.execute(ledger_sql.JOB_INSERT_ONE, _one(pending[0], enqueued_by, send)).fetchall()
+        if len(pending) == 1:  # prepared at once where the connection allows it (not behind a pooler)
+            one = _one(pending[0], enqueued_by, send)
+            returned = conn.execute(ledger_sql.JOB_INSERT_ONE, one, prepare=pool.prepare()).fetchall()
         else:
             returned = conn.execute(ledger_sql.JOB_INSERT, _columns(pending, enqueued_by, send)).fetchall()
         fresh = [r for r in pending if r.dedup_key is None]

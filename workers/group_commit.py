@@ -1,18 +1,26 @@
-"""Group commit: a worker process's threads hand their ledger writes to one thread, which runs
-the writes that queued up meanwhile as one statement and one commit, and hands each thread its
-result. A thread either waits for its own write to commit (`submit`) or leaves it to the group
-(`submit_nowait`, at most `max_pending` such writes outstanding); under load the statement, the
-round trip and the commit are shared.
+"""Group commit: a process's threads (and asyncio tasks) share their writes, one statement and one
+commit for the writes that queued up meanwhile, and each caller gets its own result.
+
+Two ways to run it. Started (`start()`), the writes go to the group's own thread, which lingers
+`linger_s` for others to join: the worker's ledger writes, where a thread may also leave its write
+to the group (`submit_nowait`, at most `max_pending` outstanding). Not started, the callers take
+turns (`submit`, `submit_async`): a caller that finds no write in progress runs its own at once, on
+its own thread, with no hand-off and no wait; the callers that arrive meanwhile queue up, and when
+the write is done the first of them runs all of theirs as the next one. A lone caller pays nothing
+for the group; concurrent callers share a statement and a commit (`enqueue`'s rows).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger("skyport.worker")
 
@@ -31,7 +39,7 @@ DEFAULT_MAX_PENDING = 4 * DEFAULT_MAX_BATCH
 
 
 class _Pending(Generic[Item, Result]):
-    __slots__ = ("done", "error", "item", "result")
+    __slots__ = ("done", "error", "future", "item", "leads", "result")
 
     def __init__(self, item: Item, waited_for: bool = True) -> None:
         self.item = item
@@ -39,13 +47,31 @@ class _Pending(Generic[Item, Result]):
         if waited_for:
             self.done = threading.Lock()  # held until the write is done: the lightest hand-off
             self.done.acquire()
+        self.future: asyncio.Future[None] | None = None  # an asyncio caller's, set when done
+        self.leads = False  # woken to run the next write (a thread's turn)
         self.result: Result | None = None
         self.error: BaseException | None = None
 
+    def wake(self, leads: bool = False) -> None:
+        """The write is done (or, with `leads`, this thread runs the next one)."""
+        self.leads = leads
+        if self.future is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                self.future.get_loop().call_soon_threadsafe(_resolve, self.future)
+        elif self.done is not None:
+            self.done.release()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a cancelled caller's write still runs; nobody reads its result
+        future.set_result(None)
+
 
 class GroupCommit(Generic[Item, Result]):
-    """`write(items)` returns one result per item, in order; it runs on the group's thread, or on
-    the caller's own thread when the group is not running (before start, after stop)."""
+    """`write(items)` returns one result per item, in order; it runs on the group's thread, or,
+    when the group is not running (not started, stopped), on the thread of the caller whose turn
+    it is. `then(items, results)`, if given, runs after the write on the same thread, before the
+    callers return, while the next write may already run (an enqueue's send to the broker)."""
 
     def __init__(
         self,
@@ -54,15 +80,21 @@ class GroupCommit(Generic[Item, Result]):
         max_batch: int = DEFAULT_MAX_BATCH,
         linger_s: float = DEFAULT_LINGER_S,
         max_pending: int = DEFAULT_MAX_PENDING,
+        then: Callable[[list[Item], list[Result]], Any] | None = None,
     ) -> None:
         self.name = name
         self.write = write
+        self.then = then
         self.max_batch = max_batch
         self.linger_s = linger_s
         self._queue: queue.SimpleQueue[_Pending[Item, Result] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # a write is queued before the stop sentinel, or not at all
         self._unwaited = threading.BoundedSemaphore(max_pending)
+        # Callers taking turns (the group not running): whether a write is in progress, and the
+        # callers waiting for the next one.
+        self._writing = False
+        self._waiting: deque[_Pending[Item, Result]] = deque()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -84,12 +116,66 @@ class GroupCommit(Generic[Item, Result]):
             running = self._thread is not None
             if running:
                 self._queue.put(pending)
-        if not running:
-            return self.write([item])[0]
-        pending.done.acquire()  # type: ignore[union-attr]
-        if pending.error is not None:
-            raise pending.error
-        return pending.result  # type: ignore[return-value]
+            leads = not running and self._take_turn(pending)
+        if not leads:
+            pending.done.acquire()  # type: ignore[union-attr]
+        if leads or pending.leads:
+            self._lead(pending)
+        return _outcome(pending)
+
+    async def submit_async(self, item: Item) -> Result:
+        """`submit` for a coroutine: the event loop is never blocked; a write that falls to this
+        caller runs in the loop's default executor."""
+        loop = asyncio.get_running_loop()
+        if self._thread is not None:
+            return await loop.run_in_executor(None, self.submit, item)
+        pending: _Pending[Item, Result] = _Pending(item, waited_for=False)
+        pending.future = loop.create_future()
+        with self._lock:
+            leads = self._take_turn(pending)
+        if leads:  # not awaited: the turn goes on even if this caller is cancelled
+            _ = loop.run_in_executor(None, self._lead, pending)
+        await pending.future
+        return _outcome(pending)
+
+    def _take_turn(self, pending: _Pending[Item, Result]) -> bool:
+        """Under the lock: True when no write is in progress (the caller runs its own now);
+        else the caller waits for the next one."""
+        if self._writing:
+            self._waiting.append(pending)
+            return False
+        self._writing = True
+        return True
+
+    def _lead(self, own: _Pending[Item, Result]) -> None:
+        """Run `own` write with those of every caller waiting, then hand the next turn to the
+        first caller that came meanwhile (or end the turns)."""
+        with self._lock:
+            batch = [own]
+            while self._waiting and len(batch) < self.max_batch:
+                batch.append(self._waiting.popleft())
+        results = self._write(batch, wake=False)
+        with self._lock:
+            if self._waiting:
+                self._hand_turn(self._waiting.popleft())
+            else:
+                self._writing = False
+        self._then(batch, results)
+        for pending in batch:
+            if pending is not own or own.future is not None:
+                pending.wake()
+
+    def _hand_turn(self, pending: _Pending[Item, Result]) -> None:
+        """The next write is this caller's: a thread runs it itself; a coroutine's runs in its
+        loop's executor (on a thread of its own if that loop is gone)."""
+        if pending.future is None:
+            pending.wake(leads=True)
+            return
+        loop = pending.future.get_loop()
+        try:
+            loop.call_soon_threadsafe(loop.run_in_executor, None, self._lead, pending)
+        except RuntimeError:
+            threading.Thread(target=self._lead, args=(pending,), name=self.name, daemon=True).start()
 
     def submit_nowait(self, item: Item) -> None:
         """Leave one write to the group and return; a failed write is logged, not raised."""
@@ -123,18 +209,37 @@ class GroupCommit(Generic[Item, Result]):
             if stopping:
                 return
 
-    def _write(self, batch: list[_Pending[Item, Result]]) -> None:
+    def _write(self, batch: list[_Pending[Item, Result]], wake: bool = True) -> list[Result] | None:
+        results = None
         try:
-            results = self.write([p.item for p in batch])
+            results = list(self.write([p.item for p in batch]))
             for pending, result in zip(batch, results, strict=True):
                 pending.result = result
         except BaseException as exc:  # every waiting thread gets the error, none hangs
+            results = None
             for pending in batch:
                 pending.error = exc
-            if any(p.done is None for p in batch):
+            if any(p.done is None and p.future is None for p in batch):
                 logger.error("%s: %d writes failed", self.name, len(batch), exc_info=True)
-        for pending in batch:
-            if pending.done is None:
-                self._unwaited.release()
-            else:
-                pending.done.release()
+        if wake:
+            self._then(batch, results)
+            for pending in batch:
+                if pending.done is None and pending.future is None:
+                    self._unwaited.release()
+                else:
+                    pending.wake()
+        return results
+
+    def _then(self, batch: list[_Pending[Item, Result]], results: list[Result] | None) -> None:
+        if self.then is None or results is None:
+            return
+        try:
+            self.then([p.item for p in batch], results)
+        except Exception:  # the writes are done; what follows them must not undo their results
+            logger.exception("%s: after %d writes", self.name, len(batch))
+
+
+def _outcome(pending: _Pending[Any, Result]) -> Result:
+    if pending.error is not None:
+        raise pending.error
+    return pending.result  # type: ignore[return-value]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -94,3 +95,68 @@ def test_unwaited_writes_are_bounded_drained_at_stop_and_their_errors_logged(
     group.stop()  # runs what is queued
     assert sorted(written) == [0, 1, 2, 3]
     assert "test-group: 1 writes failed" in caplog.text
+
+
+def test_callers_take_turns_when_the_group_is_not_started() -> None:
+    batches: list[tuple[str, list[int]]] = []
+    first_running, release = threading.Event(), threading.Event()
+    sent: list[int] = []
+
+    def write(items: list[int]) -> list[int]:
+        if not batches:
+            first_running.set()
+            release.wait(5)  # the others arrive while the first write runs
+        batches.append((threading.current_thread().name, items))
+        return [i * 10 for i in items]
+
+    group = GroupCommit("test-group", write, max_batch=8, then=lambda items, results: sent.extend(results))
+    with ThreadPoolExecutor(16, thread_name_prefix="caller") as pool:
+        first = pool.submit(group.submit, 0)
+        assert first_running.wait(5)
+        rest = [pool.submit(group.submit, i) for i in range(1, 17)]
+        deadline = time.monotonic() + 5
+        while len(group._waiting) < 16 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        release.set()
+        assert first.result(5) == 0 and [f.result(5) for f in rest] == [i * 10 for i in range(1, 17)]
+    assert batches[0] == (batches[0][0], [0]) and batches[0][0].startswith(
+        "caller"
+    )  # the caller's own thread
+    assert [len(items) for _, items in batches] == [1, 8, 8]  # the waiting callers, in turns of max_batch
+    assert sorted(sent) == [
+        i * 10 for i in range(17)
+    ]  # `then` ran for every write before its callers returned
+
+
+def test_coroutines_share_the_turns_with_threads_and_a_cancelled_one_stops_nothing() -> None:
+    batches: list[list[str]] = []
+    first_running, release = threading.Event(), threading.Event()
+
+    def write(items: list[str]) -> list[str]:
+        if not batches:
+            first_running.set()
+            release.wait(5)
+        batches.append(items)
+        if "bad" in items:
+            raise RuntimeError("refused")
+        return [i.upper() for i in items]
+
+    group = GroupCommit("test-group", write)
+
+    async def main() -> list[object]:
+        thread = asyncio.get_running_loop().run_in_executor(None, group.submit, "thread")
+        await asyncio.to_thread(first_running.wait, 5)
+        tasks = [asyncio.ensure_future(group.submit_async(name)) for name in ("a", "b", "gone")]
+        while len(group._waiting) < 3:
+            await asyncio.sleep(0.005)
+        tasks[2].cancel()  # its write still runs; the turns go on
+        release.set()
+        done = await asyncio.gather(thread, *tasks, return_exceptions=True)
+        with pytest.raises(RuntimeError, match="refused"):
+            await group.submit_async("bad")
+        return [*done, await group.submit_async("after")]
+
+    thread_result, a, b, gone, after = asyncio.run(main())
+    assert (thread_result, a, b, after) == ("THREAD", "A", "B", "AFTER")
+    assert isinstance(gone, asyncio.CancelledError)
+    assert batches == [["thread"], ["a", "b", "gone"], ["bad"], ["after"]]
