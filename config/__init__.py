@@ -152,6 +152,10 @@ class NotificationsConfig:
     push_url: str | None
     push_token: str | None
     push_timeout_s: float
+    # Most sends per period over each channel, fleet-wide, as (count, seconds); None: no limit.
+    sms_rate: tuple[int, float] | None
+    push_rate: tuple[int, float] | None
+    smtp_rate: tuple[int, float] | None
     # Rows per claim, how long a claim holds them, how long one dispatch job claims, retry delays.
     batch: int
     lease_s: float
@@ -375,6 +379,9 @@ def _notifications(env: Reader) -> NotificationsConfig:
         push_url=env.optional_http_url("SKYPORT_PUSH_URL"),
         push_token=env.text("SKYPORT_PUSH_TOKEN") or None,
         push_timeout_s=env.number("SKYPORT_PUSH_TIMEOUT_S", 10.0, minimum=0.1),
+        sms_rate=env.rate("SKYPORT_SMS_RATE"),
+        push_rate=env.rate("SKYPORT_PUSH_RATE"),
+        smtp_rate=env.rate("SKYPORT_SMTP_RATE"),
         batch=env.int("SKYPORT_NOTIFY_BATCH", 100, minimum=1),
         lease_s=env.number("SKYPORT_NOTIFY_LEASE_S", 120.0, minimum=1),
         time_budget_s=env.number("SKYPORT_NOTIFY_TIME_BUDGET_S", 50.0, minimum=0.1),

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
+
+# A rate: "10/s", "100/m", "5/2s", "1000/h", "20/0.5s" (count / [scale] unit).
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
+_UNIT_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+_UNIT_S |= {"d": 86400, "day": 86400}
 
 
 class ConfigError(Exception):
@@ -14,6 +20,17 @@ def to_sqlalchemy_url(database_url: str) -> str:
     """The same database for SQLAlchemy/Alembic, through the psycopg 3 driver."""
     scheme, rest = database_url.split("://", 1)
     return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else database_url
+
+
+def rate_parts(text: str) -> tuple[int, float]:
+    """ "10/s" -> (10, 1.0): at most that many per that many seconds; ValueError otherwise."""
+    match = _RATE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"must look like 10/s, 100/m or 5/2s, got {text!r:.40}")
+    count, period_s = int(match[1]), float(match[2] or 1) * _UNIT_S[match[3]]
+    if count < 1 or period_s <= 0:
+        raise ValueError(f"needs a count and a period above zero, got {text!r:.40}")
+    return count, period_s
 
 
 class Reader:
@@ -92,6 +109,16 @@ class Reader:
         if raw in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be 1/0 (true/false, on/off), got {raw!r}")
+
+    def rate(self, name: str) -> tuple[int, float] | None:
+        """A rate such as 10/s (count, period in seconds); None when unset."""
+        raw = self.text(name)
+        if not raw:
+            return None
+        try:
+            return rate_parts(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} {exc}") from None
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self.text(name).lower() or default

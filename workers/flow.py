@@ -15,9 +15,7 @@ next free times, evenly spaced; `rate_reserve` is shared with the notification c
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +25,7 @@ import dramatiq
 import psycopg
 from psycopg.rows import dict_row
 
+from config.parse import rate_parts
 from db import pool
 from workers import ledger, ledger_sql
 
@@ -40,10 +39,6 @@ SCOPES = ("queue", "actor")
 MAX_REASON_LENGTH = 500
 # The largest concurrency limit ops may set.
 MAX_CONCURRENCY = 100_000
-
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
-_UNIT_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-_UNIT_S |= {"d": 86400, "day": 86400}
 
 
 class FlowError(ValueError):
@@ -72,14 +67,10 @@ class Rate:
 
 def parse_rate(text: str, field_name: str = "rate_limit") -> Rate:
     """ "10/s", "100/m", "5/2s", "1000/h", "20/0.5s" -> Rate; FlowError otherwise."""
-    match = _RATE.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise FlowError(f"{field_name} must look like 10/s, 100/m or 5/2s, got {text!r:.40}", field_name)
-    count, scale, unit = int(match[1]), float(match[2] or 1), match[3]
-    period_s = scale * _UNIT_S[unit]
-    if count < 1 or period_s <= 0:
-        raise FlowError(f"{field_name} needs a count and a period above zero, got {text!r}", field_name)
-    return Rate(count, period_s)
+    try:
+        return Rate(*rate_parts(text))
+    except ValueError as exc:
+        raise FlowError(f"{field_name} {exc}", field_name) from None
 
 
 @dataclass(frozen=True)
@@ -233,6 +224,18 @@ VALUES (%(key)s, clock_timestamp() + make_interval(secs => %(n)s * %(interval_s)
 RETURNING next_at - make_interval(secs => %(n)s * %(interval_s)s::float8), clock_timestamp()
 """
 
+# -- rate_take -- reserve the next start of a rate limit (`interval_s` 0: no rate, only a
+# provider's hold-off) if it is at most `max_wait_s` away: returns the seconds to wait for it;
+# no row when it is further (nothing reserved then). flow_rates_pkey.
+RATE_TAKE = """
+INSERT INTO flow_rates AS r (key, next_at)
+VALUES (%(key)s, clock_timestamp() + make_interval(secs => %(interval_s)s::float8))
+    ON CONFLICT (key) DO UPDATE
+   SET next_at = greatest(r.next_at, clock_timestamp()) + make_interval(secs => %(interval_s)s::float8)
+ WHERE r.next_at <= clock_timestamp() + make_interval(secs => %(max_wait_s)s::float8)
+RETURNING extract(epoch FROM next_at - clock_timestamp()) - %(interval_s)s::float8
+"""
+
 # -- rate_hold_off -- nobody starts before `until` on this rate limit (a provider's 429 with
 # Retry-After; flow_rates_pkey).
 RATE_HOLD_OFF = """
@@ -255,12 +258,20 @@ def rate_hold_off(conn: psycopg.Connection, key: str, seconds: float) -> None:
     conn.execute(RATE_HOLD_OFF, {"key": key, "until": until})
 
 
-def wait_for_rate(key: str, rate: Rate) -> None:
-    """Reserve one start of a rate limit (its own short transaction) and sleep until it."""
+def rate_hold_off_for(key: str, seconds: float) -> None:
+    """`rate_hold_off` in its own short transaction."""
     with pool.connection() as conn:
-        wait_s = rate_reserve(conn, key, rate)[0][1]
-    if wait_s > 0:
-        time.sleep(wait_s)
+        rate_hold_off(conn, key, seconds)
+
+
+def rate_take(key: str, rate: Rate | None, max_wait_s: float) -> float | None:
+    """Reserve one start of a rate limit, or with `rate` None only respect its hold-off, if it
+    is at most `max_wait_s` away; returns the seconds to wait for it (None: further, nothing
+    reserved). Its own short transaction."""
+    params = {"key": key, "interval_s": rate.interval_s if rate else 0.0, "max_wait_s": max_wait_s}
+    with pool.connection() as conn:
+        row = conn.execute(RATE_TAKE, params).fetchone()
+    return None if row is None else max(0.0, float(row[0]))
 
 
 # ---- ops actions (the CLI and the console; each in the caller's transaction) -------------------

@@ -40,10 +40,18 @@ MAX_RETRY_AFTER_S = 3600.0
 class DeliveryError(Exception):
     """A channel could not deliver. `retry_after_s`: the provider asked for this delay."""
 
-    def __init__(self, message: str, *, permanent: bool = False, retry_after_s: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.permanent = permanent
         self.retry_after_s = retry_after_s
+        self.status = status  # the provider's HTTP status, when it answered one
 
 
 class Channel(Protocol):
@@ -210,6 +218,7 @@ class HttpChannel:
                 f"{self.name} provider answered HTTP {exc.code}: {detail[:300]}",
                 permanent=permanent,
                 retry_after_s=_retry_after_s(exc.headers),
+                status=exc.code,
             ) from None
         except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout
             reason = getattr(exc, "reason", exc)

@@ -28,6 +28,7 @@ from jobs.notifications.queue import (
     reap_expired_leases,
     release,
 )
+from jobs.notifications.throttle import DEFAULT_MAX_WAIT_S, ChannelBusy, throttled
 from workers.retry_policy import backoff_s
 
 logger = logging.getLogger("skyport.notifications")
@@ -102,7 +103,8 @@ def dispatch_due(
     if channels is None:
         import config
 
-        channels = build_channels(config.get().notifications)
+        cfg = config.get().notifications
+        channels = throttled(build_channels(cfg), cfg)
     backoff = backoff or Backoff()
     worker = worker or dispatcher_id()
     stats = DispatchStats(reaped=reap_expired_leases(conn))
@@ -164,7 +166,12 @@ def _deliver_batch(
                 row.queue_id,
                 worst_case_s,
             )
-        failure = _deliver_row(row, todo, channels, backoff)
+        try:
+            failure = _deliver_row(row, todo, channels, backoff)
+        except ChannelBusy as busy:  # the channel's rate is booked far ahead: the rest waits
+            stats.released += release(conn, worker, [r.queue_id for r in rows[index:]])
+            logger.info("%s; %d notifications given back for the next run", busy, len(rows) - index)
+            break
         if network:
             # It left the building: record it at once, so that a crash now re-sends this row
             # only, not the whole batch.
@@ -211,6 +218,11 @@ def _deliver_row(
                 )
             channel.send(row)
             done.append(name)
+        except ChannelBusy as busy:
+            if len(done) == len(row.channels_done):
+                raise  # nothing sent yet: the row goes back untouched
+            errors.append(f"{name}: {busy}")  # keep what was sent; the rest later
+            retry_after_s = max(retry_after_s, DEFAULT_MAX_WAIT_S)
         except DeliveryError as exc:
             errors.append(f"{name}: {exc}")
             permanent = permanent or exc.permanent

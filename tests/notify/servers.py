@@ -61,6 +61,8 @@ class HttpProvider:
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.requests = 0
+        self.arrivals: list[float] = []  # time.time() of every request, as the provider counts
+        self.retry_after = "1"  # the Retry-After of a 429
         self._lock = threading.Lock()
         provider = self
 
@@ -72,6 +74,7 @@ class HttpProvider:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with provider._lock:
                     provider.requests += 1
+                    provider.arrivals.append(time.time())
                     action = provider.plan.pop(0) if provider.plan else provider.mode
                 if provider.delay_s:
                     time.sleep(provider.delay_s)
@@ -86,7 +89,7 @@ class HttpProvider:
                         provider.headers.append(dict(self.headers))
                 self.send_response(status)
                 if status == 429:
-                    self.send_header("Retry-After", "1")
+                    self.send_header("Retry-After", provider.retry_after)
                 payload = b'{"ok": true}' if status < 300 else b'{"error": "told to fail"}'
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -99,6 +102,11 @@ class HttpProvider:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/send"
+
+    def per_second(self) -> Counter[int]:
+        """Requests per second of the provider's clock (whole seconds since the epoch)."""
+        with self._lock:
+            return Counter(int(t) for t in self.arrivals)
 
     def duplicates(self) -> dict[str, int]:
         return {k: n for k, n in Counter(self.received).items() if n > 1}
