@@ -6,7 +6,7 @@ import argparse
 from datetime import date
 
 from jobs.family import CommandFailed
-from jobs.listing import Column, add_listing_flags, show
+from jobs.listing import Column, add_listing_flags, human, show
 from jobs.maintenance_file import MaintenanceConfigError
 
 
@@ -61,7 +61,7 @@ def _ensure(args: argparse.Namespace) -> int:
         raise CommandFailed(str(exc)) from None
     for r in results:
         print(
-            f"{r.parent}: {r.outcome}; created {r.created or '-'}; dropped {r.dropped or '-'}; "
-            f"detached {r.detached or '-'}{'; ' + r.error if r.error else ''}"
+            f"{r.parent}: {r.outcome}; created {human(r.created)}; dropped {human(r.dropped)}; "
+            f"detached {human(r.detached)}{'; ' + r.error if r.error else ''}"
         )
     return 0 if all(r.outcome == "ok" for r in results) else 1

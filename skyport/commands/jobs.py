@@ -87,7 +87,7 @@ def _enqueue(args: argparse.Namespace) -> int:
     if ref.created:
         print(ref.id)
     else:
-        print(f"{ref.id} (existing job for dedup key {args.dedup_key!r}, {ref.state})")
+        print(f"{ref.id} (the existing job for dedup key {args.dedup_key}, {ref.state})")
     return 0
 
 
