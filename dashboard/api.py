@@ -12,7 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashboard import actions, auth, data, failures, inputs, openapi, queries, sessions, validate
+import config
+from dashboard import actions, auth, data, failures, inputs, openapi, queries, sessions, validate, web
 from dashboard import login as login_flow
 from dashboard.openapi import ACTION_RESULT, AUDIT_ENTRY, INT_OR_NULL, JOB_ROW, USER, array, described, obj
 from dashboard.pages import domain_body, job_verb, periodic_verb, sign_out_target, who
@@ -246,4 +247,6 @@ async def sign_out_everywhere(request: Request) -> Response:
 @described("this document: the JSON API in OpenAPI 3.1, generated from the routes that serve it")
 async def openapi_document(request: Request) -> Response:
     validate.query(request, inputs.NO_PARAMETERS)
-    return ApiResponse(openapi.document(request.app.routes))
+    secure = config.get().web.secure_cookies
+    cookie = web.SECURE_SESSION_COOKIE if secure else web.SESSION_COOKIE
+    return ApiResponse(openapi.document(request.app.routes, cookie))

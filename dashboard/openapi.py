@@ -212,8 +212,9 @@ def operation(route: Route, method: str, about: Described) -> dict[str, Any]:
     return op
 
 
-def document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every `/api/` route."""
+def document(routes: Iterable[BaseRoute], session_cookie: str = "skyport_session") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every `/api/` route (`session_cookie`: the cookie's name, which
+    depends on SKYPORT_SECURE_COOKIES)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if not isinstance(route, Route) or not route.path.startswith("/api/"):
@@ -234,7 +235,7 @@ def document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         "components": {
             "schemas": {"Error": ERROR, "ActionResult": ACTION_RESULT},
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": "skyport_session"},
+                "session": {"type": "apiKey", "in": "cookie", "name": session_cookie},
                 "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
             },
         },
