@@ -549,7 +549,7 @@ SELECT n.name, j.id, j.dedup_key, j.state, j.enqueued_at, j.enqueued_by, j.finis
 
 # ---- the console's rollup (workers/stats.py) ---------------------------------------------------
 
-# -- attempt_stats_since -- attempts finished since `since`, counted per minute, queue, actor,
+# -- attempt_stats_since -- attempts finished from `since` to `until`, counted per minute, queue, actor,
 # outcome and histogram bucket of their run time and (first attempts) wait time: bucket i holds
 # (1.5^(i-1), 1.5^i] ms, 0 holds 1 ms and less. The wait runs from the enqueue, or from the eta
 # of a delayed job still on its first attempt (a retry moved the eta of the others)
@@ -565,7 +565,7 @@ SELECT date_bin('1 minute', a.finished_at, timestamptz '2000-01-01') AS bucket_a
                 ELSE j.enqueued_at END) * 1000, 1)) / ln(1.5))::int) END AS wait_b,
        count(*) AS n
   FROM job_attempts a JOIN jobs j ON j.id = a.job_id
- WHERE a.finished_at >= %(since)s
+ WHERE a.finished_at >= %(since)s AND a.finished_at < %(until)s
  GROUP BY 1, 2, 3, 4, 5, 6
 """
 

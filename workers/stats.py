@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import zip_longest
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 
@@ -37,6 +37,8 @@ RANGES = {
 HIST_BASE = 1.5
 # Minutes recounted at each pass (attempts committed late, a pass that came late).
 DEFAULT_RECOUNT = timedelta(minutes=5)
+# A pass's minutes are written in chunks of this, each committed on its own.
+DEFAULT_CHUNK = timedelta(hours=6)
 # How far back the first pass reaches.
 DEFAULT_BACKFILL = timedelta(days=7)
 EPOCH = datetime(2000, 1, 1)
@@ -63,6 +65,12 @@ ON CONFLICT (grain_s, bucket_at, queue, actor) DO UPDATE
 STATS_RANGE = """
 SELECT bucket_at, queue, actor, succeeded, failed, run_ms_hist, wait_ms_hist, depth
   FROM job_stats WHERE grain_s = %s AND bucket_at >= %s
+"""
+
+# -- job_stats_fold -- the minute buckets of a span, to be folded into coarser ones (the primary key).
+STATS_FOLD = """
+SELECT bucket_at, queue, actor, succeeded, failed, run_ms_hist, wait_ms_hist, depth
+  FROM job_stats WHERE grain_s = 60 AND bucket_at >= %s AND bucket_at < %s
 """
 
 STATS_PRUNE = "DELETE FROM job_stats WHERE grain_s = %s AND bucket_at < %s"
@@ -126,33 +134,34 @@ Key = tuple[datetime, str, str]  # bucket start, queue, actor
 
 
 def roll_up(conn: psycopg.Connection) -> dict[str, int]:
-    """One pass (in one transaction); returns the rows written per grain."""
+    """One pass; returns the buckets written per grain. The minutes since the last pass are done
+    in chunks of DEFAULT_CHUNK, each committed on its own: a first pass over a large ledger that
+    is cut short (time limit, restart) resumes where it stopped, it never starts over."""
+    now = conn.execute("SELECT now()").fetchone()[0]
+    last = conn.execute(STATS_LAST_MINUTE).fetchone()[0]
+    since = floor_to(last - DEFAULT_RECOUNT, 60) if last else floor_to(now - DEFAULT_BACKFILL, 3600)
+    written = dict.fromkeys(map(str, GRAINS_S), 0)
+    while since <= now:
+        until = min(since + DEFAULT_CHUNK, now + timedelta(seconds=60))
+        with conn.transaction():
+            written["60"] += _write(conn, 60, _minutes_from_ledger(conn, since, until))
+            for grain in GRAINS_S[1:]:
+                written[str(grain)] += _write(conn, grain, _fold(conn, grain, floor_to(since, grain), until))
+        since = until
     with conn.transaction():
-        now = conn.execute("SELECT now()").fetchone()[0]
-        last = conn.execute(STATS_LAST_MINUTE).fetchone()[0]
-        since = floor_to(last - DEFAULT_RECOUNT if last else now - DEFAULT_BACKFILL, 3600 if not last else 60)
-        written = {"60": _write(conn, 60, _minutes_from_ledger(conn, since))}
         _sample_depth(conn, floor_to(now, 60))
-        for grain in GRAINS_S[1:]:
-            start = floor_to(since, grain)
-            written[str(grain)] = _write(conn, grain, _fold(conn, grain, start))
+        for grain in GRAINS_S[1:]:  # the current buckets' depth
+            _write(conn, grain, _fold(conn, grain, floor_to(now, grain), now + timedelta(seconds=60)))
         for grain, keep in KEEP.items():
             conn.execute(STATS_PRUNE, (grain, now - keep))
         _count_states(conn)
     return written
 
 
-def _hist(index: int) -> list[int]:
-    hist = [0] * (index + 1)
-    hist[index] = 1
-    return hist
-
-
-def _minutes_from_ledger(conn: psycopg.Connection, since: datetime) -> dict[Key, Bucket]:
+def _minutes_from_ledger(conn: psycopg.Connection, since: datetime, until: datetime) -> dict[Key, Bucket]:
     buckets: dict[Key, Bucket] = defaultdict(Bucket)
-    for at, queue, actor, ok, run_b, wait_b, n in conn.execute(
-        ledger_sql.ATTEMPT_STATS_SINCE, {"since": since}
-    ):
+    params = {"since": since, "until": until}
+    for at, queue, actor, ok, run_b, wait_b, n in conn.execute(ledger_sql.ATTEMPT_STATS_SINCE, params):
         bucket = buckets[(at, queue, actor)]
         if ok:
             bucket.succeeded += n
@@ -170,10 +179,12 @@ def _sample_depth(conn: psycopg.Connection, minute: datetime) -> None:
         cur.executemany(STATS_DEPTH, [(minute, queue, actor, n) for queue, actor, n in sorted(rows)])
 
 
-def _fold(conn: psycopg.Connection, grain: int, start: datetime) -> dict[Key, Bucket]:
-    """The minute buckets from `start` summed into buckets of `grain` seconds."""
+def _fold(conn: psycopg.Connection, grain: int, start: datetime, until: datetime) -> dict[Key, Bucket]:
+    """The minute buckets from `start` to `until` summed into buckets of `grain` seconds (whole
+    buckets: `until` is rounded up to the grain)."""
     folded: dict[Key, Bucket] = defaultdict(Bucket)
-    for at, queue, actor, *values in conn.execute(STATS_RANGE, (60, start)):
+    end = floor_to(until - timedelta(microseconds=1), grain) + timedelta(seconds=grain)
+    for at, queue, actor, *values in conn.execute(STATS_FOLD, (start, end)):
         folded[(floor_to(at, grain), queue, actor)].add(Bucket(*values))
     return folded
 
@@ -219,8 +230,10 @@ def state_counts(conn: psycopg.Connection, states: Iterable[str]) -> dict[str, i
     return {s: counts.get(s, 0) for s in states}
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(TypedDict):
+    """One bucket of a range (or a range's figures for one queue or actor): attempts, percentiles
+    of run and wait times in ms (None: no attempt), jobs queued."""
+
     at: datetime
     succeeded: int
     failed: int
@@ -249,27 +262,25 @@ class _Sums:
         self.waits.append(wait)
         self.depth += depth or 0  # the queues' and actors' depths add up
 
-    def point(self, at: datetime) -> dict[str, Any]:
+    def point(self, at: datetime) -> Point:
         run = [sum(column) for column in zip_longest(*self.runs, fillvalue=0)]
         wait = [sum(column) for column in zip_longest(*self.waits, fillvalue=0)]
-        return asdict(
-            Point(
-                at,
-                self.succeeded,
-                self.failed,
-                percentile_ms(run, 0.5),
-                percentile_ms(run, 0.95),
-                percentile_ms(wait, 0.5),
-                percentile_ms(wait, 0.95),
-                self.depth,
-            )
-        )
+        return {
+            "at": at,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "run_p50_ms": percentile_ms(run, 0.5),
+            "run_p95_ms": percentile_ms(run, 0.95),
+            "wait_p50_ms": percentile_ms(wait, 0.5),
+            "wait_p95_ms": percentile_ms(wait, 0.95),
+            "depth": self.depth,
+        }
 
 
 def read_range(
     conn: psycopg.Connection, range_key: str, queue: str | None = None, actor: str | None = None
 ) -> dict[str, Any]:
-    """A range's points (Point as dicts, every bucket, oldest first) for the jobs of `queue` and
+    """A range's points (every bucket, oldest first) for the jobs of `queue` and
     `actor` (None: all), and the range's totals per queue and per actor (all of them)."""
     grain, span = RANGES[range_key]
     now = conn.execute("SELECT now()").fetchone()[0]
@@ -278,11 +289,11 @@ def read_range(
     series: dict[datetime, _Sums] = defaultdict(_Sums)
     by_queue: dict[str, _Sums] = defaultdict(_Sums)
     by_actor: dict[str, _Sums] = defaultdict(_Sums)
-    for at, q, a, *values in conn.execute(STATS_RANGE, (grain, start)):
+    for at, q, a, ok, bad, run, wait, depth in conn.execute(STATS_RANGE, (grain, start)).fetchall():
         if (queue is None or q == queue) and (actor is None or a == actor):
-            series[at].add(*values)
-        by_queue[q].add(*values[:4], None)
-        by_actor[a].add(*values[:4], None)
+            series[at].add(ok, bad, run, wait, depth)
+        by_queue[q].add(ok, bad, run, wait, None)
+        by_actor[a].add(ok, bad, run, wait, None)
     step = timedelta(seconds=grain)
     buckets = [start + step * i for i in range(int(span / step))]
     return {

@@ -52,6 +52,8 @@ def test_rollup_counts_percentiles_depth_and_folds(conn: psycopg.Connection) -> 
     _job(conn, "charge", "payments", "dead", wait_s=1, runs=[(0.5, "failed"), (0.5, "failed")])
     for _ in range(3):
         _job(conn, "charge", "payments", "queued")
+    # An attempt 3 days ago: another chunk of the first pass.
+    _job(conn, "send_email", "mail", "succeeded", runs=[(0.05, "succeeded")], ago_s=3 * 86400)
 
     written = stats.roll_up(conn)
     assert written["60"] >= 2 and written["900"] >= 2 and written["3600"] >= 2
@@ -74,10 +76,10 @@ def test_rollup_counts_percentiles_depth_and_folds(conn: psycopg.Connection) -> 
     assert sum(p["failed"] for p in only_charge["points"]) == 2
     assert sum(p["succeeded"] for p in only_charge["points"]) == 0
 
-    for range_key, count in (("24h", 96), ("7d", 168)):
+    for range_key, count, succeeded in (("24h", 96, 20), ("7d", 168, 21)):
         folded = stats.read_range(conn, range_key)
         assert len(folded["points"]) == count
-        assert sum(p["succeeded"] for p in folded["points"]) == 20, range_key
+        assert sum(p["succeeded"] for p in folded["points"]) == succeeded, range_key
         assert folded["by_actor"]["charge"]["failed"] == 2
 
     # A second pass recounts the same minutes: nothing counted twice; a late attempt is taken in.
