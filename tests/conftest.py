@@ -27,11 +27,13 @@ ADMIN_URL = os.environ.get("SKYPORT_TEST_ADMIN_URL", "postgresql://postgres@127.
 TEST_REDIS_URL = os.environ.get("SKYPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_AMQP_URL = os.environ.get("SKYPORT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# `pgbouncer`: the product under test (every process the tests start, and DATABASE_URL in-process)
-# reaches each test's database through one PgBouncer in transaction mode, without a direct URL;
-# the tests' own checks still read the server. E.g. SKYPORT_TEST_DATABASE_ROUTE=pgbouncer
-# ./scripts/test tests/e2e tests/faults (docs/operations.md, "Through PgBouncer").
-DATABASE_ROUTE = os.environ.get("SKYPORT_TEST_DATABASE_ROUTE", "direct")
+# How the product under test (every process the tests start, and DATABASE_URL in-process) reaches
+# each test's database: `direct`, or `pgbouncer`: through one PgBouncer in transaction mode without
+# a direct URL (the tests' own checks still read the server). tests/e2e and tests/faults run each
+# test both ways; this variable narrows them to one, and sends every other folder through the
+# pooler too (docs/operations.md, "Through PgBouncer").
+DATABASE_ROUTE = os.environ.get("SKYPORT_TEST_DATABASE_ROUTE", "")
+ROUTES = (DATABASE_ROUTE,) if DATABASE_ROUTE else ("direct", "pgbouncer")
 RUN_ID = uuid.uuid4().hex[:8]
 
 
@@ -85,12 +87,9 @@ def fresh_db_name() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def suite_pgbouncer() -> Iterator[PgBouncer | None]:
-    """The PgBouncer of SKYPORT_TEST_DATABASE_ROUTE=pgbouncer (None: direct). At the end, its log
-    holds no prepared-statement error."""
-    if DATABASE_ROUTE != "pgbouncer":
-        yield None
-        return
+def suite_pgbouncer() -> Iterator[PgBouncer]:
+    """The PgBouncer of the `pgbouncer` route, one per run. At the end, its log holds no
+    prepared-statement error."""
     try:
         with PgBouncer(ADMIN_URL, pool_size=20) as bouncer:
             yield bouncer
@@ -101,11 +100,27 @@ def suite_pgbouncer() -> Iterator[PgBouncer | None]:
 
 
 @pytest.fixture
+def database_route() -> str:
+    """`direct` or `pgbouncer` (DATABASE_ROUTE); tests/e2e and tests/faults parametrize it."""
+    return DATABASE_ROUTE or "direct"
+
+
+def parametrize_routes(metafunc: pytest.Metafunc) -> None:
+    """`pytest_generate_tests` of the folders whose tests run on every route in ROUTES."""
+    if "database_url" in metafunc.fixturenames and "private_database" not in metafunc.fixturenames:
+        metafunc.parametrize("database_route", ROUTES)
+
+
+@pytest.fixture
 def database_url(
-    template_db: str, redis_namespace: str, suite_pgbouncer: PgBouncer | None, monkeypatch: pytest.MonkeyPatch
+    template_db: str,
+    redis_namespace: str,
+    database_route: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:
     """A migrated database of this test's own; DATABASE_URL points at it (through the suite's
-    PgBouncer when the route says so). With it comes a Redis namespace of the test's own:
+    PgBouncer on the `pgbouncer` route). With it comes a Redis namespace of the test's own:
     enqueue() sends jobs to Redis right after they commit. Yields the direct URL."""
     name = f"skyport_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -115,10 +130,12 @@ def database_url(
             )
         )
     url = db_url(name)
-    monkeypatch.setenv("DATABASE_URL", url if suite_pgbouncer is None else suite_pgbouncer.url(url))
-    if suite_pgbouncer is not None:
+    if database_route == "pgbouncer":
+        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("suite_pgbouncer").url(url))
         monkeypatch.setenv("SKYPORT_DATABASE_POOLER", "transaction")
         monkeypatch.delenv("DATABASE_DIRECT_URL", raising=False)
+    else:
+        monkeypatch.setenv("DATABASE_URL", url)
     config.get.cache_clear()
     try:
         yield url

@@ -1,6 +1,5 @@
-"""Real `skyport worker` processes on real PostgreSQL and Redis; each test twice: on the server
-directly, and through a PgBouncer in transaction mode (SKYPORT_DATABASE_POOLER=transaction, no
-DATABASE_DIRECT_URL: nothing LISTENs, the relay sweeps)."""
+"""Real `skyport worker` processes on real PostgreSQL and Redis; each test on the server directly
+and through a PgBouncer in transaction mode (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,35 +7,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-import config
-from db import pool
-from tests.pooler.conftest import pooler_run  # noqa: F401 - the module's PgBouncer
 from tests.support import REPO, WorkerProcess, job_states, scalar, wait_for
 from workers import JobSpec, enqueue, enqueue_many, ledger
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, params=["direct", "pgbouncer"])
-def database_route(
-    request: pytest.FixtureRequest, effects: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """The processes' DATABASE_URL: the server, or the module's PgBouncer in front of it (the
-    tests' own checks read the server directly)."""
-    if request.param == "pgbouncer":
-        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("pooler_run").bouncer.url(effects))
-        monkeypatch.setenv("SKYPORT_DATABASE_POOLER", "transaction")
-        monkeypatch.delenv("DATABASE_DIRECT_URL", raising=False)
-        pool.close()
-        config.get.cache_clear()
-    yield request.param
-    pool.close()
-    config.get.cache_clear()
 
 
 def _effects(url: str, key: str) -> int:

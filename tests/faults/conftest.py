@@ -1,5 +1,6 @@
 """Fixtures of the fault suite: servers of the test's own that it may stop (a PostgreSQL cluster,
-a RabbitMQ virtual host); the shared servers are never stopped."""
+a RabbitMQ virtual host); the shared servers are never stopped. A test on the shared server runs
+twice, directly and through the suite's PgBouncer (tests/e2e/conftest.py says how)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ import pytest
 import config
 import tests.actors
 from db import migrate, pool
-from tests.conftest import ON_CI
+from tests.conftest import ON_CI, parametrize_routes
 from tests.support import PrivatePostgres, postgres_bindir
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_routes(metafunc)
 
 
 def _unavailable(message: str) -> None:
