@@ -117,9 +117,11 @@ def _axes(
     for at in when:
         x = frame.x((at - frame.start) / frame.step)
         label = at.astimezone(UTC).strftime(pattern)
+        # A label at either edge is anchored inside the drawing, not cut by it.
+        anchor = "start" if x < LEFT + 30 else "end" if x > frame.width - RIGHT - 30 else "middle"
         parts.append(
             f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 4}"/>'
-            f'<text x="{x:.1f}" y="{bottom + 15}" text-anchor="middle">{escape(label)}</text>'
+            f'<text x="{x:.1f}" y="{bottom + 15}" text-anchor="{anchor}">{escape(label)}</text>'
         )
     parts.append(
         f'<text class="axis-title" x="{frame.width - RIGHT}" y="{frame.height - 3}" text-anchor="end">'
