@@ -1,17 +1,18 @@
 """Claims under flow control, and the release of jobs that waited for a slot.
 
 A fetched message whose queue or actor is paused, or that a concurrency or rate limit governs,
-is claimed here instead of by the plain batch claim (workers/middleware.py). In one transaction:
+is claimed here instead of by the plain batch claim (workers/middleware.py). In one transaction,
+sent in one round trip (pipeline mode):
 - a paused job is parked (`waiting_for = 'paused'`) off the broker;
-- the concurrency limits it falls under are locked (transaction advisory locks, taken in a fixed
-  order), the running jobs of each counted from the ledger, and jobs beyond a limit parked
-  (`slot`): slots are the ledger's running rows, so a killed worker's slots come back when the
-  lifeline takes its jobs back, and no slot can leak;
-- a rate-limited job reserves its start (flow.rate_reserve): due now, it starts; else it is
-  parked (`rate`) with its reserved time as eta, and the relay publishes it then, marked as
-  reserved so that its claim does not reserve again;
-- the others start (queued -> running), as in the plain claim.
-No parked job spends an attempt. The relay's flow pass (`release_slots`) gives slot-waiting jobs
+- the concurrency limits the others fall under are locked (transaction advisory locks, taken in
+  a fixed order); the jobs start (queued -> running, as in the plain claim); then per limit, the
+  running jobs are counted and this claim's starts beyond the limit undone (`slot`). Slots are
+  the ledger's running rows, so a killed worker's slots come back when the lifeline takes its
+  jobs back, and no slot can leak;
+- then a rate-limited job reserves its start (flow.rate_reserve): due now, it runs; else it is
+  undone (`rate`) with its reserved time as eta, and the relay publishes it then, marked as
+  reserved so that its claim does not reserve again.
+No held job spends an attempt. The relay's flow pass (`release_slots`) gives slot-waiting jobs
 back to the relay, best priority first, as slots free up; a resume gives back the paused ones.
 """
 
@@ -62,124 +63,115 @@ class Outcome:
     next_due_s: float | None = None
 
 
-def claim(conn: psycopg.Connection, worker_id: str, fetched: list[Fetched], rules: flow.Rules) -> Outcome:
-    """Claim, park or start the jobs of `fetched` (one transaction; see the module's text).
+@dataclass(frozen=True)
+class Scope:
+    """A concurrency limit a job falls under: an actor's (per key when `keyed`) or a queue's."""
 
-    Under the limits' locks, the running jobs are counted (each count a statement after the
-    locks: it sees every claim committed before they were granted) and the jobs started; the
-    starts beyond a limit are undone at once. In pipeline mode the locks, the counts and the
-    start go in one round trip: a limit that does not bind costs that and the commit."""
-    with conn.pipeline(), conn.transaction():
-        paused = [i for i in fetched if rules.paused(i.queue, i.actor.actor_name)]
-        live = [i for i in fetched if not rules.paused(i.queue, i.actor.actor_name)]
-        scopes = {item.job_id: _scopes(item, rules) for item in live}
-        names = sorted({name for found in scopes.values() for name, _ in found})
-        for name in names:  # in one order everywhere: no deadlock between claims
-            conn.execute(LOCK_SCOPE, (name,))
-        counting = {name: _count_in_use(conn, name) for name in names}
-        started = ledger.job_start_many(conn, worker_id, [(i.job_id, i.message_id) for i in live])
-        ours = [i for i in live if i.message_id in started]
-        limits = _limits(scopes)
-        excess = {name: _in_use(name, cur) - limits[name] for name, cur in counting.items()}
-        for item in ours:
-            for name, _ in scopes[item.job_id]:
-                excess[name] += 1
-        over = _over_limits(ours, scopes, excess)
-        over_ids = {item.message_id for item in over}
-        runnable = [i for i in ours if i.message_id not in over_ids]
-        later = _later_by_rate(conn, runnable)
-        undone = [(item, "slot", None) for item in over] + [(item, "rate", slot) for item, slot, _ in later]
-        _unstart(conn, worker_id, undone, started)
-        for item, _, _ in undone:
-            started.pop(item.message_id)
-        parked = _park(conn, [(item, "paused", None) for item in paused])
-        parked |= {item.job_id: reason for item, reason, _ in undone}
-    started = {m: dataclasses.replace(a, limited=True) for m, a in started.items()}
+    name: str  # the advisory lock's name: actor:<name>[:<key>] or queue:<name>
+    limit: int
+    actor: str | None = None
+    key: str | None = None
+    keyed: bool = False
+    queue: str | None = None
+
+
+def claim(conn: psycopg.Connection, worker_id: str, fetched: list[Fetched], rules: flow.Rules) -> Outcome:
+    """Claim, park or start the jobs of `fetched` (see the module's text).
+
+    In one transaction under the limits' advisory locks: the jobs start, then, per limit, the
+    starts beyond it are undone (each statement sees this transaction's starts and every claim
+    committed before the locks were granted). In pipeline mode the whole transaction goes in one
+    round trip, as the plain claim does. A rate then reserves the starts of rate-limited jobs."""
+    paused = [i for i in fetched if rules.paused(i.queue, i.actor.actor_name)]
+    live = [i for i in fetched if not rules.paused(i.queue, i.actor.actor_name)]
+    scopes = {item.job_id: _scopes(item, rules) for item in live}
+    distinct = sorted({s for found in scopes.values() for s in found}, key=lambda s: s.name)
+    pairs = [(i.job_id, i.message_id) for i in live]
+    with conn.pipeline():
+        with conn.transaction():
+            for scope in distinct:  # in one order everywhere: no deadlock between claims
+                conn.execute(LOCK_SCOPE, (scope.name,))
+            starting = ledger.job_start_send(conn, worker_id, pairs)
+            undoing = [_unstart_over(conn, worker_id, scope, live, scopes) for scope in distinct]
+            parked = _park(conn, [(item, "paused", None) for item in paused])
+        started = ledger.started_of(starting, pairs)
+        over = {job_id for cursor in undoing for (job_id,) in cursor.fetchall()}
+    parked |= dict.fromkeys(over, "slot")
+    runnable = [i for i in live if i.message_id in started and i.job_id not in over]
+    later = _later_by_rate(conn, runnable, worker_id, started)
+    parked |= {item.job_id: "rate" for item, _, _ in later}
+    undone = over | {item.job_id for item, _, _ in later}
+    started = {m: dataclasses.replace(a, limited=True) for m, a in started.items() if a.job_id not in undone}
     return Outcome(started, parked, min((wait_s for _, _, wait_s in later), default=None))
 
 
-def _scopes(item: Fetched, rules: flow.Rules) -> list[tuple[str, int]]:
-    """The concurrency limits a job falls under: (lock and count name, limit)."""
+def _scopes(item: Fetched, rules: flow.Rules) -> list[Scope]:
+    """The concurrency limits a job falls under."""
     scopes = []
     limit = rules.actor_limit(item.actor)
     if limit:
+        name = item.actor.actor_name
         key = item.key
-        scopes.append((f"actor:{item.actor.actor_name}" + (f":{key}" if key is not None else ""), limit))
+        lock = f"actor:{name}" + (f":{key}" if key is not None else "")
+        scopes.append(Scope(lock, limit, actor=name, key=key, keyed=key is not None))
     if item.queue in rules.queue_limits:
-        scopes.append((f"queue:{item.queue}", rules.queue_limits[item.queue]))
+        scopes.append(Scope(f"queue:{item.queue}", rules.queue_limits[item.queue], queue=item.queue))
     return scopes
 
 
-def _over_limits(
-    started: list[Fetched], scopes: dict[int, list[tuple[str, int]]], excess: dict[str, int]
-) -> list[Fetched]:
-    """The started jobs to undo so that no limit is exceeded: the batch's last ones first."""
-    over = []
-    for item in reversed(started):
-        if any(excess[name] > 0 for name, _ in scopes[item.job_id]):
-            for name, _ in scopes[item.job_id]:
-                excess[name] -= 1
-            over.append(item)
-    return over
-
-
-def _unstart(
+def _unstart_over(
     conn: psycopg.Connection,
     worker_id: str,
-    undone: list[tuple[Fetched, str, datetime | None]],
-    started: dict[str, ledger.StartedAttempt],
-) -> None:
-    """Started jobs that may not run now wait off the broker, their attempt not spent."""
-    if not undone:
-        return
-    conn.execute(
-        ledger_sql.JOB_UNSTART,
-        {
-            "worker_id": worker_id,
-            "job_ids": [item.job_id for item, _, _ in undone],
-            "attempts": [started[item.message_id].attempt for item, _, _ in undone],
-            "reasons": [reason for _, reason, _ in undone],
-            "etas": [eta for _, _, eta in undone],
-        },
-    )
+    scope: Scope,
+    live: list[Fetched],
+    scopes: dict[int, list[Scope]],
+) -> psycopg.Cursor:
+    """JOB_UNSTART_OVER for one limit, over this claim's jobs that fall under it (read later)."""
+    params = {
+        "job_ids": [i.job_id for i in live if scope in scopes[i.job_id]],
+        "worker_id": worker_id,
+        "queue": scope.queue,
+        "actor": scope.actor,
+        "keyed": scope.keyed,
+        "key": scope.key,
+        "limit": scope.limit,
+    }
+    return conn.execute(ledger_sql.JOB_UNSTART_OVER, params, prepare=False)
 
 
-def _limits(scopes: dict[int, list[tuple[str, int]]]) -> dict[str, int]:
-    return {name: limit for found in scopes.values() for name, limit in found}
-
-
-def _count_in_use(conn: psycopg.Connection, name: str) -> psycopg.Cursor:
-    """Count the running jobs of a scope (`actor:<name>[:<key>]` or `queue:<name>`); the cursor
-    gives the counts (read by `_in_use`, so that a pipeline sends every count at once)."""
-    kind, _, rest = name.partition(":")
-    if kind == "queue":
-        return conn.execute(ledger_sql.JOB_RUNNING_OF_QUEUES, {"queues": [rest]})
-    return conn.execute(ledger_sql.JOB_RUNNING_OF_ACTORS, {"actors": [rest.partition(":")[0]]})
-
-
-def _in_use(name: str, counted: psycopg.Cursor) -> int:
-    kind, _, rest = name.partition(":")
-    rows = counted.fetchall()
-    if kind == "queue":
-        return sum(n for _, n in rows)
-    _, sep, key = rest.partition(":")
-    return sum(n for _, k, n in rows if not sep or k == key)
-
-
-def _later_by_rate(conn: psycopg.Connection, items: list[Fetched]) -> list[tuple[Fetched, datetime, float]]:
-    """Started jobs whose rate limit reserves them a later start: with its time and the seconds
-    until it. A job published at its reserved start (`reserved`) does not reserve again."""
+def _later_by_rate(
+    conn: psycopg.Connection, items: list[Fetched], worker_id: str, started: dict[str, ledger.StartedAttempt]
+) -> list[tuple[Fetched, datetime, float]]:
+    """Started jobs whose rate limit reserves them a later start, undone (waiting for it off the
+    broker, their attempt not spent): each with its time and the seconds until it. A job
+    published at its reserved start (`reserved`) does not reserve again."""
     by_key: dict[str, list[Fetched]] = defaultdict(list)
     for item in items:
         if flow.actor_flow(item.actor).rate is not None and not item.reserved:
             by_key[rate_key(item)].append(item)
+    if not by_key:
+        return []
     later = []
-    for key, group in sorted(by_key.items()):
-        rate = flow.actor_flow(group[0].actor).rate
-        assert rate is not None
-        for item, (slot, wait_s) in zip(group, flow.rate_reserve(conn, key, rate, len(group)), strict=True):
-            if wait_s > DEFAULT_RATE_SLACK_S:
-                later.append((item, slot, wait_s))
+    with conn.transaction():
+        for key, group in sorted(by_key.items()):
+            rate = flow.actor_flow(group[0].actor).rate
+            assert rate is not None
+            for item, (slot, wait_s) in zip(
+                group, flow.rate_reserve(conn, key, rate, len(group)), strict=True
+            ):
+                if wait_s > DEFAULT_RATE_SLACK_S:
+                    later.append((item, slot, wait_s))
+        if later:
+            conn.execute(
+                ledger_sql.JOB_UNSTART,
+                {
+                    "worker_id": worker_id,
+                    "job_ids": [item.job_id for item, _, _ in later],
+                    "attempts": [started[item.message_id].attempt for item, _, _ in later],
+                    "reasons": ["rate"] * len(later),
+                    "etas": [slot for _, slot, _ in later],
+                },
+            )
     return later
 
 

@@ -49,16 +49,24 @@ def job_start_many(
     conn: psycopg.Connection, worker_id: str, messages: list[tuple[int, str]]
 ) -> dict[str, StartedAttempt]:
     """Start the jobs of (job_id, message_id) pairs; the started ones by message id."""
+    return started_of(job_start_send(conn, worker_id, messages), messages)
+
+
+def job_start_send(
+    conn: psycopg.Connection, worker_id: str, messages: list[tuple[int, str]]
+) -> psycopg.Cursor:
+    """JOB_START_MANY sent; `started_of` reads what it started (in pipeline mode, later)."""
+    params = {
+        "worker_id": worker_id,
+        "job_ids": [job_id for job_id, _ in messages],
+        "message_ids": [message_id for _, message_id in messages],
+    }
+    return conn.execute(q.JOB_START_MANY, params, prepare=False)  # see HOT_PATH_PLANNING
+
+
+def started_of(cursor: psycopg.Cursor, messages: list[tuple[int, str]]) -> dict[str, StartedAttempt]:
     by_message = {message_id: job_id for job_id, message_id in messages}
-    rows = conn.execute(
-        q.JOB_START_MANY,
-        {
-            "worker_id": worker_id,
-            "job_ids": [job_id for job_id, _ in messages],
-            "message_ids": [message_id for _, message_id in messages],
-        },
-        prepare=False,  # planned for each batch: see HOT_PATH_PLANNING
-    ).fetchall()
+    rows = cursor.fetchall()
     return {m: StartedAttempt(by_message[m], attempts, max_attempts) for m, attempts, max_attempts, _ in rows}
 
 

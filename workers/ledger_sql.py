@@ -250,6 +250,29 @@ SELECT extract(epoch FROM min(eta) - now()) FROM jobs
    AND eta > now()
 """
 
+# -- job_unstart_over -- after a claim started jobs under a concurrency limit, in its transaction
+# and under the limit's lock: those of its own starts (`job_ids`, in claim order) beyond the limit
+# go back to queued, newest first, waiting for a slot, their attempt not spent. The scope is a
+# queue (`queue`) or an actor, per key when `keyed` (jobs_running_actor_idx, jobs_running_idx).
+# Run unprepared: planned with its parameters, only the CASE branch that applies is kept.
+JOB_UNSTART_OVER = """
+WITH over AS MATERIALIZED (
+    SELECT o.id FROM unnest(%(job_ids)s::bigint[]) WITH ORDINALITY AS o(id, ord)
+      JOIN jobs j ON j.id = o.id
+     WHERE j.state = 'running' AND j.worker_id = %(worker_id)s
+     ORDER BY o.ord DESC
+     LIMIT greatest(0, (SELECT count(*) FROM jobs r
+                         WHERE r.state = 'running'
+                           AND CASE WHEN %(queue)s::text IS NOT NULL THEN r.queue = %(queue)s
+                                    ELSE r.actor = %(actor)s AND (NOT %(keyed)s OR r.flow_key = %(key)s) END)
+                       - %(limit)s))
+UPDATE jobs j
+   SET state = 'queued', attempts = j.attempts - 1, published_at = NULL, eta = now(), waiting_for = 'slot'
+  FROM over
+ WHERE j.id = over.id
+RETURNING j.id
+"""
+
 # -- job_unpark_paused -- a queue or actor resumed: its paused jobs go back to the relay, but those
 # whose other scope (actor or queue) is still paused (jobs_waiting_idx).
 JOB_UNPARK_PAUSED = """
