@@ -38,9 +38,16 @@ function livePaused() { return window.localStorage.getItem(LIVE_KEY) === "off"; 
 // A region's content without the per-render request ids, to tell a real change.
 function signature(html) { return html.replace(/name="request_id" value="[^"]*"/g, ""); }
 
-// A region the user is working in keeps its content: a ticked box, a focused field.
+// A field the user changed (a ticked box, a chosen range, typed text) and not yet sent.
+function changed(field) {
+  if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+  if (field.tagName === "SELECT") return [...field.options].some((o) => o.selected !== o.defaultSelected);
+  return field.value !== field.defaultValue;
+}
+
+// A region the user is working in keeps its content: a changed field, a focused one.
 function inUse(region) {
-  if (region.querySelector('input[type="checkbox"]:checked')) return true;
+  if ([...region.querySelectorAll("input, select, textarea")].some(changed)) return true;
   return region.contains(document.activeElement) && document.activeElement.matches("input, select, textarea");
 }
 

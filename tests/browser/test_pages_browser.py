@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from dashboard import auth
+from dashboard.web import DEFAULT_LIVE_EVERY_MS
 from tests.browser.test_dashboard_browser import _up
 from tests.dashboard.conftest import make_dead
 from tests.support import SkyportProcess, free_port, wait_for
@@ -113,6 +114,12 @@ def test_every_page_fits_and_the_charts_have_axes(
                 key = page.locator(f'.key[title="{LONG_KEY}"]')
                 assert key.count() == 1 and key.text_content() != LONG_KEY  # cut, whole on hover
                 assert page.locator(f'button.copy[data-copy="{LONG_KEY}"]').count() == 1
+                if width == WIDTHS[0]:  # a ticked box outlives the live refreshes
+                    first = page.locator('input[name="ids"]').first
+                    first.check()
+                    page.wait_for_timeout(2 * DEFAULT_LIVE_EVERY_MS + 500)
+                    assert first.is_checked()
+                    assert page.text_content("#live-status").startswith("updated")
             finally:
                 context.close()
 
