@@ -146,9 +146,9 @@ class ClaimingRedisBroker(RedisBroker):
     def fetch_best(self, queue_name: str, count: int) -> list[bytes | None]:
         """Up to `count` messages, the best priority first: Dramatiq's fetch from the queue's own
         list (priority 0, with its heartbeat and maintenance), then the lists of priorities 1..9
-        when that one ran short (workers/relay.py, `priority_list`)."""
+        when that one was empty (workers/relay.py, `priority_list`)."""
         fetched = self.do_fetch(queue_name, count)
-        if len(fetched) >= count:
+        if fetched:  # the worse lists wait for the next fetch: one round trip for a lone message
             return fetched
         keys = [
             f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",

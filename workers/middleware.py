@@ -44,6 +44,10 @@ DEFAULT_IDLE_POLL_MS = 100
 # job waiting for a thread shows as running; `dramatiq_queue_prefetch` in the environment
 # overrides it (per consumer, not per thread), e.g. for long jobs.
 DEFAULT_PREFETCH_PER_THREAD = 4
+# How long a success waits for others to share its statement and commit. Nobody waits for it
+# (the job ran; a crash before the commit runs it again), so jobs that arrive one at a time are
+# recorded a few per statement instead of one (docs/benchmarks.md, "Where the time goes").
+DEFAULT_SUCCESS_LINGER_S = 0.005
 # Seconds a stale claim's check may wait for a connection before the job runs unchecked.
 CLAIM_CHECK_TIMEOUT_S = 2.0
 # Tracebacks longer than this are cut (the head and the end are kept).
@@ -78,7 +82,9 @@ class LedgerMiddleware(Middleware):
         self._flow = FlowGate()
         self._heartbeat: lifeline.Heartbeat | None = None
         self._starts = GroupCommit("skyport-ledger-starts", self._write_starts)
-        self._successes = GroupCommit("skyport-ledger-successes", self._write_successes)
+        self._successes = GroupCommit(
+            "skyport-ledger-successes", self._write_successes, linger_s=DEFAULT_SUCCESS_LINGER_S
+        )
         # Consumers start before after_worker_boot: jobs wait until the worker has an id, a
         # heartbeat row and its writers, and Dramatiq's main process knows it booted (boot_gate).
         self._booted = threading.Event()
