@@ -11,6 +11,8 @@ bench/peers/systems.py), with its 2 worker processes already running and warmed 
 
   one by one   N jobs enqueued one call per job from this process (actor.send, enqueue(),
                task.defer(), queries.enqueue(one job)); end-to-end = first enqueue to last job done;
+  16 threads   the same N one-by-one calls from --enqueue-threads threads of this process at once
+               (a web process whose request threads enqueue one job each);
   batched      the same with --enqueue-batch jobs per call (a Dramatiq group, enqueue_many,
                task.batch_defer, queries.enqueue(lists)).
 
@@ -48,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-n", type=int, default=20_000, help="jobs per phase (default: %(default)s)")
     p.add_argument("--processes", "-p", type=int, default=2, help="worker processes per system")
     p.add_argument("--enqueue-batch", type=int, default=1000, help="jobs per batched enqueue call")
+    p.add_argument("--enqueue-threads", type=int, default=16, help="threads of the 16-threads phase")
     p.add_argument("--systems", default=",".join(SYSTEM_KEYS), help="comma-separated, of %(default)s")
     p.add_argument("--phases", default=",".join(PHASES), help="comma-separated, of %(default)s")
     p.add_argument(
@@ -78,8 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(
                 f"{name}: choose from {', '.join(known)} (got {', '.join(sorted(unknown)) or 'none'})"
             )
-    if args.jobs < 1 or args.enqueue_batch < 1 or args.processes < 1:
-        parser.error("--jobs, --enqueue-batch and --processes must be at least 1")
+    if min(args.jobs, args.enqueue_batch, args.processes, args.enqueue_threads) < 1:
+        parser.error("--jobs, --enqueue-batch, --enqueue-threads and --processes must be at least 1")
     if {"procrastinate", "pgqueuer"} & set(args.systems):
         try:
             import pgqueuer  # noqa: F401

@@ -10,9 +10,15 @@ from bench.support.cpu import ROLES
 from bench.support.timing import fmt
 
 OURS = "ledger"
-# The issue's targets: ours / procrastinate and ours / pgqueuer at its default settings.
-TARGET_VS_PROCRASTINATE = 5.0
-TARGET_VS_PGQUEUER_DEFAULT = 1.0
+# The issue's targets: (phase, the peer run or None for ours alone, what, at least / at most).
+RATIO_TARGETS = (
+    ("one", ("bare", "default"), 0.8),
+    ("one", ("pgqueuer", "default"), 2.0),
+    ("threads", ("bare", "default"), 1.5),
+    ("batch", ("pgqueuer", "tuned"), 1.2),
+)
+TARGET_CALL_P50_MS = 0.6  # one by one: the enqueue call's median, at most
+TARGET_CPU_MS = {"one": 1.2, "batch": 0.5}  # CPU per job in all, at most
 
 
 def _ratio(ours: float, theirs: float) -> float:
@@ -67,39 +73,63 @@ def print_cpu_table(runs: list[RunResult], phases: tuple[str, ...]) -> None:
             )
 
 
-def target_rows(runs: list[RunResult], phases: tuple[str, ...]) -> list[tuple[str, float, float]]:
-    """(what, measured ratio ours/theirs, the target); for each phase and each peer setting."""
+Target = tuple[str, float, str, bool | None]  # what, measured, the goal, met (None: not measured)
+
+
+def target_rows(runs: list[RunResult], phases: tuple[str, ...]) -> list[Target]:
+    """The issue's targets (end-to-end ratios ours / theirs, the enqueue call's median, CPU per
+    job), then ours against every other run without a target: how far ahead or behind."""
     ours = ours_run(runs)
-    rows = []
     if ours is None:
-        return rows
-    for phase in phases:
-        mine = ours.phases[phase].end_to_end_rate
-        for run in runs:
-            if run.system == "procrastinate" or (run.system == "pgqueuer" and run.setting.name == "default"):
-                goal = (
-                    TARGET_VS_PROCRASTINATE if run.system == "procrastinate" else TARGET_VS_PGQUEUER_DEFAULT
-                )
-                ratio = _ratio(mine, run.phases[phase].end_to_end_rate)
-                rows.append((f"{PHASE_LABELS[phase]}: ours / {run.label} [{run.setting.name}]", ratio, goal))
-            elif run.system == "pgqueuer":
-                ratio = _ratio(mine, run.phases[phase].end_to_end_rate)
-                rows.append(
-                    (f"{PHASE_LABELS[phase]}: ours / {run.label} [{run.setting.name}]", ratio, math.nan)
-                )
+        return []
+    rows: list[Target] = []
+    targeted = set()
+    for phase, (system, setting), goal in RATIO_TARGETS:
+        peer = next((r for r in runs if (r.system, r.setting.name) == (system, setting)), None)
+        if phase not in phases or peer is None or phase not in peer.phases:
+            continue
+        targeted.add((phase, system, setting))
+        ratio = _ratio(ours.phases[phase].end_to_end_rate, peer.phases[phase].end_to_end_rate)
+        label = f"{PHASE_LABELS[phase]}: ours / {peer.label} [{setting}]"
+        rows.append((label, ratio, f">= {goal:g}", _met(ratio, ratio >= goal)))
+    if "one" in phases:
+        p50 = ours.phases["one"].call_p50_ms
+        rows.append(
+            (
+                "one by one: enqueue call p50 [ms]",
+                p50,
+                f"< {TARGET_CALL_P50_MS:g}",
+                _met(p50, p50 < TARGET_CALL_P50_MS),
+            )
+        )
+    for phase, most in TARGET_CPU_MS.items():
+        if phase in phases:
+            cpu = ours.phases[phase].cpu_total_ms
+            label = f"{PHASE_LABELS[phase]}: ours, CPU per job [ms]"
+            rows.append((label, cpu, f"<= {most:g}", _met(cpu, cpu <= most)))
+    for run in runs:
+        for phase in phases:
+            if run is ours or phase not in run.phases or (phase, run.system, run.setting.name) in targeted:
+                continue
+            ratio = _ratio(ours.phases[phase].end_to_end_rate, run.phases[phase].end_to_end_rate)
+            rows.append((f"{PHASE_LABELS[phase]}: ours / {run.label} [{run.setting.name}]", ratio, "", None))
     return rows
 
 
-def print_targets(rows: list[tuple[str, float, float]]) -> None:
+def _met(value: float, ok: bool) -> bool | None:
+    return None if math.isnan(value) else ok
+
+
+_VERDICTS = {True: "PASS", False: "MISS", None: "n/a"}
+
+
+def print_targets(rows: list[Target]) -> None:
     if not rows:
         return
-    print("\nTargets (end-to-end, ours / theirs)")
-    for label, ratio, goal in rows:
-        if math.isnan(goal):
-            verdict = "(no target: how far ahead or behind)"
-        else:
-            verdict = f">= {goal:g}  {'PASS' if ratio >= goal else 'MISS'}"
-        print(f"  {label:<58} {fmt(ratio, 2):>7}  {verdict}")
+    print("\nTargets (ratios: end-to-end, ours / theirs)")
+    for label, value, goal, met in rows:
+        verdict = "(no target: how far ahead or behind)" if not goal else f"{goal:<7} {_VERDICTS[met]}"
+        print(f"  {label:<58} {fmt(value, 2):>7}  {verdict}")
 
 
 def all_writes_ok(runs: list[RunResult]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,10 +13,10 @@ from urllib.parse import urlsplit
 from bench.peers.systems import Setting, System, log_path
 from bench.support.cpu import ROLES, CpuMeter
 from bench.support.procs import Workers
-from bench.support.timing import fmt, rate, timed_calls, wait_until_complete
+from bench.support.timing import fmt, percentile, rate, timed_calls, wait_until_complete
 
-PHASES = ("one", "batch")
-PHASE_LABELS = {"one": "one by one", "batch": "batched"}
+PHASES = ("one", "threads", "batch")
+PHASE_LABELS = {"one": "one by one", "threads": "16 threads", "batch": "batched"}
 # Jobs run through a system's fresh workers before any phase is timed (imports, connections,
 # prepared statements), then cleared.
 WARMUP_JOBS = 200
@@ -29,6 +30,11 @@ class PhaseResult:
     writes: int = 0
     distinct_writes: int = 0
     cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU ms per job, by role
+    call_ms: list[float] = field(default_factory=list)  # each enqueue call (one by one)
+
+    @property
+    def call_p50_ms(self) -> float:
+        return percentile(self.call_ms, 50)
 
     @property
     def enqueue_rate(self) -> float:
@@ -89,7 +95,12 @@ def run_phase(
     cpu_before = meter.snapshot()
     started = time.monotonic()
     if phase == "one":
-        timed_calls(lambda i: system.send_one(numbers[i]), jobs)
+        _, result.call_ms = timed_calls(lambda i: system.send_one(numbers[i]), jobs)
+    elif phase == "threads":  # each thread enqueues its share one call at a time, as request threads do
+        shares = [numbers[t :: args.enqueue_threads] for t in range(args.enqueue_threads)]
+        with ThreadPoolExecutor(args.enqueue_threads) as threads:
+            for done in [threads.submit(_send_each, system, share) for share in shares]:
+                done.result()
     else:
         chunks = [numbers[i : i + args.enqueue_batch] for i in range(0, jobs, args.enqueue_batch)]
         timed_calls(lambda i: system.send_batch(chunks[i]), len(chunks))
@@ -100,6 +111,11 @@ def run_phase(
     result.writes, result.distinct_writes = system.writes()
     system.reset()
     return result
+
+
+def _send_each(system: System, numbers: list[int]) -> None:
+    for n in numbers:
+        system.send_one(n)
 
 
 def run_setting(
@@ -116,12 +132,13 @@ def run_setting(
         for phase in args.phases:
             run.phases[phase] = outcome = run_phase(system, phase, args.jobs, args, group, meter)
             cpu = ", ".join(f"{role} {outcome.cpu_ms[role]:.2f}" for role in ROLES)
+            p50 = f"; enqueue call p50 {outcome.call_p50_ms:.3f} ms" if outcome.call_ms else ""
             print(
                 f"  {PHASE_LABELS[phase]:<11} enqueue {fmt(outcome.enqueue_rate):>7} jobs/s, "
                 f"end-to-end {fmt(outcome.end_to_end_rate):>7} jobs/s ({outcome.end_to_end_s:.2f} s), "
                 f"writes {outcome.writes:,} ({outcome.distinct_writes:,} distinct)"
                 f"{'' if outcome.writes_ok else '  <-- WRONG'}\n"
-                f"  {'':<11} CPU ms per job: {cpu}; total {outcome.cpu_total_ms:.2f}",
+                f"  {'':<11} CPU ms per job: {cpu}; total {outcome.cpu_total_ms:.2f}{p50}",
                 flush=True,
             )
     finally:

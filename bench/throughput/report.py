@@ -13,6 +13,8 @@ REFERENCE_BARE_ENQUEUE_RATE = 2500.0
 TARGET_RATIO = 0.6
 TARGET_ENQUEUE_MANY_FACTOR = 2.0
 TARGET_P99_MS = 5.0
+# No-op burn-down (jobs already queued, workers started then), ledger / bare, at least.
+TARGET_BURN_DOWN_RATIO = 2.0
 
 
 def _ratio(a: float, b: float) -> float:
@@ -85,6 +87,9 @@ def target_rows(jobs: int, a: PathResult, b: PathResult, extras: LedgerExtras | 
                 _passed(ratio >= TARGET_RATIO, ratio),
             )
         )
+    ratio = _ratio(rate(jobs, a.burn_down_from_ready_s), rate(jobs, b.burn_down_from_ready_s))
+    label = f"burn-down from ready ratio (b)/(a) >= {TARGET_BURN_DOWN_RATIO:g}"
+    rows.append((label, fmt(ratio, 2), _passed(ratio >= TARGET_BURN_DOWN_RATIO, ratio)))
     if extras is not None:
         rows.append(enqueue_many_target(rate(jobs, a.enqueue_s), extras.enqueue_many_rate))
         p99 = percentile(extras.dedup_latency_ms, 99)
