@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dashboard import actions, inputs, queries, validate
+from dashboard.openapi import ACTION_RESULT, array, described, obj
 from dashboard.pages import who
 from dashboard.validate import BadInput
 from dashboard.web import ApiResponse, change_request, db, is_api, redirect_with
@@ -95,15 +96,35 @@ async def _change(request: Request, scope: str) -> actions.ActionResult:
         raise BadInput(exc.field, str(exc)) from None
 
 
+# The JSON API's description of a change (dashboard/openapi.py): each verb's fields, together.
+_CHANGE_BODY: validate.Schema = {name: spec for body in BODIES.values() for name, spec in body.items()}
+
+
+@described(
+    "per queue and per actor: waiting, running, held back, limit, rate, paused (who, why, since)",
+    answer=obj(["queues", "actors"], queues=array(obj()), actors=array(obj())),
+)
 async def api_table(request: Request) -> Response:
     validate.query(request, inputs.NO_PARAMETERS)
     return ApiResponse(await db(table))
 
 
+@described(
+    "pause a queue (reason), resume it, or limit how many of its jobs run at once (concurrency, or none)",
+    path={"name": NAME, "verb": validate.Choice(VERBS)},
+    body=_CHANGE_BODY,
+    answer=ACTION_RESULT,
+)
 async def api_queue(request: Request) -> Response:
     return ApiResponse((await _change(request, "queue")).as_dict())
 
 
+@described(
+    "pause an actor (reason), resume it, or limit how many of its jobs run at once (concurrency, or none)",
+    path={"name": NAME, "verb": validate.Choice(VERBS)},
+    body=_CHANGE_BODY,
+    answer=ACTION_RESULT,
+)
 async def api_actor(request: Request) -> Response:
     return ApiResponse((await _change(request, "actor")).as_dict())
 
