@@ -108,3 +108,14 @@ def test_percentile_of_a_histogram() -> None:
     assert hist == [0, 1, 0, 9]
     assert stats.percentile_ms(hist, 0.05) == pytest.approx(1.5**0.5)
     assert stats.percentile_ms(hist, 0.95) == pytest.approx(1.5**2.5)
+
+
+def test_the_maintenance_job_keeps_the_rollup(conn: psycopg.Connection) -> None:
+    from jobs import registry
+    from workers import maintenance
+
+    entry = next(e for e in registry.schedule() if e.name == "ledger_stats")
+    assert (entry.actor, entry.trigger) == ("ledger_stats", "every 1m")
+    _job(conn, "a", "default", "succeeded", runs=[(0.01, "succeeded")], ago_s=60)
+    maintenance.ledger_stats.fn()  # what a worker runs for the schedule's tick
+    assert conn.execute("SELECT sum(succeeded) FROM job_stats WHERE grain_s = 60").fetchone()[0] == 1
