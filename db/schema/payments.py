@@ -40,11 +40,6 @@ payment_events = sa.Table(
     ),
 )
 sa.Index(
-    "payment_events_open_idx",
-    payment_events.c.received_at,
-    postgresql_where=sa.text("status IN ('received', 'processing')"),
-)
-sa.Index(
     "payment_events_problem_idx",
     payment_events.c.received_at,
     postgresql_where=sa.text(_in("status", PROBLEM_EVENT_STATUSES)),

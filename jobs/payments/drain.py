@@ -125,9 +125,13 @@ def drain(
     """Batches until none finds work it can do, or `budget_s` has passed."""
     deadline = time.monotonic() + budget_s
     batches = events = applied = 0
+    resolve = True
     while time.monotonic() < deadline:
-        resolve_orphans(conn)
+        if resolve:
+            resolve_orphans(conn)
         results = run_batch(conn, batch, unmatched_after_s)
+        # Again once this batch applied something (a payment that refunds and disputes wait for).
+        resolve = any(r.outcome is Outcome.APPLIED for r in results.values())
         if not results:
             break
         batches += 1

@@ -9,6 +9,8 @@ too.
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,8 @@ from workers import JobSpec, enqueue_many
 
 # The actors that process events (jobs/payments/actors.py): batches, or one event.
 DRAIN_ACTOR = "drain_payment_events"
+# The intake's transactions within one window of this many seconds share one drain job.
+DRAIN_TICK_S = 0.1
 PROCESS_ACTOR = "process_payment_event"
 
 
@@ -112,17 +116,37 @@ def receive_many(
             received.append(Received(pk, pk is None, ignored))
             if pk is not None and not ignored:
                 new.append((provider, event.id, pk))
-        if new:
-            by = enqueued_by or f"webhook:{events[0][0]}"
-            enqueue_many(processing_jobs(new, mode), conn=conn, enqueued_by=by)
+        tick, database = drain_tick(), (conn.info.host, conn.info.port, conn.info.dbname)
+        known = mode == "batch" and _drain_enqueued.get(database) == tick
+        jobs = [] if known else processing_jobs(new, mode, tick)
+        if jobs:
+            enqueue_many(jobs, conn=conn, enqueued_by=enqueued_by or f"webhook:{events[0][0]}")
+    if jobs and mode == "batch":
+        _drain_enqueued[database] = tick  # committed: the window's drain exists
     return received
 
 
-def processing_jobs(events: Sequence[tuple[str, str, int]], mode: str | None = None) -> list[JobSpec]:
-    """The jobs that process these events (provider, event id, row id): one drain for them all, or
-    one job each (PAYMENT_PROCESSING=per-event)."""
+# By database, the window whose drain this process committed last: its other transactions of the
+# window need not enqueue it again (a statement fewer each). Sharing the drain of another
+# transaction is what the window's dedup key does anyway, and it is covered the same way (the
+# drain's follow-up after its window, jobs/payments/actors.py).
+_drain_enqueued: dict[tuple[str, int, str], int] = {}
+
+
+def drain_tick(now: float | None = None) -> int:
+    """The end of the current DRAIN_TICK_S window, in windows since the epoch."""
+    return math.floor((time.time() if now is None else now) / DRAIN_TICK_S) + 1
+
+
+def processing_jobs(
+    events: Sequence[tuple[str, str, int]], mode: str | None = None, tick: int | None = None
+) -> list[JobSpec]:
+    """The jobs that process these events (provider, event id, row id): one drain per DRAIN_TICK_S
+    window for every transaction in it (its dedup key names the window), or one job per event
+    (PAYMENT_PROCESSING=per-event)."""
     if (mode or config.get().payments.processing) == "batch":
-        return [JobSpec(DRAIN_ACTOR)] if events else []
+        tick = tick or drain_tick()
+        return [JobSpec(DRAIN_ACTOR, args=[tick], dedup_key=f"payments-drain:t{tick}")] if events else []
     return [JobSpec(PROCESS_ACTOR, args=[pk], dedup_key=dedup_key(p, event_id)) for p, event_id, pk in events]
 
 

@@ -60,7 +60,7 @@ def test_hostile_bodies_get_a_4xx_or_200_and_refusals_store_nothing(client, conn
     answer = response.json()
     if response.status_code == 200:
         added = 1 if answer["status"] == "accepted" else 0
-        assert counts(conn) == (before[0] + added, before[1] + added)
+        assert counts(conn) == (before[0] + added, min(1, before[0] + added))
         stored = conn.execute("SELECT count(*) FROM payment_events WHERE event_id = %s", (answer["id"],))
         assert stored.fetchone()[0] == 1
         return
@@ -98,7 +98,7 @@ def _poster(client: TestClient, body: dict | bytes) -> Callable[[], Any]:
 def _assert_stored_once(conn: psycopg.Connection, bodies: list[dict]) -> None:
     rows = conn.execute("SELECT event_id, count(*) FROM payment_events GROUP BY event_id").fetchall()
     assert dict(rows) == {b["id"]: 1 for b in bodies}
-    assert 1 <= counts(conn)[1] <= len(bodies)  # a drain per intake transaction
+    assert counts(conn)[1] == 1
 
 
 def test_hostile_deliveries_among_concurrent_valid_ones_fail_alone(client, conn):

@@ -42,6 +42,8 @@ def upgrade() -> None:
                 (status IN ('applied', 'ignored', 'unmatched', 'rejected', 'dead'))
                 = (processed_at IS NOT NULL));
         UPDATE payment_events SET normalized = payload;
+        -- Reconciliation finds overdue events by next_attempt_at now (payment_events_due_idx).
+        DROP INDEX payment_events_open_idx;
         DROP INDEX payment_events_problem_idx;
         CREATE INDEX payment_events_problem_idx ON payment_events (received_at)
             WHERE status IN ('unmatched', 'rejected', 'dead');
@@ -65,6 +67,8 @@ def downgrade() -> None:
         DROP INDEX payment_events_shipment_open_idx;
         DROP INDEX payment_events_due_idx;
         DROP INDEX payment_events_problem_idx;
+        CREATE INDEX payment_events_open_idx ON payment_events (received_at)
+            WHERE status IN ('received', 'processing');
         CREATE INDEX payment_events_problem_idx ON payment_events (received_at)
             WHERE status IN ('unmatched', 'rejected');
         DELETE FROM payment_events
