@@ -98,6 +98,8 @@ def test_every_page_fits_and_the_charts_have_axes(
             page = context.new_page()
             try:
                 page.goto(f"{base}/login")
+                page.screenshot(path=str(artifacts / f"page-login-{width}.png"), full_page=True)
+                assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
                 page.fill("input[name=username]", "ann")
                 page.fill("input[name=password]", PASSWORD)
                 page.click("button[type=submit]")
