@@ -25,6 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("--delay", type=float, help="seconds to wait before the job may run")
     cmd.add_argument("--queue", help="the queue (default: the actor's)")
+    cmd.add_argument("--priority", type=int, help="0 (first) to 9 (last); default: the actor's, else 0")
     cmd.set_defaults(run=_enqueue)
 
     jobs = sub.add_parser("jobs", help="inspect and act on jobs").add_subparsers(
@@ -80,6 +81,7 @@ def _enqueue(args: argparse.Namespace) -> int:
             dedup_window=args.dedup_window,
             delay=args.delay,
             queue=args.queue,
+            priority=args.priority,
             enqueued_by="cli",
         )
     except EnqueueError as exc:
@@ -130,6 +132,8 @@ JOB_FIELDS: tuple[tuple[str, Any], ...] = (
     ("actor", "actor"),
     ("queue", "queue"),
     ("state", "state"),
+    ("priority", "priority"),
+    ("waiting for", lambda j: j["waiting_for"] if j["state"] == "queued" else None),  # flow control
     ("attempts", lambda j: f"{j['attempts']} of {j['max_attempts']}"),
     ("args", lambda j: _arguments(j["args"])),
     ("kwargs", lambda j: _arguments(j["kwargs"])),

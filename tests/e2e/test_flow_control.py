@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -79,7 +80,7 @@ def test_pause_across_three_processes_holds_every_job_then_resume_runs_them_all(
         time.sleep(max(0.0, paused_at + 2.0 - time.monotonic()))  # every worker knows within 2 s
         started_by = scalar(effects, "SELECT count(*) FROM effects")
         with Sampler(effects, "SELECT count(*) FROM jobs WHERE state = 'running'") as running:
-            time.sleep(3.0)
+            time.sleep(1.5)
         assert max(running.values) == 0, running.values
         assert scalar(effects, "SELECT count(*) FROM effects") == started_by  # nothing started
         listed = {row["queue"]: row for row in json.loads(skyport("queues", "list", "--json"))}
@@ -107,8 +108,11 @@ def test_a_paused_actor_holds_only_its_own_jobs(effects: str, redis_namespace: s
         )
         time.sleep(0.5)
         assert scalar(effects, "SELECT waiting_for FROM jobs WHERE id = %s", (held.id,)) == "paused"
+        assert re.search(r"waiting for: paused", skyport("jobs", "show", str(held.id)))
+        skyport("enqueue", "flaky", "--args", '["cli", 0]', "--priority", "7")
+        assert scalar(effects, "SELECT priority FROM jobs WHERE kwargs = '{}' AND args = '[\"cli\", 0]'") == 7
         skyport("actors", "resume", "flaky")
-        wait_for(_all_succeeded(effects, 2, worker), 10, what="the held job to run after resume")
+        wait_for(_all_succeeded(effects, 3, worker), 10, what="the held jobs to run after resume")
 
 
 def test_a_job_of_priority_0_behind_10000_waiting_worse_ones_starts_within_a_second(
