@@ -25,9 +25,16 @@ __all__ = [
 
 def actor(fn: Any = None, **options: Any) -> Any:
     """`dramatiq.actor` on Skyport's broker. Options: queue_name, max_retries, min_backoff_s,
-    max_backoff_s, retry_when, throws, time_limit (ms)."""
+    max_backoff_s, retry_when, throws, time_limit (ms), priority (0 first .. 9 last), and flow
+    control's concurrency, concurrency_key and rate_limit (docs/flow-control.md). A malformed
+    flow option fails the declaration (FlowError), not the actor's jobs."""
     import dramatiq
 
+    from workers import flow
     from workers.broker import broker
 
-    return dramatiq.actor(fn, broker=broker, **options)
+    if fn is None:
+        return lambda f: actor(f, **options)
+    declared = dramatiq.actor(fn, broker=broker, **options)
+    flow.actor_flow(declared)
+    return declared

@@ -97,7 +97,9 @@ def actor_flow(actor: dramatiq.Actor) -> ActorFlow:
         if key is not None and not callable(key):
             raise FlowError(f"{actor.actor_name}: concurrency_key must be a function", "concurrency_key")
         rate = options.get("rate_limit")
-        flow = ActorFlow(concurrency, key, parse_rate(rate) if rate is not None else None)
+        flow = ActorFlow(
+            concurrency, key, parse_rate(rate, f"{actor.actor_name}: rate_limit") if rate else None
+        )
         _actor_flows[actor.actor_name] = flow
     return flow
 
@@ -359,4 +361,5 @@ def _control(row: dict[str, Any] | None) -> dict[str, Any]:
         "paused_by": row.get("paused_by"),
         "paused_at": row.get("paused_at"),
         "limit": row.get("concurrency"),
+        "runtime_limit": row.get("concurrency"),  # set by ops (the rest is the actor's own)
     }

@@ -54,6 +54,11 @@ def test_the_queues_page_shows_the_table_and_its_buttons_work(admin: TestClient,
     page = admin.get("/queues")
     assert "paused</span>" in page.text and "deploy" in page.text
     assert 'action="/queues/default/resume"' in page.text
+    admin.post("/queues/default/limit", data={"csrf_token": csrf_of(page.text), "concurrency": "2"})
+    page = admin.get("/queues")
+    assert "Clear limit" in page.text
+    admin.post("/queues/default/limit", data={"csrf_token": csrf_of(page.text), "none": "1"})
+    assert conn.execute("SELECT concurrency FROM flow_controls WHERE name = 'default'").fetchone() == (None,)
 
 
 def test_read_only_users_and_bad_input_change_nothing(readonly: TestClient, admin: TestClient, conn) -> None:
