@@ -55,7 +55,12 @@ def job_start_many(
 def job_start_send(
     conn: psycopg.Connection, worker_id: str, messages: list[tuple[int, str]]
 ) -> psycopg.Cursor:
-    """JOB_START_MANY sent; `started_of` reads what it started (in pipeline mode, later)."""
+    """JOB_START_MANY (JOB_START_ONE for one message) sent; `started_of` reads what it started (in
+    pipeline mode, later)."""
+    if len(messages) == 1:
+        ((job_id, message_id),) = messages
+        one = {"worker_id": worker_id, "job_id": job_id, "message_id": message_id}
+        return conn.execute(q.JOB_START_ONE, one, prepare=False)  # see HOT_PATH_PLANNING
     params = {
         "worker_id": worker_id,
         "job_ids": [job_id for job_id, _ in messages],
@@ -72,6 +77,11 @@ def started_of(cursor: psycopg.Cursor, messages: list[tuple[int, str]]) -> dict[
 
 def job_succeed_many(conn: psycopg.Connection, worker_id: str, attempts: list[StartedAttempt]) -> set[int]:
     """Record successful attempts; returns the job ids whose outcome was recorded."""
+    if len(attempts) == 1:
+        (a,) = attempts
+        one = {"worker_id": worker_id, "job_id": a.job_id, "attempt": a.attempt, "waited_s": a.waited_s}
+        recorded = conn.execute(q.JOB_SUCCEED_ONE, one, prepare=False).fetchall()  # HOT_PATH_PLANNING
+        return {job_id for (job_id,) in recorded}
     rows = conn.execute(
         q.JOB_SUCCEED_MANY,
         {

@@ -144,6 +144,24 @@ RETURNING m.message_id, j.attempts, j.max_attempts,
           set_config('synchronous_commit', 'off', true)
 """
 
+# -- job_start_one -- job_start_many for a lone message (the fetch of a worker that is not busy):
+# no join with unnest to plan, and a claim that costs a batched one's (jobs_pkey).
+JOB_START_ONE = """
+UPDATE jobs j
+   SET state = 'running',
+       attempts = j.attempts + (j.state = 'queued')::int,
+       worker_id = %(worker_id)s,
+       message_id = %(message_id)s,
+       waiting_for = NULL,
+       started_at = CASE WHEN j.state = 'queued' THEN now() ELSE j.started_at END
+ WHERE j.id = %(job_id)s
+   AND CASE j.state WHEN 'queued' THEN true
+                    WHEN 'running' THEN j.worker_id = %(worker_id)s AND j.message_id = %(message_id)s
+                    ELSE false END
+RETURNING j.message_id, j.attempts, j.max_attempts,
+          set_config('synchronous_commit', 'off', true)
+"""
+
 # -- job_succeed_many -- running -> succeeded, and the attempt's record, for a batch of one
 # worker's attempts (jobs_pkey). The dedup key is released now, or after the job's window.
 JOB_SUCCEED_MANY = """
@@ -157,6 +175,22 @@ WITH done AS (
            AS a(job_id, attempt, waited_s)
      WHERE j.id = a.job_id AND j.state = 'running'
        AND j.worker_id = %(worker_id)s AND j.attempts = a.attempt
+ RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.finished_at)
+INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
+SELECT id, attempts, worker_id, started_at, finished_at, 'succeeded' FROM done
+RETURNING job_id
+"""
+
+# -- job_succeed_one -- job_succeed_many for a lone attempt, without the join (jobs_pkey).
+JOB_SUCCEED_ONE = """
+WITH done AS (
+    UPDATE jobs j
+       SET state = 'succeeded', finished_at = now(), last_error = NULL,
+           started_at = j.started_at + make_interval(secs => %(waited_s)s::float8),
+           dedup_lock  = CASE WHEN dedup_window IS NULL THEN NULL ELSE dedup_lock END,
+           dedup_until = now() + dedup_window
+     WHERE j.id = %(job_id)s AND j.state = 'running'
+       AND j.worker_id = %(worker_id)s AND j.attempts = %(attempt)s
  RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.finished_at)
 INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
 SELECT id, attempts, worker_id, started_at, finished_at, 'succeeded' FROM done
