@@ -3,6 +3,7 @@ lines over a time axis, with tick labels on both axes, the zone named, and a hov
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,7 @@ def count_label(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
+@functools.lru_cache(maxsize=4096)
 def duration_label(ms: float) -> str:
     """A duration in milliseconds as people read it: 850 ms, 1.2 s, 3 min, 2.5 h."""
     if ms < 1000:
@@ -138,6 +140,7 @@ def _svg(frame: Frame, title: str, body: list[str]) -> Markup:
     return Markup(head + "".join(body) + "</svg>")
 
 
+@functools.lru_cache(maxsize=4096)  # the four charts of a page, and the next refresh, share buckets
 def _when(at: datetime, step: timedelta) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} to {(at + step).astimezone(UTC):%H:%M} {ZONE}"
 
