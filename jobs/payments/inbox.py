@@ -1,9 +1,9 @@
 """The inbox: a verified webhook event is stored raw (with the internal event its adapter made of it)
 and its processing enqueued, in one short transaction (transactional enqueue): one drain job per
-transaction (`PAYMENT_PROCESSING=batch`), or one job per event (`per-event`, the earlier path). A
-duplicate delivery (same provider + event id) hits the unique key and changes nothing; an event
-type no adapter handles is stored `ignored`, with no job. Ops functions for the dashboard live here
-too.
+DRAIN_TICK_S of transactions (`PAYMENT_PROCESSING=batch`), or one job per event (`per-event`, the
+earlier path). A duplicate delivery (same provider + event id) hits the unique key and changes
+nothing; an event type no adapter handles is stored `ignored`, with no job. Ops functions for the
+dashboard live here too.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from workers import JobSpec, enqueue_many
 # The actors that process events (jobs/payments/actors.py): batches, or one event.
 DRAIN_ACTOR = "drain_payment_events"
 # The intake's transactions within one window of this many seconds share one drain job.
-DRAIN_TICK_S = 0.1
+DRAIN_TICK_S = 0.25
 PROCESS_ACTOR = "process_payment_event"
 
 

@@ -47,7 +47,7 @@ def post(
 
 def counts(conn: psycopg.Connection) -> tuple[int, int]:
     """Events stored, and whether a job processes them (1: the intake's transactions of each
-    0.1 s window share one drain job)."""
+    0.25 s window share one drain job)."""
     drains = "SELECT (count(*) > 0)::int FROM jobs WHERE actor = 'drain_payment_events'"
     return conn.execute("SELECT count(*) FROM payment_events").fetchone()[0], conn.execute(drains).fetchone()[
         0

@@ -96,7 +96,7 @@ def test_unknown_shipment_waits_then_ends_unmatched_and_ops_can_replay(conn):
         payments.replay_event(conn, "stripe", body["id"], by="ops:alice") is False
     )  # not a problem any more
     jobs = conn.execute("SELECT enqueued_by FROM jobs WHERE actor = 'drain_payment_events' ORDER BY id")
-    # The intake's drain, and the replay's (unless within the same 0.1 s window: then it is that one).
+    # The intake's drain, and the replay's (unless within the same 0.25 s window: then it is that one).
     assert jobs.fetchall() in ([("webhook:stripe",), ("ops:alice",)], [("webhook:stripe",)])
     assert payments.process_event(conn, pk, unmatched_after_s=0).outcome is Outcome.APPLIED
     assert paid(conn, sid) == (Decimal("50.00"), Decimal("30.00"), "partial")
