@@ -33,6 +33,7 @@ def _schedule_file(tmp_path: Path, body: str) -> dict[str, str]:
         "SKYPORT_SCHEDULE_FILE": str(path),
         "SKYPORT_SCHEDULE_LEDGER_LIFELINE": "off",
         "SKYPORT_SCHEDULE_PRUNE_JOBS": "off",
+        "SKYPORT_SCHEDULE_LEDGER_STATS": "off",
     }
 
 
