@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -95,6 +97,16 @@ class GroupCommit(Generic[Item, Result]):
         # callers waiting for the next one.
         self._writing = False
         self._waiting: deque[_Pending[Item, Result]] = deque()
+        _groups.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: no writer thread and no caller came along; a turn in progress in the
+        parent (or its lock held) must not keep the child's callers waiting for ever."""
+        self._lock = threading.Lock()
+        self._thread = None
+        self._queue = queue.SimpleQueue()
+        self._writing = False
+        self._waiting.clear()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -237,6 +249,17 @@ class GroupCommit(Generic[Item, Result]):
             self.then([p.item for p in batch], results)
         except Exception:  # the writes are done; what follows them must not undo their results
             logger.exception("%s: after %d writes", self.name, len(batch))
+
+
+_groups: weakref.WeakSet[GroupCommit[Any, Any]] = weakref.WeakSet()
+
+
+def _forget_parents_turns() -> None:
+    for group in list(_groups):
+        group._after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_parents_turns)
 
 
 def _outcome(pending: _Pending[Any, Result]) -> Result:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -110,13 +112,14 @@ def test_callers_take_turns_when_the_group_is_not_started() -> None:
         return [i * 10 for i in items]
 
     group = GroupCommit("test-group", write, max_batch=8, then=lambda items, results: sent.extend(results))
-    with ThreadPoolExecutor(16, thread_name_prefix="caller") as pool:
+    with ThreadPoolExecutor(17, thread_name_prefix="caller") as pool:
         first = pool.submit(group.submit, 0)
         assert first_running.wait(5)
         rest = [pool.submit(group.submit, i) for i in range(1, 17)]
         deadline = time.monotonic() + 5
         while len(group._waiting) < 16 and time.monotonic() < deadline:
             time.sleep(0.005)
+        assert len(group._waiting) == 16  # all queued behind the first write
         release.set()
         assert first.result(5) == 0 and [f.result(5) for f in rest] == [i * 10 for i in range(1, 17)]
     assert batches[0] == (batches[0][0], [0]) and batches[0][0].startswith(
@@ -160,3 +163,27 @@ def test_coroutines_share_the_turns_with_threads_and_a_cancelled_one_stops_nothi
     assert (thread_result, a, b, after) == ("THREAD", "A", "B", "AFTER")
     assert isinstance(gone, asyncio.CancelledError)
     assert batches == [["thread"], ["a", "b", "gone"], ["bad"], ["after"]]
+
+
+def test_a_forked_child_does_not_wait_for_a_turn_its_parent_was_taking() -> None:
+    release = threading.Event()
+
+    def write(items: list[int]) -> list[int]:
+        release.wait(5)
+        return items
+
+    group = GroupCommit("test-group", write)
+    busy = threading.Thread(target=group.submit, args=(1,))
+    busy.start()  # the parent's turn is in progress while it forks
+    deadline = time.monotonic() + 5
+    while not group._writing and time.monotonic() < deadline:
+        time.sleep(0.005)
+    pid = os.fork()
+    if pid == 0:  # the child: its own write runs at once (killed by the alarm if it waits instead)
+        signal.alarm(5)
+        release.set()
+        os._exit(0 if group.submit(2) == 2 else 1)
+    release.set()
+    busy.join(5)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
