@@ -175,7 +175,8 @@ async def payment_webhook(request: Request) -> JSONResponse:
     except EventError as exc:
         return _error(400, "invalid event", field=exc.field, detail=exc.message)
     try:
-        received = await _intake().submit((provider, event, body, gateway_type(doc) or event.type))
+        standard = adapter.name == "standard"  # its body is the internal event: stored once
+        received = await _intake().submit((provider, event, body, gateway_type(doc) or event.type, standard))
     except Exception as exc:
         return _store_error(provider, event, exc)
     if received.duplicate:

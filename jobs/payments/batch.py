@@ -92,7 +92,8 @@ WITH mine AS MATERIALIZED (
     SELECT id FROM payment_events
      WHERE shipment_id = ANY(%(ships)s) AND status IN ('received', 'processing')
        FOR UPDATE SKIP LOCKED)
-SELECT e.id, e.provider, e.shipment_id, e.idempotency_key, e.attempts, e.normalized::text AS normalized,
+SELECT e.id, e.provider, e.shipment_id, e.idempotency_key, e.attempts,
+       coalesce(e.normalized, e.payload)::text AS normalized,
        e.payload::text AS payload, e.id IN (SELECT id FROM mine) AS mine,
        now() - greatest(e.received_at, e.replayed_at) > make_interval(secs => %(unmatched_after_s)s)
            AS window_passed

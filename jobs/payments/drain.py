@@ -38,7 +38,8 @@ DEFAULT_DRAIN_BUDGET_S = 10.0
 
 # -- payment_event_lock -- one event (primary key), with the idle bound of the batch transaction.
 PAYMENT_EVENT_LOCK = """
-SELECT id, provider, status, shipment_id, idempotency_key, attempts, normalized::text AS normalized,
+SELECT id, provider, status, shipment_id, idempotency_key, attempts,
+       coalesce(normalized, payload)::text AS normalized,
        payload::text AS payload, true AS mine,
        now() - greatest(received_at, replayed_at) > make_interval(secs => %(unmatched_after_s)s)
            AS window_passed,

@@ -79,7 +79,9 @@ def import_events(
         try:
             for doc, raw in _events(line):
                 event = adapter.parse(doc)
-                pending.append((provider, event, raw, gateway_type(doc) or event.type))
+                pending.append(
+                    (provider, event, raw, gateway_type(doc) or event.type, adapter.name == "standard")
+                )
         except EventError as exc:
             report.refused.append((number, exc.field, exc.message))
         if len(pending) >= chunk:

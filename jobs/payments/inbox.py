@@ -42,24 +42,27 @@ class Received:
     ignored: bool = False
 
 
-# A delivery: provider, its parsed event, the raw body, and optionally the gateway's event type.
-Delivery = tuple[str, Parsed, bytes] | tuple[str, Parsed, bytes, str]
+# A delivery: provider, its parsed event, the raw body, and optionally the gateway's event type and
+# whether the body is itself the internal event document (Standard Webhooks: not stored twice).
+Delivery = tuple[str, Parsed, bytes] | tuple[str, Parsed, bytes, str] | tuple[str, Parsed, bytes, str, bool]
 
 # -- payment_event_insert -- a batch of events in one statement; the unique key (provider, event_id)
 # makes an event already received, or a second copy in the same batch, return no row. An event
-# without an internal one (`normalized` NULL) is stored ignored.
+# that moves no money is stored ignored. `normalized` is NULL when the payload is itself the internal
+# event (a Standard Webhooks provider's) and for ignored events.
 PAYMENT_EVENT_INSERT = """
 INSERT INTO payment_events (provider, event_id, event_type, payload, normalized, shipment_id, idempotency_key,
                             created_at, status, processed_at, error)
 SELECT e.provider, e.event_id, e.event_type, e.payload, e.normalized, e.shipment_id, e.idempotency_key,
        to_timestamp(e.created),
-       CASE WHEN e.normalized IS NULL THEN 'ignored' ELSE 'received' END,
-       CASE WHEN e.normalized IS NULL THEN now() END, e.reason
+       CASE WHEN e.ignored THEN 'ignored' ELSE 'received' END,
+       CASE WHEN e.ignored THEN now() END, e.reason
   FROM unnest(%(provider)s::varchar[], %(event_id)s::varchar[], %(event_type)s::varchar[],
               %(payload)s::jsonb[], %(normalized)s::jsonb[], %(shipment_id)s::uuid[],
-              %(idempotency_key)s::varchar[], %(created)s::bigint[], %(reason)s::text[])
+              %(idempotency_key)s::varchar[], %(created)s::bigint[], %(reason)s::text[],
+              %(ignored)s::bool[])
        WITH ORDINALITY AS e(provider, event_id, event_type, payload, normalized, shipment_id, idempotency_key,
-                            created, reason, ord)
+                            created, reason, ignored, ord)
  ORDER BY e.ord
     ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING id, provider, event_id
@@ -76,19 +79,21 @@ def _columns(events: Sequence[Delivery]) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {
         name: []
         for name in ("provider", "event_id", "event_type", "payload", "normalized", "shipment_id",
-                     "idempotency_key", "created", "reason")
+                     "idempotency_key", "created", "reason", "ignored")
     }  # fmt: skip
-    for provider, event, body, *gateway_type in events:
+    for provider, event, body, *rest in events:
         known = isinstance(event, PaymentEvent)
+        gateway_type, raw_is_internal = [*rest, None, False][:2]
         columns["provider"].append(provider)
         columns["event_id"].append(event.id)
-        columns["event_type"].append(gateway_type[0] if gateway_type else event.type)
+        columns["event_type"].append(gateway_type or event.type)
         columns["payload"].append(body.decode())
-        columns["normalized"].append(json.dumps(event_body(event)) if known else None)
+        columns["normalized"].append(json.dumps(event_body(event)) if known and not raw_is_internal else None)
         columns["shipment_id"].append(event.shipment_id if known else None)
         columns["idempotency_key"].append(event.idempotency_key if known else None)
         columns["created"].append(event.created)
         columns["reason"].append(event.reason if isinstance(event, Ignored) else None)
+        columns["ignored"].append(not known)
     return columns
 
 
@@ -157,9 +162,10 @@ PROBLEM_STATUSES = PROBLEM_EVENT_STATUSES
 # -- payment_event_problems -- unmatched / rejected / dead events, newest first (payment_events_problem_idx).
 PAYMENT_EVENT_PROBLEMS = """
 SELECT id, provider, event_id, event_type, status, error, shipment_id, idempotency_key,
-       coalesce(normalized->'data'->>'amount', normalized->'data'->'refund'->>'amount',
-                normalized->'data'->'dispute'->>'amount') AS amount,
-       normalized->'data'->>'currency' AS currency,
+       coalesce(coalesce(normalized, payload)->'data'->>'amount',
+                coalesce(normalized, payload)->'data'->'refund'->>'amount',
+                coalesce(normalized, payload)->'data'->'dispute'->>'amount') AS amount,
+       coalesce(normalized, payload)->'data'->>'currency' AS currency,
        received_at, processed_at, attempts, replayed_by, replayed_at
   FROM payment_events
  WHERE status IN ('unmatched', 'rejected', 'dead')

@@ -7,7 +7,8 @@ Revises: 0014_job_stats
   `charge.success`, ...), so its CHECK goes; an event type no adapter handles is stored `ignored`,
   without shipment or idempotency key (both columns become nullable).
 - `normalized`: the internal event an adapter made of the gateway's body (`payload`, kept raw), the
-  document processing reads; NULL for ignored events.
+  document processing reads; NULL when the payload is itself that document (a Standard Webhooks
+  provider's, and every event stored before) and for ignored events.
 - `shipment_id` may also be NULL for a refund or dispute whose gateway names only the payment:
   processing finds the shipment through the payment's idempotency key.
 - `next_attempt_at`: when an open event is due (processing claims due events in batches; a
@@ -41,7 +42,6 @@ def upgrade() -> None:
             ADD CONSTRAINT payment_events_processed_at_check CHECK (
                 (status IN ('applied', 'ignored', 'unmatched', 'rejected', 'dead'))
                 = (processed_at IS NOT NULL));
-        UPDATE payment_events SET normalized = payload;
         -- Reconciliation finds overdue events by next_attempt_at now (payment_events_due_idx).
         DROP INDEX payment_events_open_idx;
         DROP INDEX payment_events_problem_idx;
@@ -72,10 +72,10 @@ def downgrade() -> None:
         CREATE INDEX payment_events_problem_idx ON payment_events (received_at)
             WHERE status IN ('unmatched', 'rejected');
         DELETE FROM payment_events
-         WHERE normalized IS NULL OR shipment_id IS NULL OR status = 'dead'
+         WHERE shipment_id IS NULL OR status = 'dead'
             OR event_type NOT IN ('payment.processing', 'payment.succeeded', 'payment.failed',
                                   'payment.refunded');
-        UPDATE payment_events SET payload = normalized;
+        UPDATE payment_events SET payload = normalized WHERE normalized IS NOT NULL;
         ALTER TABLE payment_events
             DROP CONSTRAINT payment_events_status_check,
             DROP CONSTRAINT payment_events_processed_at_check,
