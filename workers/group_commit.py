@@ -6,8 +6,10 @@ Two ways to run it. Started (`start()`), the writes go to the group's own thread
 to the group (`submit_nowait`, at most `max_pending` outstanding). Not started, the callers take
 turns (`submit`, `submit_async`): a caller that finds no write in progress runs its own at once, on
 its own thread, with no hand-off and no wait; the callers that arrive meanwhile queue up, and when
-the write is done the first of them runs all of theirs as the next one. A lone caller pays nothing
-for the group; concurrent callers share a statement and a commit (`enqueue`'s rows).
+the write is done the first of them runs all of theirs as the next one, after waiting up to
+`linger_s` for as many callers as the last write had (steady concurrent callers then share every
+write, not every other one). A lone caller pays nothing for the group; concurrent callers share a
+statement and a commit (`enqueue`'s rows).
 """
 
 from __future__ import annotations
@@ -97,12 +99,15 @@ class GroupCommit(Generic[Item, Result]):
         # callers waiting for the next one.
         self._writing = False
         self._waiting: deque[_Pending[Item, Result]] = deque()
+        self._arrived = threading.Condition(self._lock)
+        self._last_turn = 1  # the writes of the last turn
         _groups.add(self)
 
     def _after_fork(self) -> None:
         """In a forked child: no writer thread and no caller came along; a turn in progress in the
         parent (or its lock held) must not keep the child's callers waiting for ever."""
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._thread = None
         self._queue = queue.SimpleQueue()
         self._writing = False
@@ -155,6 +160,7 @@ class GroupCommit(Generic[Item, Result]):
         else the caller waits for the next one."""
         if self._writing:
             self._waiting.append(pending)
+            self._arrived.notify()
             return False
         self._writing = True
         return True
@@ -163,9 +169,11 @@ class GroupCommit(Generic[Item, Result]):
         """Run `own` write with those of every caller waiting, then hand the next turn to the
         first caller that came meanwhile (or end the turns)."""
         with self._lock:
+            self._gather()
             batch = [own]
             while self._waiting and len(batch) < self.max_batch:
                 batch.append(self._waiting.popleft())
+            self._last_turn = len(batch)
         results = self._write(batch, wake=False)
         with self._lock:
             if self._waiting:
@@ -176,6 +184,18 @@ class GroupCommit(Generic[Item, Result]):
         for pending in batch:
             if pending is not own or own.future is not None:
                 pending.wake()
+
+    def _gather(self) -> None:
+        """Under the lock, before a turn's write: after a turn of several writes, wait up to
+        `linger_s` for as many callers (those of the last turn coming back with their next
+        write), so that steady concurrent callers share every write instead of every other one.
+        A lone caller (the last turn was one write) never waits."""
+        deadline = time.monotonic() + self.linger_s
+        while len(self._waiting) + 1 < min(self._last_turn, self.max_batch):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._arrived.wait(left)
 
     def _hand_turn(self, pending: _Pending[Item, Result]) -> None:
         """The next write is this caller's: a thread runs it itself; a coroutine's runs in its

@@ -187,3 +187,39 @@ def test_a_forked_child_does_not_wait_for_a_turn_its_parent_was_taking() -> None
     busy.join(5)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_after_a_turn_of_several_the_next_waits_for_as_many_callers_and_a_lone_one_never_waits() -> None:
+    batches: list[list[int]] = []
+    hold = threading.Event()
+
+    def write(items: list[int]) -> list[int]:
+        if items == [0]:
+            hold.wait(5)  # callers 1..4 queue up behind the first write
+        batches.append(items)
+        return items
+
+    group = GroupCommit("test-group", write, linger_s=1.0)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(group.submit, 0)
+        deadline = time.monotonic() + 5
+        while not group._writing and time.monotonic() < deadline:
+            time.sleep(0.005)
+        burst = [pool.submit(group.submit, i) for i in range(1, 5)]
+        while len(group._waiting) < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        hold.set()
+        assert [f.result(5) for f in (first, *burst)] == [0, 1, 2, 3, 4]
+        # The last turn wrote four: the next caller waits (up to 1 s) for three more to join it.
+        started = time.monotonic()
+        late = [pool.submit(group.submit, 5)]
+        while not group._writing and time.monotonic() < deadline:
+            time.sleep(0.005)
+        late += [pool.submit(group.submit, i) for i in (6, 7, 8)]
+        assert [f.result(5) for f in late] == [5, 6, 7, 8]
+        assert time.monotonic() - started < 0.9
+    assert group.submit(9) == 9 and group.submit(10) == 10  # the first waits at most 1 s, alone
+    assert batches[:3] == [[0], [1, 2, 3, 4], [5, 6, 7, 8]] and batches[3:] == [[9], [10]]
+    lone = time.monotonic()
+    assert group.submit(11) == 11  # the last turn was one write: no wait at all
+    assert time.monotonic() - lone < 0.5
