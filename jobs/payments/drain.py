@@ -91,6 +91,8 @@ def run_batch(
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             params = _params(unmatched_after_s, batch=batch)
             claim = cur.execute(PAYMENT_BATCH_CLAIM, params).fetchall()
+            if not claim:
+                return {}
             ships = list({r["shipment_id"]: r for r in claim if r["claimed"]}.values())
             missing = [r for r in claim if not r["found"]]
             events = []

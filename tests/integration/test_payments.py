@@ -44,7 +44,14 @@ def check_plan(conn: psycopg.Connection, shipments: int, events: int, seed: int,
     `batch` (after the gateways' shuffle)."""
     rows = create_demo_shipments(conn, shipments, seed)
     plan = plan_events(
-        rows, events=events, duplicates=0.10, out_of_order=0.3, failures=0.1, refunds=0.1, seed=seed
+        rows,
+        events=events,
+        duplicates=0.10,
+        out_of_order=0.3,
+        failures=0.1,
+        refunds=0.1,
+        disputes=0.1,
+        seed=seed,
     )
     pks = [receive(conn, body) for body in plan.bodies]
     assert sum(pk is None for pk in pks) == len(plan.bodies) - plan.unique_events  # duplicates stored once
