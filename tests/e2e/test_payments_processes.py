@@ -239,3 +239,28 @@ def test_unknown_shipment_ends_unmatched_and_dead_then_ops_replay_applies_it(
             scalar(database_url, "SELECT amount_paid FROM shipments WHERE shipment_id = %s", (sid,)) == amount
         )
         assert scalar(database_url, "SELECT count(*) FROM payment_transactions") == 1
+
+
+def test_the_simulator_speaks_stripe_and_paystack_and_checks_every_balance(
+    database_url: str, env: dict[str, str]
+) -> None:
+    """`python -m demo simulate-payments` in each gateway's format (the provider's
+    PAYMENT_PROVIDER_<NAME>), with partial refunds, disputes, duplicates and late deliveries:
+    --wait checks every shipment's amount_paid against the plan."""
+    gateways = {"PAYMENT_PROVIDER_STRIPE": "stripe", "PAYMENT_PROVIDER_PAYSTACK": "paystack"}
+    env = {**env, **gateways}
+    web, url = start_web(env)
+    with web, WorkerProcess(threads=4, env=env):
+        for provider in ("stripe", "paystack"):
+            code, output = simulate_payments(
+                env,
+                *("--url", url, "--provider", provider, "--create-shipments", "10", "--events", "150"),
+                *("--refunds", "0.2", "--disputes", "0.2", "--duplicates", "0.1", "--out-of-order", "0.2"),
+                *("--seed", "21", "--wait", "60"),
+            )
+            assert code == 0, output
+            assert f"as {provider}" in output and "all 10 shipments match the expected ledger" in output
+    events = scalar(database_url, "SELECT count(DISTINCT event_type) FROM payment_events")
+    assert (
+        events >= 6
+    )  # payment_intent.*, charge.refunded, charge.dispute.*, charge.success, refund.processed...
