@@ -289,7 +289,9 @@ def read_range(
     series: dict[datetime, _Sums] = defaultdict(_Sums)
     by_queue: dict[str, _Sums] = defaultdict(_Sums)
     by_actor: dict[str, _Sums] = defaultdict(_Sums)
-    for at, q, a, ok, bad, run, wait, depth in conn.execute(STATS_RANGE, (grain, start)).fetchall():
+    # Binary results: the histograms come as int arrays decoded in C, not text to parse.
+    rows = conn.execute(STATS_RANGE, (grain, start), binary=True).fetchall()
+    for at, q, a, ok, bad, run, wait, depth in rows:
         if (queue is None or q == queue) and (actor is None or a == actor):
             series[at].add(ok, bad, run, wait, depth)
         by_queue[q].add(ok, bad, run, wait, None)
