@@ -78,24 +78,17 @@ class Scope:
 def claim(conn: psycopg.Connection, worker_id: str, fetched: list[Fetched], rules: flow.Rules) -> Outcome:
     """Claim, park or start the jobs of `fetched` (see the module's text).
 
-    In one transaction under the limits' advisory locks: the jobs start, then, per limit, the
-    starts beyond it are undone (each statement sees this transaction's starts and every claim
-    committed before the locks were granted). In pipeline mode the whole transaction goes in one
-    round trip, as the plain claim does. A rate then reserves the starts of rate-limited jobs."""
+    In one transaction under the limits' advisory locks, sent in one round trip as the plain
+    claim is: the jobs start, then, per limit, the starts beyond it are undone (each statement sees
+    this transaction's starts and every claim committed before the locks were granted). A rate
+    then reserves the starts of rate-limited jobs. Paused jobs are parked first."""
     paused = [i for i in fetched if rules.paused(i.queue, i.actor.actor_name)]
     live = [i for i in fetched if not rules.paused(i.queue, i.actor.actor_name)]
-    scopes = {item.job_id: _scopes(item, rules) for item in live}
-    distinct = sorted({s for found in scopes.values() for s in found}, key=lambda s: s.name)
-    pairs = [(i.job_id, i.message_id) for i in live]
-    with conn.pipeline():
+    parked: dict[int, str | None] = {}
+    if paused:
         with conn.transaction():
-            for scope in distinct:  # in one order everywhere: no deadlock between claims
-                conn.execute(LOCK_SCOPE, (scope.name,))
-            starting = ledger.job_start_send(conn, worker_id, pairs)
-            undoing = [_unstart_over(conn, worker_id, scope, live, scopes) for scope in distinct]
             parked = _park(conn, [(item, "paused", None) for item in paused])
-        started = ledger.started_of(starting, pairs)
-        over = {job_id for cursor in undoing for (job_id,) in cursor.fetchall()}
+    started, over = _start_within_limits(conn, worker_id, live, rules) if live else ({}, set())
     parked |= dict.fromkeys(over, "slot")
     runnable = [i for i in live if i.message_id in started and i.job_id not in over]
     later = _later_by_rate(conn, runnable, worker_id, started)
@@ -119,15 +112,45 @@ def _scopes(item: Fetched, rules: flow.Rules) -> list[Scope]:
     return scopes
 
 
-def _unstart_over(
-    conn: psycopg.Connection,
-    worker_id: str,
-    scope: Scope,
-    live: list[Fetched],
-    scopes: dict[int, list[Scope]],
-) -> psycopg.Cursor:
-    """JOB_UNSTART_OVER for one limit, over this claim's jobs that fall under it (read later)."""
-    params = {
+def _start_within_limits(
+    conn: psycopg.Connection, worker_id: str, live: list[Fetched], rules: flow.Rules
+) -> tuple[dict[str, ledger.StartedAttempt], set[int]]:
+    """Start the jobs under their limits' locks and undo the starts beyond a limit; returns the
+    started attempts and the ids undone. The transaction's statements (BEGIN, the locks, the
+    start, one undo per limit, COMMIT) go as one simple query, their values bound by psycopg's
+    client-side binding: one round trip, and the locks are held for the server's work only."""
+    scopes = {item.job_id: _scopes(item, rules) for item in live}
+    distinct = sorted({s for found in scopes.values() for s in found}, key=lambda s: s.name)
+    pairs = [(i.job_id, i.message_id) for i in live]
+    cur = psycopg.ClientCursor(conn)
+    statements = ["BEGIN"]
+    statements += [cur.mogrify(LOCK_SCOPE, (s.name,)) for s in distinct]  # one order: no deadlock
+    statements.append(cur.mogrify(ledger_sql.JOB_START_MANY, ledger.job_start_params(worker_id, pairs)))
+    statements += [
+        cur.mogrify(ledger_sql.JOB_UNSTART_OVER, _over_params(worker_id, s, live, scopes)) for s in distinct
+    ]
+    statements.append("COMMIT")
+    try:
+        cur.execute(";\n".join(statements))
+    except psycopg.Error:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("ROLLBACK")
+        raise
+    for _ in range(1 + len(distinct)):  # past BEGIN and the locks
+        cur.nextset()
+    started = ledger.started_of(cur, pairs)
+    over: set[int] = set()
+    for _ in distinct:
+        cur.nextset()
+        over |= {job_id for (job_id,) in cur.fetchall()}
+    return started, over
+
+
+def _over_params(
+    worker_id: str, scope: Scope, live: list[Fetched], scopes: dict[int, list[Scope]]
+) -> dict[str, Any]:
+    """JOB_UNSTART_OVER's parameters for one limit, over this claim's jobs that fall under it."""
+    return {
         "job_ids": [i.job_id for i in live if scope in scopes[i.job_id]],
         "worker_id": worker_id,
         "queue": scope.queue,
@@ -136,7 +159,6 @@ def _unstart_over(
         "key": scope.key,
         "limit": scope.limit,
     }
-    return conn.execute(ledger_sql.JOB_UNSTART_OVER, params, prepare=False)
 
 
 def _later_by_rate(

@@ -61,12 +61,17 @@ def job_start_send(
         ((job_id, message_id),) = messages
         one = {"worker_id": worker_id, "job_id": job_id, "message_id": message_id}
         return conn.execute(q.JOB_START_ONE, one, prepare=False)  # see HOT_PATH_PLANNING
-    params = {
+    params = job_start_params(worker_id, messages)
+    return conn.execute(q.JOB_START_MANY, params, prepare=False)  # see HOT_PATH_PLANNING
+
+
+def job_start_params(worker_id: str, messages: list[tuple[int, str]]) -> dict[str, Any]:
+    """JOB_START_MANY's parameters."""
+    return {
         "worker_id": worker_id,
         "job_ids": [job_id for job_id, _ in messages],
         "message_ids": [message_id for _, message_id in messages],
     }
-    return conn.execute(q.JOB_START_MANY, params, prepare=False)  # see HOT_PATH_PLANNING
 
 
 def started_of(cursor: psycopg.Cursor, messages: list[tuple[int, str]]) -> dict[str, StartedAttempt]:

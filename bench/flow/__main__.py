@@ -1,7 +1,7 @@
 """Flow control's costs and figures: burn-down with and without a concurrency limit, a priority-0
 job behind a backlog, and a rate limit over 10 s.
 
-    .venv/bin/python -m bench.flow [--jobs 20000] [--rounds 2] [--processes 2] [--threads 8]
+    .venv/bin/python -m bench.flow [--jobs 20000] [--rounds 2] [--processes 2] [--threads 8] [--baseline REV]
 
   burn-down    N no-op jobs enqueued (enqueue_many) with no worker running, then the workers
                started: jobs/s from the first job's start to the last one's end (ledger times),
@@ -9,7 +9,10 @@ job behind a backlog, and a rate limit over 10 s.
                in alternating rounds in the same run;
   priority     workers busy with 10,000 waiting no-op jobs of priority 9, then one of priority 0
                enqueued: seconds from its enqueue to its start, and how many were still waiting;
-  rate         200 jobs of an actor limited to 20/s: how many start within 10 s of the first.
+  rate         200 jobs of an actor limited to 20/s: how many start within 10 s of the first;
+  baseline     with --baseline REV (a commit before flow control, say), the burn-down without a
+               limit of REV's code (a git worktree) and of this tree's, alternately in the same
+               run (bench/flow/burn.py in each tree, each with a database of its own schema).
 
 The bench makes its own database and Redis namespace and removes them at the end.
 """
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +32,7 @@ import psycopg
 from bench.support.args import add_server_options
 from bench.support.databases import bench_database, redis_namespaces
 from bench.support.facts import finish_run, machine_facts, start_run
-from bench.support.procs import SKYPORT, Workers
+from bench.support.procs import REPO, SKYPORT, Workers
 
 BACKLOG = 10_000
 RATE_JOBS = 200
@@ -43,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", "-p", type=int, default=2, help="worker processes (default: %(default)s)")
     p.add_argument("--threads", "-t", type=int, default=8, help="threads per process (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a phase may take at most")
+    p.add_argument("--baseline", metavar="REV", help="also compare the no-limit burn-down with REV's code")
     add_server_options(p)
     return p
 
@@ -61,10 +67,58 @@ def main() -> int:
                 print(f"  {name:<14} {value}")
             print(f"  jobs {args.jobs:,}; workers -p {args.processes} -t {args.threads}; logs in {log_dir}\n")
             Bench(args, database_url, namespace, log_dir).run()
+        if args.baseline:
+            compare_baseline(args)
         ok = True
     finally:
         finish_run(log_dir, keep=not ok or args.keep_logs, load_before=load_before)
     return 0
+
+
+def compare_baseline(args: argparse.Namespace) -> None:
+    """The no-limit burn-down of REV's code and of this tree's, alternately (bench/flow/burn.py)."""
+    tree = Path(tempfile.mkdtemp(prefix="skyport-baseline-"))
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), args.baseline],
+        check=True,
+        capture_output=True,
+    )
+    rates: dict[str, list[float]] = {args.baseline: [], "this tree": []}
+    try:
+        for round_no in range(args.rounds):
+            for label, cwd in ((args.baseline, tree), ("this tree", REPO)):
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        str(REPO / "bench" / "flow" / "burn.py"),
+                        "--jobs",
+                        str(args.jobs),
+                        "--processes",
+                        str(args.processes),
+                        "--threads",
+                        str(args.threads),
+                        "--database-url",
+                        args.database_url,
+                        "--redis-url",
+                        args.redis_url,
+                    ],
+                    cwd=cwd,
+                    capture_output=True,
+                    text=True,
+                    timeout=args.timeout,
+                    check=True,
+                )
+                rates[label].append(float(out.stdout.split()[-1]))
+                print(
+                    f"burn-down, no limit, {label:<12} round {round_no + 1}: {rates[label][-1]:8,.0f} jobs/s"
+                )
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+    before, after = (statistics.median(v) for v in rates.values())
+    print(
+        f"  burn-down without limits: {args.baseline} {before:,.0f}, this tree {after:,.0f} jobs/s "
+        f"(medians of {args.rounds}): {after / before:.2f}"
+    )
 
 
 class Bench:
