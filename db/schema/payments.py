@@ -44,8 +44,6 @@ sa.Index(
     payment_events.c.received_at,
     postgresql_where=sa.text(_in("status", PROBLEM_EVENT_STATUSES)),
 )
-sa.Index("payment_events_idempotency_key_idx", payment_events.c.idempotency_key)
-sa.Index("payment_events_shipment_id_idx", payment_events.c.shipment_id)
 sa.Index(
     "payment_events_due_idx",
     payment_events.c.next_attempt_at,

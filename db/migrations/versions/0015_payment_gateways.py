@@ -42,8 +42,12 @@ def upgrade() -> None:
             ADD CONSTRAINT payment_events_processed_at_check CHECK (
                 (status IN ('applied', 'ignored', 'unmatched', 'rejected', 'dead'))
                 = (processed_at IS NOT NULL));
-        -- Reconciliation finds overdue events by next_attempt_at now (payment_events_due_idx).
+        -- Reconciliation finds overdue events by next_attempt_at now (payment_events_due_idx), and
+        -- no query reads events by key or shipment but the open ones (the partial indexes below):
+        -- three indexes fewer to write for every event stored and every outcome.
         DROP INDEX payment_events_open_idx;
+        DROP INDEX payment_events_idempotency_key_idx;
+        DROP INDEX payment_events_shipment_id_idx;
         DROP INDEX payment_events_problem_idx;
         CREATE INDEX payment_events_problem_idx ON payment_events (received_at)
             WHERE status IN ('unmatched', 'rejected', 'dead');
@@ -69,6 +73,8 @@ def downgrade() -> None:
         DROP INDEX payment_events_problem_idx;
         CREATE INDEX payment_events_open_idx ON payment_events (received_at)
             WHERE status IN ('received', 'processing');
+        CREATE INDEX payment_events_idempotency_key_idx ON payment_events (idempotency_key);
+        CREATE INDEX payment_events_shipment_id_idx ON payment_events (shipment_id);
         CREATE INDEX payment_events_problem_idx ON payment_events (received_at)
             WHERE status IN ('unmatched', 'rejected');
         DELETE FROM payment_events
