@@ -83,7 +83,9 @@ class Ledger:
     currency: str | None
     payment_status: str | None
     rows: dict[str, Txn] = field(default_factory=dict)
-    foreign: dict[str, Txn] = field(default_factory=dict)  # rows of these keys on other shipments
+    # Every row the batch holds or made, by key (one dict shared by the batch's ledgers): a key of
+    # another shipment's payment is refused.
+    by_key: dict[str, Txn] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
     paid_before: Decimal = Decimal(0)
     status_before: str | None = None
@@ -94,7 +96,7 @@ class Ledger:
         return (self.amount_paid, self.payment_status) != (self.paid_before, self.status_before)
 
     def put(self, row: Txn) -> None:
-        self.rows[row.key] = row
+        self.rows[row.key] = self.by_key[row.key] = row
         self.changed.add(row.key)
 
 
@@ -134,7 +136,7 @@ def _refused(ledger: Ledger, event: PaymentEvent) -> Result | None:
         return Result(
             Outcome.REJECTED, f"currency {event.currency} differs from the shipment's ({ledger.currency})"
         )
-    payment = ledger.rows.get(event.idempotency_key) or ledger.foreign.get(event.idempotency_key)
+    payment = ledger.rows.get(event.idempotency_key) or ledger.by_key.get(event.idempotency_key)
     if payment is not None and (
         payment.shipment_id != ledger.shipment_id
         or payment.type != "payment"

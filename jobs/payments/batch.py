@@ -225,10 +225,11 @@ def load_ledgers(
     cur: psycopg.Cursor[dict[str, Any]], ships: list[dict[str, Any]], events: list[dict[str, Any]]
 ) -> dict[uuid.UUID, Ledger]:
     """The claimed shipments with their payment rows (locked) and the rows of their events' keys."""
+    by_key: dict[str, Txn] = {}
     ledgers = {
         s["shipment_id"]: Ledger(
             s["shipment_id"], s["total_cost"], s["amount_paid"], s["currency"], s["payment_status"],
-            paid_before=s["amount_paid"], status_before=s["payment_status"],
+            paid_before=s["amount_paid"], status_before=s["payment_status"], by_key=by_key,
         )
         for s in ships
     }  # fmt: skip
@@ -240,12 +241,10 @@ def load_ledgers(
             t["transaction_status"], t["transaction_id"], t["external_transaction_id"], t["payment_method"],
             failed_reason=t["failed_reason"],
         )  # fmt: skip
+        by_key[row.key] = row
         own = ledgers.get(t["shipment_id"])
         if own is not None:
             own.rows[row.key] = row
-        for ledger in ledgers.values():
-            if ledger is not own:
-                ledger.foreign[row.key] = row
     return ledgers
 
 

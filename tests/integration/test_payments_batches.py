@@ -94,3 +94,19 @@ def test_two_drains_at_once_apply_each_event_once(conn, database_url):
     assert {paid(conn, sid)[0] for sid in sids} == {Decimal("50.00")}
     assert conn.execute("SELECT count(*) FROM payment_transactions").fetchone()[0] == 100
     assert payments.drift(conn) == []
+
+
+def test_a_key_reused_on_another_shipment_in_the_same_batch_is_rejected(conn):
+    first, second = shipment(conn, "100.00"), shipment(conn, "100.00")
+    body = event(first, "payment.succeeded", "10.00")
+    reused = event(
+        second, "payment.succeeded", "10.00", data={"idempotency_key": body["data"]["idempotency_key"]}
+    )
+    receive(conn, body)
+    receive(conn, reused)
+    payments.drain(conn, unmatched_after_s=3600)
+    # Shipments of one batch go in no particular order: one of the two applies, the other is refused.
+    assert sorted([paid(conn, first)[0], paid(conn, second)[0]]) == [Decimal("0.00"), Decimal("10.00")]
+    (problem,) = payments.problem_events(conn)
+    assert problem["status"] == "rejected" and "belongs to another payment" in problem["error"]
+    assert conn.execute("SELECT count(*) FROM payment_transactions").fetchone()[0] == 1
