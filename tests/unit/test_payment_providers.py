@@ -1,6 +1,7 @@
 """The gateway adapters without a database: Stripe's minor units (zero- and three-decimal
 currencies, lower-case codes), Paystack's channels and ids, Standard Webhooks' signatures checked
-against the `standardwebhooks` library's, and refusals naming the field from the body's top."""
+against the `standardwebhooks` library's, refusals naming the field from the body's top, and any
+member of a gateway's body replaced by any JSON value: an event, ignored, or an EventError."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import standardwebhooks
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jobs.payments.body import EventError
+from jobs.payments.body import EventError, decode_body
 from jobs.payments.events import PaymentEvent, SignatureError
 from jobs.payments.providers import ADAPTERS, Ignored
+from tests.integration.hostile_bodies import dumps, json_values
 
 SID = str(uuid.uuid4())
 KEY = "whsec_" + base64.b64encode(b"unit-test-key-0123456789abcdef").decode()
@@ -101,3 +106,47 @@ def test_standard_webhooks_signatures_from_the_library_verify_and_tampering_does
             adapter.verify({**headers, **changed}, raw, [KEY], 300, time.time())
     with pytest.raises(SignatureError):
         adapter.verify(headers, raw + b" ", [KEY], 300, time.time())
+
+
+def _stripe_and_paystack_bodies() -> st.SearchStrategy[tuple[str, bytes]]:
+    """The gateways' documented bodies with one member anywhere replaced by any JSON value."""
+    stripe_doc = intent(12550, "usd")
+    paystack_doc = {"event": "charge.success", "data": {
+        "id": 1, "reference": "r", "amount": 100, "currency": "NGN", "channel": "card",
+        "paid_at": "2026-12-06T21:10:19.000Z", "metadata": {"shipment_id": SID},
+    }}  # fmt: skip
+
+    @st.composite
+    def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
+        name, doc = draw(st.sampled_from([("stripe", stripe_doc), ("paystack", paystack_doc)]))
+        doc = json.loads(json.dumps(doc))
+        paths = _paths(doc)
+        path = draw(st.sampled_from(paths))
+        target = doc
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = draw(json_values)
+        return name, dumps(doc)
+
+    return mutated()
+
+
+def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
+    paths = []
+    for key, value in doc.items():
+        paths.append((*prefix, key))
+        if isinstance(value, dict):
+            paths += _paths(value, (*prefix, key))
+    return paths
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=_stripe_and_paystack_bodies())
+def test_any_body_is_an_event_ignored_or_an_event_error(case):
+    name, raw = case
+    try:
+        parsed = ADAPTERS[name].parse(decode_body(raw))
+    except EventError as exc:
+        assert exc.field
+        return
+    assert isinstance(parsed, PaymentEvent | Ignored)
