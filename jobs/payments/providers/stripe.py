@@ -16,8 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobs.payments.body import EventError
-from jobs.payments.events import Movement as Move
-from jobs.payments.events import PaymentEvent, verify_signature
+from jobs.payments.events import Movement, PaymentEvent, verify_signature
 from jobs.payments.providers.base import (
     Ignored,
     Parsed,
@@ -123,7 +122,7 @@ class Stripe:
             currency=code,
             payment_method=payment_method(member(charge, "payment_method_details.type")),
             failure_reason=None,
-            movement=Move("refund", None, refunded),
+            movement=Movement("refund", None, refunded),
         )
 
     def _dispute(self, event_id: str, kind: str, created: int, dispute: dict) -> Parsed:
@@ -135,6 +134,7 @@ class Stripe:
         else:
             return Ignored(event_id, kind, created, f"dispute closed as {status!a}, neither won nor lost")
         code = currency(dispute, "currency")
+        disputed = from_minor(dispute, "amount", code)
         charge = text(dispute, "charge")
         return PaymentEvent(
             id=event_id,
@@ -147,7 +147,7 @@ class Stripe:
             currency=code,
             payment_method=None,
             failure_reason=None,
-            movement=Move("dispute", text(dispute, "id", max_len=100), from_minor(dispute, "amount", code)),
+            movement=Movement("dispute", text(dispute, "id", max_len=100), disputed),
         )
 
 
