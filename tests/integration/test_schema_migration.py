@@ -139,3 +139,35 @@ def _route(conn: psycopg.Connection, parent: str, column: str, ts: datetime) -> 
                 (make_shipment(conn), ts),
             ).fetchone()
     return row[0]
+
+
+def test_a_payment_refunded_before_the_gateways_migration_gets_its_refund_row(fresh_db_name: str) -> None:
+    """0015_payment_gateways: refunds are rows of their own; an earlier full refund gets one, keyed
+    as processing keys it (a replay of that refund then changes nothing), and no drift."""
+    from jobs import payments
+    from jobs.payments.apply import movement_key
+
+    url = db_url(fresh_db_name)
+    migrate.upgrade("0014_job_stats", url)
+    with psycopg.connect(url, autocommit=True) as c:
+        sid = make_shipment(c)
+        c.execute(
+            "UPDATE shipments SET total_cost = 100, amount_paid = 0, amount_due = 100 WHERE shipment_id = %s",
+            (sid,),
+        )
+        c.execute(
+            "INSERT INTO payment_transactions (shipment_id, idempotency_key, amount, currency,"
+            " transaction_type, transaction_status) VALUES (%s, 'pay_old', 40, 'USD', 'payment', 'refunded')",
+            (sid,),
+        )
+    migrate.upgrade("heads", url)
+    with psycopg.connect(url, autocommit=True) as c:
+        rows = c.execute(
+            "SELECT idempotency_key, amount, transaction_status FROM payment_transactions"
+            " WHERE transaction_type = 'refund'"
+        ).fetchall()
+        assert rows == [(movement_key("refund", "pay_old", "full"), 40, "completed")]
+        assert payments.drift(c) == []
+    migrate.downgrade("0014_job_stats", url)
+    with psycopg.connect(url, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM payment_transactions").fetchone()[0] == 1

@@ -15,6 +15,9 @@ Revises: 0014_job_stats
   waiting or failing event backs off).
 - status `dead`: an event whose processing failed on every attempt; ops replay it like an
   unmatched or rejected one.
+- A payment refunded before this revision (its row `refunded`, no refund row) gets its refund row:
+  refunds are rows of their own now (jobs/payments/apply.py, `movement_key`), and the drift check
+  counts a refunded payment's amount and subtracts its refunds.
 """
 
 from alembic import op
@@ -42,6 +45,16 @@ def upgrade() -> None:
             ADD CONSTRAINT payment_events_processed_at_check CHECK (
                 (status IN ('applied', 'ignored', 'unmatched', 'rejected', 'dead'))
                 = (processed_at IS NOT NULL));
+        INSERT INTO payment_transactions (shipment_id, idempotency_key, external_transaction_id, amount,
+                                          currency, transaction_type, transaction_status, gateway_provider,
+                                          gateway_response, processed_at)
+        SELECT shipment_id,
+               'refund:' || left(encode(sha256(convert_to(idempotency_key, 'UTF8')), 'hex'), 24) || '\\:full',
+               'full', amount, currency, 'refund', 'completed', gateway_provider, gateway_response,
+               processed_at
+          FROM payment_transactions
+         WHERE transaction_type = 'payment' AND transaction_status = 'refunded'
+            ON CONFLICT (idempotency_key) DO NOTHING;
         -- Reconciliation finds overdue events by next_attempt_at now (payment_events_due_idx), and
         -- no query reads events by key or shipment but the open ones (the partial indexes below):
         -- three indexes fewer to write for every event stored and every outcome.
@@ -82,6 +95,8 @@ def downgrade() -> None:
             OR event_type NOT IN ('payment.processing', 'payment.succeeded', 'payment.failed',
                                   'payment.refunded');
         UPDATE payment_events SET payload = normalized WHERE normalized IS NOT NULL;
+        DELETE FROM payment_transactions
+         WHERE transaction_type = 'refund' AND idempotency_key LIKE 'refund:%\\:full';
         ALTER TABLE payment_events
             DROP CONSTRAINT payment_events_status_check,
             DROP CONSTRAINT payment_events_processed_at_check,
