@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from dashboard import queries
+from jobs.family import command_user
 from scheduler import runner, schedule, state
 from workers import ledger
 
@@ -39,15 +40,23 @@ class Actor:
 
     user: str
     ip: str | None = None
+    # `ops:` for a console user, `cli:` for whoever runs a `skyport` command.
+    prefix: str = queries.OPS_PREFIX
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ip", queries.ip_or_none(self.ip))
 
+    @classmethod
+    def command_line(cls) -> Actor:
+        """Whoever runs a `skyport` command, as the audit log names them: `cli:<login>`."""
+        prefix, _, login = command_user().partition(":")
+        return cls(login, prefix=f"{prefix}:")
+
     @property
     def by(self) -> str:
-        """The name the audit log and the ledger give the user: `ops:<user>` (the command line's
-        is `cli:<login>`, the system's `job:<actor>`)."""
-        return f"{queries.OPS_PREFIX}{self.user}"
+        """The name the audit log and the ledger give the user: `ops:<user>` or `cli:<login>`
+        (the system's is `job:<actor>`)."""
+        return f"{self.prefix}{self.user}"
 
 
 def _audit(conn: psycopg.Connection, who: Actor, verb: str, ids: list[Any], details: dict[str, Any]) -> None:

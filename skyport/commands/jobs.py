@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+
 import config
 from jobs.family import command_user
 from skyport.errors import CommandError
@@ -82,7 +84,7 @@ def _enqueue(args: argparse.Namespace) -> int:
             delay=args.delay,
             queue=args.queue,
             priority=args.priority,
-            enqueued_by="cli",
+            enqueued_by=command_user(),
         )
     except EnqueueError as exc:
         raise CommandError(str(exc)) from None
@@ -181,37 +183,41 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
+    """Through the console's own action: the same retry, audited as `cli:<login>`."""
+    from dashboard import actions
     from db import pool
-    from workers import ledger
 
     with pool.connection() as conn:
-        try:
-            done = ledger.job_retry(conn, args.id, extra_attempts=1)
-        except ledger.DedupKeyTaken as exc:
-            raise CommandError(str(exc)) from None
-        if not done:
-            job = ledger.get_job(conn, args.id)
-            raise CommandError(
-                f"job {args.id} is {job['state']}: only dead or cancelled jobs can be retried"
-                if job
-                else f"no job {args.id}"
-            )
+        if not actions.retry_jobs(conn, actions.Actor.command_line(), [args.id]).changed:
+            raise CommandError(_unchanged(conn, args.id, "retried"))
     print(f"job {args.id} queued again")
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    """Through the console's own action: the same cancel, audited as `cli:<login>`."""
+    from dashboard import actions
     from db import pool
-    from workers import ledger
 
     with pool.connection() as conn:
-        if not ledger.job_cancel(conn, args.id, by=command_user()):
-            job = ledger.get_job(conn, args.id)
-            raise CommandError(
-                f"job {args.id} is {job['state']}: it has already finished" if job else f"no job {args.id}"
-            )
+        if not actions.cancel_jobs(conn, actions.Actor.command_line(), [args.id]).changed:
+            raise CommandError(_unchanged(conn, args.id, "cancelled"))
     print(f"job {args.id} cancelled")
     return 0
+
+
+def _unchanged(conn: psycopg.Connection, job_id: int, done: str) -> str:
+    """Why a retry or a cancel changed nothing."""
+    from workers import ledger
+
+    job = ledger.get_job(conn, job_id)
+    if job is None:
+        return f"no job {job_id}"
+    if done == "cancelled":
+        return f"job {job_id} is {job['state']}: it has already finished"
+    if job["state"] in ("dead", "cancelled"):
+        return f"job {job_id}: another unfinished job holds its dedup key"
+    return f"job {job_id} is {job['state']}: only dead or cancelled jobs can be retried"
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -230,7 +236,7 @@ def _ping(args: argparse.Namespace) -> int:
     from workers import enqueue, ledger
 
     started = time.monotonic()
-    ref = enqueue("ping", enqueued_by="cli")
+    ref = enqueue("ping", enqueued_by=command_user())
     deadline = started + args.timeout
     with pool.connection() as conn:
         while time.monotonic() < deadline:

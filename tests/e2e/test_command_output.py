@@ -112,3 +112,29 @@ def test_a_closed_pipe_ends_quietly(conn: psycopg.Connection, database_url: str)
     proc.stdout.close()  # `| head`
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+def test_retry_and_cancel_are_audited_as_the_command_line_user(
+    conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.family import command_user
+
+    dead = make_dead(conn, "cli-retry")
+    queued = enqueue("remember", ["cli-cancel"]).id
+    assert skyport(["jobs", "retry", str(dead)]) == 0
+    assert skyport(["jobs", "cancel", str(queued)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"job {dead} queued again", f"job {queued} cancelled"]
+    rows = conn.execute(
+        "SELECT performed_by, reason, record_id FROM audit_log WHERE table_name = 'jobs' ORDER BY audit_id"
+    ).fetchall()
+    assert rows == [(command_user(), "retry", str(dead)), (command_user(), "cancel", str(queued))]
+    # Nothing to do: said why, nothing audited.
+    assert skyport(["jobs", "retry", str(dead)]) == 1
+    assert skyport(["jobs", "cancel", str(queued)]) == 1
+    assert skyport(["jobs", "retry", "999999"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"skyport: job {dead} is queued: only dead or cancelled jobs can be retried",
+        f"skyport: job {queued} is cancelled: it has already finished",
+        "skyport: no job 999999",
+    ]
+    assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 2
