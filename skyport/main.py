@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -81,4 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     for family in registry.FAMILIES:
         if family.commands is not None:
             family.commands(sub)
+    _help_when_alone(parser)
     return parser
+
+
+def _help_when_alone(parser: argparse.ArgumentParser) -> None:
+    """A group of commands given alone (`skyport jobs`) prints its own help, not the top's."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                    sub.set_defaults(run=functools.partial(_print_help, sub))
+                    _help_when_alone(sub)
+
+
+def _print_help(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    parser.print_help()
+    return 2

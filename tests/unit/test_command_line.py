@@ -51,3 +51,15 @@ def test_every_family_with_commands_is_on_the_command_line() -> None:
             continue
         family.commands(probe)
         assert set(probe.choices) <= set(top.choices), family.name
+
+
+def test_a_group_of_commands_alone_prints_its_own_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for path, parser in _parsers(build_parser()):
+        groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if path == "skyport" or not groups:
+            continue
+        args = path.split()[1:]
+        assert main(args) == 2, path
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: {path} "), (path, out[:80])
+        assert set(groups[0].choices) <= set(out.split()), path
