@@ -285,16 +285,16 @@ SELECT extract(epoch FROM min(eta) - now()) FROM jobs
 """
 
 # -- job_unstart_over -- after a claim started jobs under a concurrency limit, in its transaction
-# and under the limit's lock: those of its own starts (`job_ids`, in claim order) beyond the limit
-# go back to queued, newest first, waiting for a slot, their attempt not spent. The scope is a
-# queue (`queue`) or an actor, per key when `keyed` (jobs_running_actor_idx, jobs_running_idx).
-# Run unprepared: planned with its parameters, only the CASE branch that applies is kept.
+# and under the limit's lock: those of its own starts (`job_ids`) beyond the limit go back to
+# queued, newest first, waiting for a slot, their attempt not spent (LIMIT 0 within the limit:
+# nothing more is read). The scope is a queue (`queue`) or an actor, per key when `keyed`
+# (jobs_running_actor_idx, jobs_running_idx; then jobs_pkey). Run unprepared: planned with its
+# parameters, only the CASE branch that applies is kept.
 JOB_UNSTART_OVER = """
 WITH over AS MATERIALIZED (
-    SELECT o.id FROM unnest(%(job_ids)s::bigint[]) WITH ORDINALITY AS o(id, ord)
-      JOIN jobs j ON j.id = o.id
-     WHERE j.state = 'running' AND j.worker_id = %(worker_id)s
-     ORDER BY o.ord DESC
+    SELECT id FROM jobs
+     WHERE id = ANY(%(job_ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s
+     ORDER BY id DESC
      LIMIT greatest(0, (SELECT count(*) FROM jobs r
                          WHERE r.state = 'running'
                            AND CASE WHEN %(queue)s::text IS NOT NULL THEN r.queue = %(queue)s

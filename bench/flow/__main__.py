@@ -30,6 +30,7 @@ from pathlib import Path
 import psycopg
 
 from bench.support.args import add_server_options
+from bench.support.cpu import CpuMeter
 from bench.support.databases import bench_database, redis_namespaces
 from bench.support.facts import finish_run, machine_facts, start_run
 from bench.support.procs import REPO, SKYPORT, Workers
@@ -142,14 +143,21 @@ class Bench:
         self.workers = workers
         self.log_dir = log_dir
         self.monitor = psycopg.connect(database_url, autocommit=True)
+        self.dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
 
     def run(self) -> None:
         rates: dict[str, list[float]] = {"flow_noop": [], "flow_noop_limited": []}
+        cpu: dict[str, list[float]] = {"flow_noop": [], "flow_noop_limited": []}
         for round_no in range(self.args.rounds):
             for actor in rates:
-                rate = self.burn_down(actor, round_no)
+                rate, cpu_ms = self.burn_down(actor, round_no)
                 rates[actor].append(rate)
-                print(f"burn-down {actor:<18} round {round_no + 1}: {rate:8,.0f} jobs/s", flush=True)
+                cpu[actor].append(cpu_ms)
+                print(
+                    f"burn-down {actor:<18} round {round_no + 1}: {rate:8,.0f} jobs/s, "
+                    f"{cpu_ms:.3f} CPU ms per job (workers and their PostgreSQL backends)",
+                    flush=True,
+                )
         waits = self.priority()
         started = self.rate()
         plain, limited = statistics.median(rates["flow_noop"]), statistics.median(rates["flow_noop_limited"])
@@ -157,6 +165,8 @@ class Bench:
         print(f"  burn-down (a) no limit          {plain:8,.0f} jobs/s (median of {self.args.rounds})")
         print(f"  burn-down (b) concurrency limit {limited:8,.0f} jobs/s (median of {self.args.rounds})")
         print(f"  (b) / (a)                       {limited / plain:8.2f}   target >= 0.85")
+        cpu_a, cpu_b = statistics.median(cpu["flow_noop"]), statistics.median(cpu["flow_noop_limited"])
+        print(f"  CPU ms per job (a) {cpu_a:.3f}, (b) {cpu_b:.3f}: (a) / (b) {cpu_a / cpu_b:.2f}")
         for waited_s, behind in waits:
             print(
                 f"  priority 0 behind {BACKLOG:,}: started after {waited_s:.3f} s, {behind:,} still waiting"
@@ -175,17 +185,23 @@ class Bench:
         self.wait(lambda: self.scalar("SELECT count(*) FROM workers") >= self.args.processes, workers)
         return workers
 
-    def burn_down(self, actor: str, round_no: int) -> float:
+    def burn_down(self, actor: str, round_no: int) -> tuple[float, float]:
+        """Jobs/s, and CPU ms per job of the workers and their PostgreSQL backends (what a loaded
+        machine changes least)."""
         self.reset()
         for _ in range(0, self.args.jobs, 1000):
             self.workers.enqueue_many([self.workers.JobSpec(actor)] * 1000)
         workers = self.start_workers(f"burn-{actor}-{round_no}")
+        assert workers.proc is not None
+        meter = CpuMeter([workers.proc.pid], self.dbname, None)
+        before = meter.snapshot()
         try:
             self.wait(lambda: self.count("succeeded") >= self.args.jobs, workers)
+            cpu = CpuMeter.per_job_ms(before, meter.snapshot(), self.args.jobs)
         finally:
             workers.stop()
         seconds = self.scalar("SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM jobs")
-        return self.args.jobs / float(seconds)
+        return self.args.jobs / float(seconds), cpu["workers"] + cpu["postgres"]
 
     def priority(self) -> list[tuple[float, int]]:
         self.reset()
