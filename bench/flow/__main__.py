@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", "-t", type=int, default=8, help="threads per process (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a phase may take at most")
     p.add_argument("--baseline", metavar="REV", help="also compare the no-limit burn-down with REV's code")
+    p.add_argument("--only-baseline", action="store_true", help="with --baseline: that comparison only")
     add_server_options(p)
     return p
 
@@ -67,7 +68,8 @@ def main() -> int:
             for name, value in machine_facts(database_url, args.redis_url).items():
                 print(f"  {name:<14} {value}")
             print(f"  jobs {args.jobs:,}; workers -p {args.processes} -t {args.threads}; logs in {log_dir}\n")
-            Bench(args, database_url, namespace, log_dir).run()
+            if not args.only_baseline:
+                Bench(args, database_url, namespace, log_dir).run()
         if args.baseline:
             compare_baseline(args)
         ok = True
@@ -77,49 +79,43 @@ def main() -> int:
 
 
 def compare_baseline(args: argparse.Namespace) -> None:
-    """The no-limit burn-down of REV's code and of this tree's, alternately (bench/flow/burn.py)."""
+    """The no-limit burn-down of REV's code and of this tree's, alternately (bench/flow/burn.py):
+    jobs/s and CPU ms per job of the workers and their PostgreSQL backends."""
     tree = Path(tempfile.mkdtemp(prefix="skyport-baseline-"))
     subprocess.run(
         ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), args.baseline],
         check=True,
         capture_output=True,
     )
-    rates: dict[str, list[float]] = {args.baseline: [], "this tree": []}
+    runs: dict[str, list[tuple[float, float]]] = {args.baseline: [], "this tree": []}
     try:
         for round_no in range(args.rounds):
             for label, cwd in ((args.baseline, tree), ("this tree", REPO)):
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        str(REPO / "bench" / "flow" / "burn.py"),
-                        "--jobs",
-                        str(args.jobs),
-                        "--processes",
-                        str(args.processes),
-                        "--threads",
-                        str(args.threads),
-                        "--database-url",
-                        args.database_url,
-                        "--redis-url",
-                        args.redis_url,
-                    ],
-                    cwd=cwd,
-                    capture_output=True,
-                    text=True,
-                    timeout=args.timeout,
-                    check=True,
-                )
-                rates[label].append(float(out.stdout.split()[-1]))
+                runs[label].append(_burn_in(cwd, args))
+                rate, cpu_ms = runs[label][-1]
                 print(
-                    f"burn-down, no limit, {label:<12} round {round_no + 1}: {rates[label][-1]:8,.0f} jobs/s"
+                    f"burn-down, no limit, {label:<12} round {round_no + 1}: {rate:8,.0f} jobs/s, "
+                    f"{cpu_ms:.3f} CPU ms per job"
                 )
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
-    before, after = (statistics.median(v) for v in rates.values())
-    print(
-        f"  burn-down without limits: {args.baseline} {before:,.0f}, this tree {after:,.0f} jobs/s "
-        f"(medians of {args.rounds}): {after / before:.2f}"
+    (rate_0, cpu_0), (rate_1, cpu_1) = (
+        (statistics.median(r for r, _ in v), statistics.median(c for _, c in v)) for v in runs.values()
     )
+    print(
+        f"  burn-down without limits, medians of {args.rounds}: {args.baseline} {rate_0:,.0f} jobs/s, "
+        f"{cpu_0:.3f} CPU ms per job; this tree {rate_1:,.0f} jobs/s, {cpu_1:.3f} CPU ms per job"
+    )
+    print(f"  this tree / {args.baseline}: jobs/s {rate_1 / rate_0:.2f}, CPU per job {cpu_1 / cpu_0:.2f}")
+
+
+def _burn_in(cwd: Path, args: argparse.Namespace) -> tuple[float, float]:
+    argv = [sys.executable, str(REPO / "bench" / "flow" / "burn.py"), "--jobs", str(args.jobs)]
+    argv += ["--processes", str(args.processes), "--threads", str(args.threads)]
+    argv += ["--database-url", args.database_url, "--redis-url", args.redis_url]
+    out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=args.timeout, check=True)
+    rate, cpu_ms = out.stdout.split()[-2:]
+    return float(rate), float(cpu_ms)
 
 
 class Bench:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd()))  # the tree under test, not the one this file comes from
 
+from bench.support.cpu import CpuMeter
 from bench.support.databases import bench_database, redis_namespaces
 from bench.support.procs import SKYPORT, Workers
 
@@ -47,10 +48,12 @@ def main() -> None:
             "SKYPORT_EXTRA_MODULES": "bench.throughput.ledger_actors",
         }
         os.environ.update(env)
-        print(f"{burn(args, url, env):.0f}")
+        rate, cpu_ms = burn(args, url, env)
+        print(f"{rate:.0f} {cpu_ms:.4f}")
 
 
-def burn(args: argparse.Namespace, url: str, env: dict[str, str]) -> float:
+def burn(args: argparse.Namespace, url: str, env: dict[str, str]) -> tuple[float, float]:
+    """Jobs/s, and CPU ms per job of the workers and their PostgreSQL backends."""
     import psycopg
 
     import config
@@ -72,11 +75,15 @@ def burn(args: argparse.Namespace, url: str, env: dict[str, str]) -> float:
         log = Path(f"/tmp/skyport-burn-{os.getpid()}.log")
         runner = Workers([*SKYPORT, "worker", "-p", str(args.processes), "-t", str(args.threads)], env, log)
         runner.start()
+        assert runner.proc is not None
+        meter = CpuMeter([runner.proc.pid], psycopg.conninfo.conninfo_to_dict(url)["dbname"], None)
+        before = meter.snapshot()
         try:
             done = "SELECT count(*) FROM jobs WHERE actor = 'bench_noop' AND state = 'succeeded'"
             while monitor.execute(done).fetchone()[0] < args.jobs:
                 runner.check_alive()
                 time.sleep(0.05)
+            cpu = CpuMeter.per_job_ms(before, meter.snapshot(), args.jobs)
         finally:
             runner.stop()
             log.unlink(missing_ok=True)
@@ -84,7 +91,7 @@ def burn(args: argparse.Namespace, url: str, env: dict[str, str]) -> float:
             "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM jobs"
             " WHERE actor = 'bench_noop'"
         )
-        return args.jobs / float(monitor.execute(span).fetchone()[0])
+        return args.jobs / float(monitor.execute(span).fetchone()[0]), cpu["workers"] + cpu["postgres"]
 
 
 if __name__ == "__main__":
