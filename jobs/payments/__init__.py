@@ -1,6 +1,8 @@
-"""Payment-gateway callbacks: signed webhook intake (dashboard/webhooks.py), an inbox of raw
-events, idempotent processing under the shipment's row lock, and reconciliation
-(the gateway simulator is a tool of the repository: demo/payments_simulator.py).
+"""Payment-gateway callbacks: gateway adapters (providers/: Stripe, Paystack, Standard Webhooks) for
+the signed webhook intake (dashboard/webhooks.py), an inbox of raw events, processing in batches
+under the shipments' row locks (payments, partial refunds, chargebacks, each once), the catch-up
+import (`skyport payments import`), and reconciliation (the gateway simulator is a tool of the
+repository: demo/payments_simulator.py).
 
 Functions for the dashboard: `problem_events(conn)`, `replay_event(conn, provider, event_id, by)`,
 `drift(conn)`, `count_by_status(conn)`.
