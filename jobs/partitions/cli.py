@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from typing import TYPE_CHECKING
 
 from jobs.family import CommandFailed
 from jobs.listing import Column, add_listing_flags, human, show
 from jobs.maintenance_file import MaintenanceConfigError
+
+if TYPE_CHECKING:
+    from jobs.partitions.maintain import TableResult
 
 
 def add_commands(subparsers) -> None:
@@ -59,9 +63,24 @@ def _ensure(args: argparse.Namespace) -> int:
             results += maintain.apply_retention(conn, today=args.today)
     except MaintenanceConfigError as exc:
         raise CommandFailed(str(exc)) from None
-    for r in results:
-        print(
-            f"{r.parent}: {r.outcome}; created {human(r.created)}; dropped {human(r.dropped)}; "
-            f"detached {human(r.detached)}{'; ' + r.error if r.error else ''}"
-        )
+    for line in per_table(results):
+        print(line)
     return 0 if all(r.outcome == "ok" for r in results) else 1
+
+
+def per_table(results: list[TableResult]) -> list[str]:
+    """One line per table for what its ensuring and its retention did together (a table has a
+    result of each): the outcome, the first that was not ok, and the partitions by name."""
+    tables: dict[str, list[TableResult]] = {}
+    for r in results:
+        tables.setdefault(r.parent, []).append(r)
+    lines = []
+    for parent, rs in tables.items():
+        outcome = next((r.outcome for r in rs if r.outcome != "ok"), "ok")
+        done = "; ".join(
+            f"{what} {human([p for r in rs for p in getattr(r, what)])}"
+            for what in ("created", "dropped", "detached")
+        )
+        errors = "".join(f"; {r.error}" for r in rs if r.error)
+        lines.append(f"{parent}: {outcome}; {done}{errors}")
+    return lines

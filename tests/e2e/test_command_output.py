@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
@@ -138,3 +139,19 @@ def test_retry_and_cancel_are_audited_as_the_command_line_user(
         "skyport: no job 999999",
     ]
     assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 2
+
+
+def test_partitions_ensure_says_once_per_table_what_it_made(
+    conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.partitions.registry import load_tables
+
+    later = date.today() + timedelta(days=200)
+    assert skyport(["partitions", "ensure", "--today", later.isoformat()]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    tables = [t.parent for t in load_tables()]
+    assert sorted(line.split(":")[0] for line in lines) == sorted(tables)  # ensuring and retention in one
+    made = f"audit_log_{later:%Y_%m}"
+    audit = next(line for line in lines if line.startswith("audit_log: ok; created "))
+    assert made in audit.split("; ")[1].removeprefix("created ").split(", "), audit
+    assert "[" not in audit and "'" not in audit
