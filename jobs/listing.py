@@ -138,13 +138,13 @@ def show(
     total: int | None = None,
     next_before: Any = None,
 ) -> None:
-    """Print a listing: JSON with --json, else the table (or `empty`) and, when the rows are
-    cut at the limit, "showing N of TOTAL" with the flags that show more (on stderr, so a pipe
-    gets only the table)."""
+    """Print a listing: JSON with --json, else the table (or `empty`); when the rows are cut at
+    the limit, "showing N of TOTAL" with the flags that show more, on stderr (a pipe gets only the
+    table or the JSON)."""
     if getattr(args, "json", False):
         print(dumps(list(rows)))
-        return
-    print(table(columns, rows) if rows else empty)
+    else:
+        print(table(columns, rows) if rows else empty)
     limit = getattr(args, "limit", None)
     if limit is not None and rows and len(rows) >= limit and (total is None or total > len(rows)):
         of = f" of {total}" if total is not None else ""

@@ -44,7 +44,7 @@ def _dead(args: argparse.Namespace) -> int:
 
     with pool.connection() as conn:
         rows = list_dead(conn, args.limit)
-        total = count_dead(conn) if len(rows) == args.limit and not args.json else None
+        total = count_dead(conn) if len(rows) == args.limit else None
     show(args, DEAD_COLUMNS, rows, empty="no dead notifications", total=total)
     return 0
 

@@ -121,7 +121,7 @@ def _list(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         total = None
-        if len(rows) == args.limit and not args.json:
+        if len(rows) == args.limit:
             total = ledger.count_jobs(conn, state=args.state, actor=args.actor)
     next_before = rows[-1]["id"] if rows and len(rows) == args.limit else None
     show(args, JOB_COLUMNS, rows, empty="no jobs", total=total, next_before=next_before)

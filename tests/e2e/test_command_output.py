@@ -52,7 +52,11 @@ def test_jobs_list_is_a_table_that_says_when_there_is_more(
     assert [int(line.split()[0]) for line in lines[1:]] == [ids[2], ids[1]]
     for header in ("STATE", "ACTOR", "QUEUE", "ENQUEUED"):
         _aligned(lines, header)
-    assert err.strip() == f"showing 2 of 4; for more: --limit N, or --before {ids[1]} for the next page"
+    hint = f"showing 2 of 4; for more: --limit N, or --before {ids[1]} for the next page"
+    assert err.strip() == hint
+    assert skyport(["jobs", "list", "--limit", "2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [job["id"] for job in json.loads(out)] == [ids[2], ids[1]] and err.strip() == hint
 
     assert skyport(["jobs", "list", "--before", str(ids[1])]) == 0
     out, err = capsys.readouterr()
