@@ -16,7 +16,7 @@ def ledger_lifeline() -> None:
     """Recover jobs of dead workers, republish queued jobs the broker lost."""
     with pool.connection() as conn:
         counts = lifeline.maintenance_pass(conn)
-    logger.info("lifeline: %s", counts)
+    logger.info("lifeline: %s", ", ".join(f"{n} {what}" for what, n in counts.items()))
 
 
 # Priority 8 (0 first, 9 last): a nightly bulk delete that nothing waits for.
@@ -34,4 +34,7 @@ def ledger_stats() -> None:
     """Keep the console's rollup: the last minutes' attempts, queue depths, jobs per state."""
     with pool.connection() as conn:
         written = stats.roll_up(conn)
-    logger.info("stats: buckets written per grain %s", written)
+    logger.info(
+        "stats: buckets written: %s",
+        ", ".join(f"{n} of {int(grain) // 60} min" for grain, n in written.items()),
+    )

@@ -19,4 +19,4 @@ def dispatch_notifications() -> None:
     with pool.connection() as conn:
         stats = dispatch_configured(conn)
     if stats.claimed or stats.reaped:
-        logger.info("notifications dispatched: %s", stats)
+        logger.info("notifications dispatched: %s", stats.summary())

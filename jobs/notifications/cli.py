@@ -69,8 +69,5 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     with pool.connection() as conn:
         stats = dispatch_configured(conn)
-    print(
-        f"claimed {stats.claimed}, sent {stats.sent}, failed {stats.failed} (will retry), dead {stats.dead}, "
-        f"released {stats.released}, in {stats.batches} batch(es)"
-    )
+    print(stats.summary())
     return 0

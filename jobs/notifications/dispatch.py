@@ -64,6 +64,17 @@ class DispatchStats:
     reaped: dict[str, int] = field(default_factory=dict)
     batches: int = 0
 
+    def summary(self) -> str:
+        """The run in a sentence (the command's output, the actor's log line)."""
+        text = (
+            f"claimed {self.claimed}, sent {self.sent}, failed {self.failed} (will retry), "
+            f"dead {self.dead}, released {self.released}, in {self.batches} batch(es)"
+        )
+        if self.reaped:
+            leases = ", ".join(f"{n} now {status}" for status, n in sorted(self.reaped.items()))
+            text += f"; expired leases: {leases}"
+        return text
+
 
 def dispatcher_id() -> str:
     """Names this run in `locked_by`: host, process, and a random part per run."""

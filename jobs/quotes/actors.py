@@ -18,4 +18,4 @@ def expire_quotes() -> None:
     with pool.connection() as conn:
         stats = expire_configured(conn)
     if stats.expired:
-        logger.info("quotes expired: %s", stats)
+        logger.info("quotes: %s", stats.summary())

@@ -20,5 +20,5 @@ def _expire(args: argparse.Namespace) -> int:
 
     with pool.connection() as conn:
         stats = expire_configured(conn)
-    print(f"expired {stats.expired} quote(s), {stats.notified} notification(s), in {stats.batches} batch(es)")
+    print(stats.summary())
     return 0

@@ -99,6 +99,12 @@ class ExpiryStats:
     # Loops that did the work (this one and the helpers that got a connection).
     expirers: int = 1
 
+    def summary(self) -> str:
+        """The run in a sentence (the command's output, the actor's log line)."""
+        return (
+            f"expired {self.expired} quote(s), {self.notified} notification(s), in {self.batches} batch(es)"
+        )
+
     def add(self, other: ExpiryStats) -> None:
         self.expired += other.expired
         self.notified += other.notified
