@@ -108,7 +108,9 @@ def database_route() -> str:
 def parametrize_routes(metafunc: pytest.Metafunc) -> None:
     """`pytest_generate_tests` of the folders whose tests run on every route in ROUTES."""
     if "database_url" in metafunc.fixturenames and "private_database" not in metafunc.fixturenames:
-        metafunc.parametrize("database_route", ROUTES)
+        # A test marked one_route measures time (seconds of rate-limited starts): once is enough.
+        routes = ROUTES[:1] if metafunc.definition.get_closest_marker("one_route") else ROUTES
+        metafunc.parametrize("database_route", routes)
 
 
 @pytest.fixture

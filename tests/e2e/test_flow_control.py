@@ -214,6 +214,7 @@ def test_the_slots_of_a_worker_killed_with_sigkill_come_back_through_the_lifelin
         first.kill()
 
 
+@pytest.mark.one_route
 def test_a_rate_limit_of_20_per_second_runs_200_jobs_in_10_seconds_across_processes(
     effects: str, redis_namespace: str
 ) -> None:
