@@ -539,8 +539,12 @@ JOB_COUNT_BY_STATE = "SELECT state, count(*) FROM jobs GROUP BY state"
 # -- job_attempts_of -- attempts used so far by each of the jobs (primary key).
 JOB_ATTEMPTS_OF = "SELECT id, attempts FROM jobs WHERE id = ANY(%(ids)s)"
 
-# -- job_oldest_queued_age -- seconds the oldest queued job has waited, NULL: none (jobs_state_id_idx).
-JOB_OLDEST_QUEUED_AGE = "SELECT extract(epoch FROM now() - min(eta)) FROM jobs WHERE state = 'queued'"
+# -- job_oldest_queued_age -- seconds the oldest queued job has waited, NULL: none; a job held by a
+# pause ops made does not count (jobs_state_id_idx).
+JOB_OLDEST_QUEUED_AGE = """
+SELECT extract(epoch FROM now() - min(eta)) FROM jobs
+ WHERE state = 'queued' AND waiting_for IS DISTINCT FROM 'paused'
+"""
 
 # ---- dashboard reads (dashboard/queries.py) ---------------------------------------------------
 

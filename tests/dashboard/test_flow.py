@@ -80,3 +80,20 @@ def test_a_held_job_says_what_it_waits_for_on_its_page(admin: TestClient, conn) 
     page = admin.get(f"/jobs/{job_id}").text
     assert "waiting for a slot" in page and "priority 3" in page
     assert admin.get(f"/api/jobs/{job_id}").json()["waiting_for"] == "slot"
+
+
+def test_a_paused_job_does_not_age_the_oldest_queued_metric(anonymous: TestClient, conn) -> None:
+    from workers import enqueue
+
+    waiting = enqueue("remember", ["waits"], conn=conn).id
+    held = enqueue("remember", ["held"], conn=conn).id
+    conn.execute("UPDATE jobs SET eta = now() - interval '60 seconds' WHERE id = %s", (waiting,))
+    conn.execute(
+        "UPDATE jobs SET eta = now() - interval '1 day', waiting_for = 'paused' WHERE id = %s", (held,)
+    )
+    line = next(
+        line
+        for line in anonymous.get("/metrics").text.splitlines()
+        if line.startswith("skyport_oldest_queued")
+    )
+    assert 59 <= float(line.split()[-1]) < 3600, line  # the paused job's day does not count
