@@ -246,6 +246,16 @@ INSERT INTO flow_rates AS r (key, next_at) VALUES (%(key)s, %(until)s)
 """
 
 
+# -- rate_prune -- rate schedules idle for an hour (one per key of a keyed rate limit: they would
+# pile up); a schedule made again starts from now, as a new one does. A scan of flow_rates, daily.
+RATE_PRUNE = "DELETE FROM flow_rates WHERE next_at < now() - interval '1 hour'"
+
+
+def prune_rates(conn: psycopg.Connection) -> int:
+    """Delete rate schedules idle for an hour; returns how many."""
+    return conn.execute(RATE_PRUNE).rowcount
+
+
 def rate_reserve(conn: psycopg.Connection, key: str, rate: Rate, n: int = 1) -> list[tuple[datetime, float]]:
     """Reserve `n` starts of a rate limit; returns, for each, its time and the seconds to wait
     until it (0: now). Commits with the caller's transaction."""

@@ -6,7 +6,7 @@ import logging
 
 import config
 from db import pool
-from workers import actor, ledger, lifeline, stats
+from workers import actor, flow, ledger, lifeline, stats
 
 logger = logging.getLogger("skyport.maintenance")
 
@@ -26,7 +26,8 @@ def prune_jobs() -> None:
     cfg = config.get()
     with pool.connection() as conn:
         pruned = ledger.prune_finished(conn, cfg.worker.keep_succeeded_days, cfg.worker.keep_dead_days)
-    logger.info("pruned %d finished jobs", pruned)
+        rates = flow.prune_rates(conn)
+    logger.info("pruned %d finished jobs, %d idle rate schedules", pruned, rates)
 
 
 @actor(queue_name="maintenance", max_retries=0, time_limit=5 * 60_000)
