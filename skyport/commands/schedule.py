@@ -6,7 +6,6 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from jobs.family import command_user
 from skyport.errors import CommandError
 from skyport.output import Column, add_listing_flags, show
 
@@ -89,21 +88,25 @@ def _last_by(run: dict[str, Any]) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from scheduler import runner
+    """Through the console's own action: the same run, audited as `cli:<login>`."""
+    from dashboard import actions
+    from db import pool
 
-    ref = runner.run_now(_entry(args.name), by=command_user())
-    print(f"{args.name}: job {ref.id}")
+    _entry(args.name)
+    with pool.connection() as conn:
+        result = actions.run_entry_now(conn, actions.Actor.command_line(), args.name)
+    print(f"{args.name}: job {result.changed[0]}")
     return 0
 
 
 def _switch(args: argparse.Namespace, enabled: bool) -> int:
+    """Through the console's own action: the same switch, audited as `cli:<login>`."""
+    from dashboard import actions
     from db import pool
-    from scheduler import state
 
     _entry(args.name)
     with pool.connection() as conn:
-        state.set_enabled(conn, args.name, enabled, by=command_user())
-    print(f"{args.name}: {'enabled' if enabled else 'disabled'}")
+        print(actions.set_entry_enabled(conn, actions.Actor.command_line(), args.name, enabled).message)
     return 0
 
 

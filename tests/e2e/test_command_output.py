@@ -159,3 +159,19 @@ def test_partitions_ensure_says_once_per_table_what_it_made(
     audit = next(line for line in lines if line.startswith("audit_log: ok; created "))
     assert made in audit.split("; ")[1].removeprefix("created ").split(", "), audit
     assert "[" not in audit and "'" not in audit
+
+
+def test_schedule_actions_are_audited_as_the_command_line_user(
+    conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.family import command_user
+
+    for verb in ("run", "disable", "enable"):
+        assert skyport(["schedule", verb, "prune_jobs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("prune_jobs: job ")
+    assert out[1:] == ["prune_jobs: disabled", "prune_jobs: enabled"]
+    rows = conn.execute(
+        "SELECT performed_by, reason FROM audit_log WHERE table_name = 'schedule' ORDER BY audit_id"
+    ).fetchall()
+    assert rows == [(command_user(), "run now"), (command_user(), "disable"), (command_user(), "enable")]
