@@ -40,7 +40,7 @@ def _status(args: argparse.Namespace) -> int:
 # The columns of `skyport matviews status`.
 STATUS_COLUMNS = (
     Column("VIEW", "view"),
-    Column("LAST SUCCESS (UTC)", lambda r: r["last_success_at"] or "never"),
+    Column("LAST SUCCESS (UTC)", lambda r: r["last_success"] or "never"),
     Column("STALENESS", lambda r: duration(r["staleness_s"]), right=True),
     Column("STALE", "stale"),
     Column(

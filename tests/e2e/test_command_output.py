@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -175,3 +176,13 @@ def test_schedule_actions_are_audited_as_the_command_line_user(
         "SELECT performed_by, reason FROM audit_log WHERE table_name = 'schedule' ORDER BY audit_id"
     ).fetchall()
     assert rows == [(command_user(), "run now"), (command_user(), "disable"), (command_user(), "enable")]
+
+
+def test_matviews_status_gives_times_for_people(
+    conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert skyport(["matviews", "refresh", "active_countries", "--now"]) == 0
+    capsys.readouterr()
+    assert skyport(["matviews", "status"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("active_countries "))
+    assert re.search(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", line) and "+00:00" not in line, line

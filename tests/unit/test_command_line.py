@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 import skyport
 from jobs import registry
+from jobs.listing import when
 from skyport.main import build_parser, main
 
 
@@ -63,3 +65,9 @@ def test_a_group_of_commands_alone_prints_its_own_help(capsys: pytest.CaptureFix
         out = capsys.readouterr().out
         assert out.startswith(f"usage: {path} "), (path, out[:80])
         assert set(groups[0].choices) <= set(out.split()), path
+
+
+def test_times_are_printed_in_utc() -> None:
+    two_hours_east = timezone(timedelta(hours=2))
+    assert when(datetime(2026, 12, 7, 3, 30, 15, 123456, tzinfo=two_hours_east)) == "2026-12-07 01:30:15"
+    assert when(datetime(2026, 12, 7, 3, 30, 15)) == "2026-12-07 03:30:15" and when(None) == "-"
