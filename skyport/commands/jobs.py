@@ -157,20 +157,35 @@ def _arguments(value: Any) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from dashboard import queries
     from db import pool
     from workers import ledger
 
     with pool.connection() as conn:
         job = ledger.get_job(conn, args.id)
-    if job is None:
-        raise CommandError(f"no job {args.id}")
+        if job is None:
+            raise CommandError(f"no job {args.id}")
+        job["audit"] = queries.audit_list(conn, table_name="jobs", record_id=str(args.id), limit=100)
     if args.json:
         print(dumps(job))
         return 0
     width = max(len(label) for label, _ in JOB_FIELDS)
     for label, key in JOB_FIELDS:
         print(f"{label:>{width}}: {human(key(job) if callable(key) else job.get(key))}")
-    for h in job["history"]:
+    _print_attempts(job["history"])
+    if job["audit"]:
+        print("\nops actions (UTC):")
+    for entry in reversed(job["audit"]):  # oldest first, like the attempts
+        after = (entry["new_values"] or {}).get("after_attempt")
+        print(
+            f"  {when(entry['created_at'])}  {entry['verb']} by {entry['performed_by']}"
+            + (f" after attempt {after}" if after else "")
+        )
+    return 0
+
+
+def _print_attempts(history: list[dict[str, Any]]) -> None:
+    for h in history:
         print(
             f"\nattempt {h['attempt']}: {h['outcome']} on {human(h['worker_id'])}, "
             f"{when(h['started_at'])} .. {when(h['finished_at'])} UTC"
@@ -179,7 +194,6 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  error: {h['error']}")
         if h["traceback"]:
             print("  " + h["traceback"].rstrip().replace("\n", "\n  "))
-    return 0
 
 
 def _retry(args: argparse.Namespace) -> int:

@@ -144,6 +144,10 @@ def test_retry_and_cancel_are_audited_as_the_command_line_user(
         "skyport: no job 999999",
     ]
     assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 2
+    # The job's own history names it, as the console's job page does.
+    assert skyport(["jobs", "show", str(dead)]) == 0
+    ops = capsys.readouterr().out.split("\nops actions (UTC):\n")[1].splitlines()
+    assert len(ops) == 1 and ops[0].endswith(f"  retry by {command_user()} after attempt 1"), ops
 
 
 def test_partitions_ensure_says_once_per_table_what_it_made(
