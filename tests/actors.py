@@ -65,6 +65,16 @@ def refuse(key: str) -> None:
     raise PermanentError("refused: trying again cannot help")
 
 
+class ExpectedRefusal(Exception):
+    """The error `expected` declares with `throws=`: its job goes dead at once."""
+
+
+@actor(queue_name="default", max_retries=5, throws=(ExpectedRefusal,))
+def expected(key: str) -> None:
+    record(key)
+    raise ExpectedRefusal("declared with throws")
+
+
 @actor(queue_name="default", max_retries=3, min_backoff_s=0.2)
 def slow(key: str, seconds: float) -> None:
     record(f"{key}:start")

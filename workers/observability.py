@@ -154,12 +154,13 @@ class JsonFormatter(logging.Formatter):
 
 
 class LedgerLogsFailures(logging.Filter):
-    """Drops Dramatiq's "Failed to process message ... with unhandled exception" and its traceback:
-    the ledger middleware logs every failed attempt as one line (job, actor, attempt, error, retry
-    or dead), and keeps the traceback in the ledger (`skyport jobs show`, the console)."""
+    """Drops Dramatiq's "Failed to process message ... with unhandled exception" (and traceback) or
+    "... with expected exception" (an actor's `throws`): the ledger middleware logs every failed
+    attempt as one line (job, actor, attempt, error, retry or dead), and keeps the traceback in the
+    ledger (`skyport jobs show`, the console)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, str) and record.msg.endswith("with unhandled exception."))
+        return not (isinstance(record.msg, str) and record.msg.startswith("Failed to process message "))
 
 
 # The logger of Dramatiq's worker threads (dramatiq/worker.py).

@@ -96,14 +96,16 @@ def test_one_log_line_per_failed_attempt(effects: str, redis_namespace: str) -> 
         worker.wait_ready(effects)
         flaky = enqueue("flaky", ["once", 1]).id
         refused = enqueue("refuse", ["never"]).id
+        thrown = enqueue("expected", ["declared"]).id  # an exception the actor's `throws` names
         wait_for(
-            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'dead')") == 2,
+            lambda: scalar(effects, "SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'dead')") == 3,
             30,
-            what=f"both jobs to finish\n{worker.output()}",
+            what=f"the three jobs to finish\n{worker.output()}",
         )
         output = worker.output()
-    assert "Traceback" not in output and "unhandled exception" not in output, output
+    assert "Traceback" not in output and "Failed to process message" not in output, output
     lines = output.splitlines()
+    assert len([line for line in lines if f"job {thrown}: expected attempt 1 failed, dead" in line]) == 1
     assert len([line for line in lines if f"job {flaky}: flaky attempt 1 failed, retry in" in line]) == 1
     assert len([line for line in lines if f"job {refused}: refuse attempt 1 failed, dead" in line]) == 1
     # The traceback is kept in the ledger, where ops read it.
