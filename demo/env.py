@@ -9,7 +9,8 @@ configured already (read through `config.load()`, as the product's processes wil
   .data/, so sessions survive a restart;
 - the webhook secret the web process checks and the payments simulator signs with (one secret:
   `python -m demo simulate-payments` in a shell with this file sourced is accepted);
-- the demo actors (SKYPORT_EXTRA_MODULES, and PYTHONPATH so any `skyport` command imports them);
+- the demo actors (SKYPORT_EXTRA_MODULES, and PYTHONPATH so any `skyport` command imports them),
+  and the virtualenv's `skyport` and `python` first on the PATH;
 - the demo's notification providers (demo/providers.py): SMTP, SMS and push, a short retry backoff,
   and a console link to what they received;
 - the database and broker URLs (private servers started by demo/servers.py included).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import shlex
+import sys
 from pathlib import Path
 
 import config
@@ -104,7 +106,14 @@ def environment(cfg: config.Config, pythonpath: str, smtp_port: int, http_port: 
     # demo/ is not installed with the product: any shell's `skyport` finds it through PYTHONPATH.
     paths = [str(REPO), *(p for p in pythonpath.split(":") if p)]
     lines.append(export("PYTHONPATH", ":".join(dict.fromkeys(paths))))
-    return lines + provider_lines(cfg, smtp_port, http_port)
+    return [*lines, path_line(), *provider_lines(cfg, smtp_port, http_port)]
+
+
+def path_line() -> str:
+    """`skyport` and `python` (this interpreter, the one with the product installed) first on the
+    shell's PATH, once however often the file is sourced."""
+    bin_dir = shlex.quote(str(Path(sys.executable).parent))
+    return f'case ":$PATH:" in *":"{bin_dir}":"*) ;; *) export PATH={bin_dir}:"$PATH" ;; esac'
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,16 +146,19 @@ def test_another_shell_with_the_demo_env_knows_its_actors_and_secret(
     second = {
         k: v for k, v in clean.items() if k not in ("DATABASE_URL", "PYTHONPATH", "SKYPORT_BROKER_NAMESPACE")
     }
+    second["PATH"] = "/usr/local/bin:/usr/bin:/bin"  # no virtualenv: the file puts it first
     script = (
-        f". {env_file} && {REPO}/.venv/bin/skyport enqueue demo_work --kwargs '{{\"order\": 1}}' && "
-        f"{REPO}/.venv/bin/python -c 'import config; c = config.load(); "
-        'print(c.payments.secret_for("simulator"), c.notifications.sms_url, c.web.console_links)\''
+        f". {env_file} && . {env_file} && skyport enqueue demo_work --kwargs '{{\"order\": 1}}' && "
+        "python -c 'import config; c = config.load(); "
+        'print(c.payments.secret_for("simulator"), c.notifications.sms_url, c.web.console_links)\' && '
+        'echo "$PATH"'
     )
     shell = subprocess.run(
         ["bash", "-c", script], env=second, cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert shell.returncode == 0, shell.stderr
-    job_id, settings = shell.stdout.splitlines()
+    job_id, settings, path = shell.stdout.splitlines()
+    assert path.split(":").count(str(REPO / ".venv/bin")) == 1, path  # sourced twice, there once
     with psycopg.connect(database_url) as conn:
         assert (
             conn.execute("SELECT actor FROM jobs WHERE id = %s", (int(job_id),)).fetchone()[0] == "demo_work"
