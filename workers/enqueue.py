@@ -149,7 +149,9 @@ def _write_group(items: list[_Enqueue]) -> list[JobRef | Exception]:
             except (psycopg.Error, EnqueueError) as exc:
                 if len(rows) == 1 or isinstance(exc, psycopg.OperationalError):
                     raise
-                for row in rows:  # the statement inserted nothing: each job alone, its own outcome
+                for row in rows:  # each job not yet written alone, with its own outcome
+                    if row.ref is not None:  # written (a dedup follow-up failed, not the INSERT)
+                        continue
                     try:
                         _insert(conn, [row], enqueued_by, send)
                     except (psycopg.Error, EnqueueError) as alone:

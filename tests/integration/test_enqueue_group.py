@@ -5,6 +5,7 @@ committed and in Redis when its call returns, and dedup keys hold across a group
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import threading
 import time
@@ -24,6 +25,12 @@ enqueue_module = importlib.import_module("workers.enqueue")
 
 @pytest.fixture
 def jobs_locked(conn: psycopg.Connection) -> Iterator[threading.Event]:
+    with _jobs_locked() as release:
+        yield release
+
+
+@contextlib.contextmanager
+def _jobs_locked() -> Iterator[threading.Event]:
     """The jobs table locked against inserts until the event is set: the first caller's INSERT
     waits, and the callers that come meanwhile queue up for the next turn."""
     release = threading.Event()
@@ -122,3 +129,37 @@ def test_enqueue_async_refuses_bad_input_before_any_write(conn: psycopg.Connecti
         asyncio.run(enqueue_async("remember", ["a", "b"]))
     assert refused.value.field == "args"
     assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_a_job_postgresql_refuses_fails_its_own_call_only(
+    conn: psycopg.Connection, redis_namespace: str
+) -> None:
+    conn.execute(
+        """
+        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'poison refused'; END $$;
+        CREATE TRIGGER refuse_poison BEFORE INSERT ON jobs
+            FOR EACH ROW WHEN (NEW.args = '["poison"]') EXECUTE FUNCTION refuse_poison();
+        """
+    )
+
+    def call(arg: str) -> JobRef | Exception:
+        try:
+            return enqueue("remember", [arg])
+        except Exception as exc:
+            return exc
+
+    with _jobs_locked() as release, ThreadPoolExecutor(8) as pool:
+        first = pool.submit(call, "first")
+        _insert_blocked(conn)
+        rest = [pool.submit(call, arg) for arg in ("a", "poison", "b", "c")]
+        _waiting(4)
+        release.set()
+        results = [first.result(10), *(f.result(10) for f in rest)]
+    refused = results[2]
+    assert isinstance(refused, psycopg.Error) and "poison refused" in str(refused)
+    fine = [r for r in results if isinstance(r, JobRef)]
+    assert len(fine) == 4 and len({r.id for r in fine}) == 4
+    args = conn.execute("SELECT args->>0 FROM jobs ORDER BY id").fetchall()
+    assert sorted(a for (a,) in args) == ["a", "b", "c", "first"]  # each once: none written twice
+    _check_sent(conn, redis_namespace, fine)
