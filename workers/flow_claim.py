@@ -1,14 +1,14 @@
 """Claims under flow control, and the release of jobs that waited for a slot.
 
 A fetched message whose queue or actor is paused, or that a concurrency or rate limit governs,
-is claimed here instead of by the plain batch claim (workers/middleware.py). In one transaction,
-sent in one round trip (pipeline mode):
+is claimed here instead of by the plain batch claim (workers/middleware.py):
 - a paused job is parked (`waiting_for = 'paused'`) off the broker;
-- the concurrency limits the others fall under are locked (transaction advisory locks, taken in
-  a fixed order); the jobs start (queued -> running, as in the plain claim); then per limit, the
-  running jobs are counted and this claim's starts beyond the limit undone (`slot`). Slots are
-  the ledger's running rows, so a killed worker's slots come back when the lifeline takes its
-  jobs back, and no slot can leak;
+- the others start in one transaction sent as one simple query (one round trip): the concurrency
+  limits they fall under are locked (transaction advisory locks, taken in a fixed order), the
+  jobs start (queued -> running, as in the plain claim), then per limit the running jobs are
+  counted and this claim's starts beyond the limit undone (`slot`). Slots are the ledger's
+  running rows, so a killed worker's slots come back when the lifeline takes its jobs back, and
+  no slot can leak;
 - then a rate-limited job reserves its start (flow.rate_reserve): due now, it runs; else it is
   undone (`rate`) with its reserved time as eta, and the relay publishes it then, marked as
   reserved so that its claim does not reserve again.
