@@ -141,7 +141,7 @@ def _simulate_payments(args: argparse.Namespace) -> int:
     stats = post_events(url, args.provider, secrets, plan.bodies, **sending)
     print(
         f"posted in {stats.elapsed_s:.1f}s ({len(plan.bodies) / max(stats.elapsed_s, 1e-9):.0f}/s); "
-        f"statuses {stats.statuses}; latency p50 {stats.percentile_ms(0.5):.1f} ms, "
+        f"answers {_counts(stats.statuses, 'HTTP ')}; latency p50 {stats.percentile_ms(0.5):.1f} ms, "
         f"p99 {stats.percentile_ms(0.99):.1f} ms"
     )
     for error in stats.errors[:5]:
@@ -192,10 +192,15 @@ def _check_ledger(wait_s: float, expected_paid: dict[uuid.UUID, Decimal], before
             time.sleep(0.5)
         wrong = mismatches(conn, expected_paid)
         counts = inbox.count_by_status(conn)
-    print(f"inbox: {counts} (before: {before})")
+    print(f"inbox: {_counts(counts)} (before: {_counts(before)})")
     if wrong:
         for sid, want, got in wrong[:10]:
             print(f"  shipment {sid}: expected {want} paid, has {got}")
         raise CommandError(f"{len(wrong)} shipment(s) do not match the expected ledger")
     print(f"all {len(expected_paid)} shipments match the expected ledger")
     return 0
+
+
+def _counts(counts: dict[Any, int], prefix: str = "") -> str:
+    """Counts as people read them: `{"applied": 73}` is `73 applied`, nothing `none`."""
+    return ", ".join(f"{n} {prefix}{key}" for key, n in sorted(counts.items(), key=str)) or "none"
