@@ -126,7 +126,10 @@ def test_retry_and_cancel_are_audited_as_the_command_line_user(
     from jobs.family import command_user
 
     dead = make_dead(conn, "cli-retry")
-    queued = enqueue("remember", ["cli-cancel"]).id
+    assert skyport(["enqueue", "remember", "--args", '["cli-cancel"]']) == 0
+    queued = int(capsys.readouterr().out)
+    by = conn.execute("SELECT enqueued_by FROM jobs WHERE id = %s", (queued,)).fetchone()[0]
+    assert by == command_user()
     assert skyport(["jobs", "retry", str(dead)]) == 0
     assert skyport(["jobs", "cancel", str(queued)]) == 0
     assert capsys.readouterr().out.splitlines() == [f"job {dead} queued again", f"job {queued} cancelled"]
