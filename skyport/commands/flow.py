@@ -17,7 +17,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             plural, help=f"{plural}: waiting, running, limits; pause and resume"
         ).add_subparsers(title=f"{plural} commands", metavar="CMD")
         cmd = group.add_parser(
-            "list", help=f"every {scope}: waiting, running, held (paused/slot/rate), limit, rate, paused"
+            "list",
+            help=f"every {scope}: waiting, running, held (paused/slot/rate), limit, "
+            + ("rate, " if scope == "actor" else "")
+            + "paused",
         )
         add_listing_flags(cmd)
         cmd.set_defaults(run=_list, scope=scope)
