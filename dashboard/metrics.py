@@ -17,13 +17,13 @@ from starlette.responses import Response
 from db import pool
 from jobs import registry
 from jobs.family import Gauge
-from workers import ledger
+from workers import ledger, stats
 
 
 class LedgerCollector:
     def collect(self) -> Iterator[Metric]:
         with pool.connection() as conn:
-            by_state = ledger.count_by_state(conn)
+            by_state = stats.state_counts(conn, ledger.JobState)  # no scan of the ledger per scrape
             oldest_queued_s, dead_last_hour = ledger.health(conn)
             families = [m for f in registry.FAMILIES if f.metrics for m in f.metrics(conn)]
 
