@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from skyport.errors import CommandError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -15,12 +19,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     db.add_parser("current", help="print the schema revision").set_defaults(run=_current)
 
 
+@contextmanager
+def _alembic_says(hint: str = "") -> Iterator[None]:
+    """Alembic's refusals (a revision it does not know: the database was migrated by a newer
+    release, or a typo) end as one line, not a traceback."""
+    from alembic.util import CommandError as AlembicError
+
+    try:
+        yield
+    except AlembicError as exc:
+        raise CommandError(f"{exc}{hint}") from None
+
+
 def _upgrade(args: argparse.Namespace) -> int:
     from db import migrate
 
     if migrate.create_database_if_missing():
         print("created the database")
-    migrate.upgrade("heads")
+    with _alembic_says(" (was this database migrated by a newer release of Skyport?)"):
+        migrate.upgrade("heads")
     print(f"schema at {migrate.current_revision()}")
     return 0
 
@@ -28,7 +45,8 @@ def _upgrade(args: argparse.Namespace) -> int:
 def _downgrade(args: argparse.Namespace) -> int:
     from db import migrate
 
-    migrate.downgrade(args.revision)
+    with _alembic_says():
+        migrate.downgrade(args.revision)
     print(f"schema at {migrate.current_revision() or 'base'}")
     return 0
 

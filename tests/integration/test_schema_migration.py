@@ -171,3 +171,16 @@ def test_a_payment_refunded_before_the_gateways_migration_gets_its_refund_row(fr
     migrate.downgrade("0014_job_stats", url)
     with psycopg.connect(url, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM payment_transactions").fetchone()[0] == 1
+
+
+def test_upgrade_of_a_database_from_a_newer_release_says_so_in_one_line(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from skyport.main import main
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+    assert main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert "0099_from_the_future" in err and "newer release" in err
+    assert "Traceback" not in err
