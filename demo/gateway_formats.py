@@ -149,10 +149,10 @@ class _Paystack:
                 "fees": 150, "customer": {"email": "payer@example.com"},
             }}  # fmt: skip
         if kind == "payment.refunded":
-            return {"event": "refund.processed", "data": {
-                "id": _digits(data["refund"]["id"]), "status": "processed", "domain": "live",
+            return {"event": "refund.processed", "data": {  # as Paystack's example: no id, a string
+                "status": "processed", "domain": "live",
                 "transaction_reference": self.reference, "refund_reference": data["refund"]["id"],
-                "amount": minor(data["refund"]["amount"]), "currency": data["currency"],
+                "amount": str(minor(data["refund"]["amount"])), "currency": data["currency"],
                 "customer": {"email": "payer@example.com"}, "createdAt": at,
             }}  # fmt: skip
         resolution = {"dispute.won": "declined", "dispute.lost": "merchant-accepted"}.get(kind)

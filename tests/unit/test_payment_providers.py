@@ -36,8 +36,9 @@ def intent(amount: int, currency: str, kind: str = "payment_intent.succeeded") -
 
 @pytest.mark.parametrize(
     ("amount", "currency", "expected"),
-    [(12550, "usd", "125.50"), (5000, "jpy", "5000.00"), (12340, "kwd", "12.34"), (1, "eur", "0.01")],
-)
+    [(12550, "usd", "125.50"), (5000, "jpy", "5000.00"), (12340, "kwd", "12.34"), (1, "eur", "0.01"),
+     (50000, "isk", "500.00")],  # ISK stays two-decimal in Stripe's API (100 is 1 krona)
+)  # fmt: skip
 def test_stripe_amounts_are_in_the_currencys_minor_unit(amount, currency, expected):
     event = ADAPTERS["stripe"].parse(intent(amount, currency))
     assert isinstance(event, PaymentEvent)
@@ -65,11 +66,54 @@ def test_stripe_refusals_name_the_field(body, field):
     assert caught.value.field == field
 
 
-def test_stripe_closings_other_than_won_or_lost_and_other_types_are_ignored():
-    dispute = {"id": "dp_1", "amount": 100, "currency": "usd", "charge": "ch_1", "status": "warning_closed"}
+def test_stripe_closings_other_than_won_lost_or_an_inquirys_and_other_types_are_ignored():
+    dispute = {"id": "dp_1", "amount": 100, "currency": "usd", "charge": "ch_1", "status": "charge_refunded"}
     closed = {"id": "evt_2", "type": "charge.dispute.closed", "created": 1, "data": {"object": dispute}}
     assert isinstance(ADAPTERS["stripe"].parse(closed), Ignored)
     assert isinstance(ADAPTERS["stripe"].parse({**closed, "type": "invoice.paid"}), Ignored)
+
+
+def test_a_stripe_inquiry_closed_without_a_chargeback_puts_the_money_back():
+    # An inquiry opens as charge.dispute.created (warning_needs_response) like a chargeback, and
+    # closes as warning_closed when it does not escalate: the amount its opening took off returns.
+    dispute = {"id": "dp_1", "amount": 100, "currency": "usd", "charge": "ch_1", "status": "warning_closed"}
+    closed = {"id": "evt_2", "type": "charge.dispute.closed", "created": 1, "data": {"object": dispute}}
+    event = ADAPTERS["stripe"].parse(closed)
+    assert isinstance(event, PaymentEvent) and event.type == "dispute.won"
+
+
+def paystack_refund(**data: Any) -> dict:
+    """refund.processed as Paystack documents it: no `id`, the amount as a string of minor units."""
+    return {"event": "refund.processed", "data": {
+        "status": "processed", "transaction_reference": "T2154954_412829_3be32076_6lcg3",
+        "refund_reference": "132013318360", "amount": "5000", "currency": "NGN", "processor": "mpgs_zen",
+        "customer": {"email": "payer@example.com"}, "integration": 412829, "domain": "live", **data,
+    }}  # fmt: skip
+
+
+def test_paystack_refund_processed_as_documented_is_one_refund_of_its_transaction():
+    event = ADAPTERS["paystack"].parse(paystack_refund())
+    assert isinstance(event, PaymentEvent) and event.movement is not None
+    assert (event.id, event.idempotency_key, event.movement.id, event.movement.amount) == (
+        "refund.processed:132013318360",
+        "T2154954_412829_3be32076_6lcg3",
+        "132013318360",
+        Decimal("50.00"),
+    )
+    with_id = ADAPTERS["paystack"].parse(paystack_refund(id=3018284, amount=5000))
+    assert isinstance(with_id, PaymentEvent) and with_id.movement is not None
+    assert (with_id.id, with_id.movement.amount) == ("refund.processed:3018284", Decimal("50.00"))
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"refund_reference": None}, "data.refund_reference"), ({"amount": "50.00"}, "data.amount"),
+     ({"amount": "-5"}, "data.amount"), ({"amount": ""}, "data.amount")],
+)  # fmt: skip
+def test_paystack_refund_refusals_name_the_field(data, field):
+    with pytest.raises(EventError) as caught:
+        ADAPTERS["paystack"].parse(paystack_refund(**data))
+    assert caught.value.field == field
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 from jobs.payments.body import EventError, show
 from jobs.payments.events import MAX_AMOUNT, MAX_CREATED, PaymentEvent
 
-# Currencies without minor unit, and with three decimals (ISO 4217 as Stripe lists them). Stripe
-# asks three-decimal amounts to end in 0, so they fit the seed's two places.
+# Currencies without minor unit, and with three decimals, as Stripe lists them. Stripe asks
+# three-decimal amounts to end in 0, so they fit the seed's two places. ISK has no minor unit in
+# ISO 4217 but stays two-decimal in Stripe's API (an amount of 100 is 1 krona).
 ZERO_DECIMAL = frozenset(
-    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "MGA",
+    ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
      "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
 )  # fmt: skip
 THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
@@ -85,9 +86,13 @@ def currency(doc: Any, path: str) -> str:
     return value.upper()
 
 
-def from_minor(doc: Any, path: str, code: str, *, allow_zero: bool = False) -> Decimal:
-    """An amount in the currency's minor unit (cents, kobo, yen, fils) as a decimal of two places."""
+def from_minor(
+    doc: Any, path: str, code: str, *, allow_zero: bool = False, field: str | None = None
+) -> Decimal:
+    """An amount in the currency's minor unit (cents, kobo, yen, fils) as a decimal of two places
+    (errors name `field`, the path by default)."""
     value = member(doc, path)
+    path = field or path
     if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
         raise EventError(path, f"a positive integer in the currency's minor unit, got {show(value)}")
     if code in ZERO_DECIMAL:

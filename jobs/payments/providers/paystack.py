@@ -4,7 +4,8 @@ Events (`{"event", "data"}`; Paystack sends no event id, so the id is the type a
 - `charge.success`: a transaction; `reference` is the payment's idempotency key, the shipment is
   `metadata.shipment_id` (a transaction without one is not a shipment's: ignored); `channel`
   card, bank, bank_transfer, ussd, mobile_money, ...
-- `refund.processed`: one refund (`id`, `amount`) of the transaction `transaction_reference`.
+- `refund.processed`: one refund of the transaction `transaction_reference`; Paystack's own example
+  has no `id` (the refund is its `refund_reference`) and its `amount` as a string of minor units.
 - `charge.dispute.create`, `charge.dispute.resolve` (`resolution`: `declined` means the merchant
   won, `merchant-accepted` that the customer was refunded: lost).
 Amounts are in the currency's minor unit (kobo, pesewas, cents). Other types are ignored.
@@ -108,8 +109,12 @@ class Paystack:
         )
 
     def _refund(self, doc: Any, created: int) -> Parsed:
-        refund_id = _id(doc, "data.id")
+        refund_id = _id(doc, "data.id" if member(doc, "data.id") is not None else "data.refund_reference")
         code = currency(doc, "data.currency")
+        minor = member(doc, "data.amount")
+        if isinstance(minor, str) and minor.isascii() and minor.isdigit() and len(minor) <= 15:
+            minor = int(minor)  # "5000", as Paystack's example sends it
+        amount = from_minor({"amount": minor}, "amount", code, field="data.amount")
         return PaymentEvent(
             id=f"refund.processed:{refund_id}",
             type="payment.refunded",
@@ -121,7 +126,7 @@ class Paystack:
             currency=code,
             payment_method=None,
             failure_reason=None,
-            movement=Movement("refund", refund_id, from_minor(doc, "data.amount", code)),
+            movement=Movement("refund", refund_id, amount),
         )
 
     def _dispute(self, doc: Any, kind: str, created: int) -> Parsed:

@@ -6,7 +6,8 @@ Events (an Event object: `id`, `type`, `created`, `data.object`):
   payment's idempotency key, the shipment is `metadata.shipment_id` (a PaymentIntent without one
   is not a shipment's: ignored).
 - `charge.refunded`: the Charge; `amount_refunded` is cumulative (partial refunds add up).
-- `charge.dispute.created`, `charge.dispute.closed` (`won` / `lost`; other closings are ignored).
+- `charge.dispute.created`, `charge.dispute.closed` (`won` / `lost`; an inquiry's `warning_closed`
+  counts as won; other closings are ignored).
 Amounts are in the currency's minor unit, currencies lower-case. Other types are ignored.
 """
 
@@ -41,6 +42,9 @@ _BANK = {
     "ach_credit_transfer", "ach_debit", "sofort", "ideal", "bancontact", "giropay", "eps", "p24", "fpx",
 }  # fmt: skip
 _MOBILE_MONEY = {"mobilepay", "mpesa", "m_pesa", "mtn_momo", "airtel_money"}
+# How a dispute closes. An inquiry opens as charge.dispute.created too and closes as
+# warning_closed when it does not become a chargeback: the money its opening took off returns.
+_CLOSINGS = {"won": "dispute.won", "warning_closed": "dispute.won", "lost": "dispute.lost"}
 
 
 def payment_method(kind: Any) -> str | None:
@@ -129,8 +133,8 @@ class Stripe:
         status = member(dispute, "status")
         if kind == "charge.dispute.created":
             internal = "dispute.opened"
-        elif status in ("won", "lost"):
-            internal = f"dispute.{status}"
+        elif status in _CLOSINGS:
+            internal = _CLOSINGS[status]
         else:
             return Ignored(event_id, kind, created, f"dispute closed as {status!a}, neither won nor lost")
         code = currency(dispute, "currency")
