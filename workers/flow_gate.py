@@ -32,13 +32,11 @@ class FlowGate:
         self.broker: dramatiq.Broker | None = None
         # The relay's `wake_in`: a job parked for a rate comes due then.
         self.wake_in: Callable[[float], None] | None = None
-        self._declared_limits = False
         self._waiters_memory_s = 2.0
         self._waiters_until = 0.0
 
     def start(self, broker: dramatiq.Broker, cfg: config.Config) -> None:
         self.broker = broker
-        self._declared_limits = any(flow.actor_flow(a).concurrency for a in broker.actors.values())
         self._waiters_memory_s = max(2.0, WAITERS_MEMORY_SWEEPS * cfg.worker.relay_sweep_s)
         self.watcher.refresh()
         self.watcher.start()
@@ -91,10 +89,10 @@ class FlowGate:
         return outcome.started
 
     def release_slots(self, conn: psycopg.Connection) -> None:
-        """The relay's flow pass: jobs waiting for a slot go as slots free up (nothing to do, and
-        no query, while no limit exists)."""
-        rules = self.rules
-        if self.broker is None or not (self._declared_limits or rules.queue_limits or rules.actor_limits):
+        """The relay's flow pass: jobs waiting for a slot go as slots free up. It runs even when no
+        limit exists: jobs parked under a limit ops have cleared since (or one a deploy removed)
+        must go too (one lookup of jobs_waiting_idx, empty in a fleet without limits)."""
+        if self.broker is None:
             return
-        if flow_claim.release_slots(conn, rules, self.broker.actors):
+        if flow_claim.release_slots(conn, self.rules, self.broker.actors):
             self._waiters_until = time.monotonic() + self._waiters_memory_s

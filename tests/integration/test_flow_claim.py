@@ -1,0 +1,40 @@
+"""The claim under flow control and the relay's flow pass on a real database: jobs over a limit
+wait for a slot without spending an attempt, and go again when the limit allows it."""
+
+from __future__ import annotations
+
+import dramatiq
+import psycopg
+
+import tests.actors  # noqa: F401 - the flow actors
+from workers import enqueue, flow, flow_claim
+from workers.flow_gate import FlowGate
+
+KNOWN = {"default", "flow"}
+
+
+def _fetched(conn: psycopg.Connection, actor_name: str, *args: object) -> flow_claim.Fetched:
+    ref = enqueue(actor_name, list(args))
+    message_id = conn.execute("SELECT message_id FROM jobs WHERE id = %s", (ref.id,)).fetchone()[0]
+    actor = dramatiq.get_broker().get_actor(actor_name)
+    return flow_claim.Fetched(ref.id, message_id, actor.queue_name, actor, list(args), {}, False)
+
+
+def _gate(conn: psycopg.Connection) -> FlowGate:
+    """A worker process's flow gate, its rules read now (no watcher thread)."""
+    gate = FlowGate()
+    gate.broker = dramatiq.get_broker()
+    gate.watcher.rules = flow.read_rules(conn)
+    return gate
+
+
+def test_jobs_over_a_cleared_queue_limit_go_again(conn: psycopg.Connection) -> None:
+    flow.set_limit(conn, "queue", "default", 1, "ops:ann", KNOWN)
+    jobs = [_fetched(conn, "remember", f"k{i}") for i in range(3)]
+    outcome = flow_claim.claim(conn, "w1", jobs, flow.read_rules(conn))
+    assert len(outcome.started) == 1 and sorted(outcome.parked.values()) == ["slot", "slot"]
+    assert conn.execute("SELECT sum(attempts) FROM jobs").fetchone()[0] == 1  # no attempt spent
+    flow.set_limit(conn, "queue", "default", None, "ops:ann", KNOWN)  # ops clear the limit
+    _gate(conn).release_slots(conn)
+    waiting = conn.execute("SELECT count(*) FROM jobs WHERE waiting_for IS NOT NULL").fetchone()[0]
+    assert waiting == 0, "jobs parked for a slot of a limit that is gone must go again"
