@@ -10,6 +10,10 @@ from urllib.parse import urlsplit
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
 _UNIT_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 _UNIT_S |= {"d": 86400, "day": 86400}
+# Bounds of a rate's count and period (beyond them a rate's spacing is no number PostgreSQL or a
+# float can hold).
+MAX_RATE_COUNT = 1_000_000
+MAX_RATE_PERIOD_S = 30 * 86400
 
 
 class ConfigError(Exception):
@@ -30,6 +34,8 @@ def rate_parts(text: str) -> tuple[int, float]:
     count, period_s = int(match[1]), float(match[2] or 1) * _UNIT_S[match[3]]
     if count < 1 or period_s <= 0:
         raise ValueError(f"needs a count and a period above zero, got {text!r:.40}")
+    if count > MAX_RATE_COUNT or period_s > MAX_RATE_PERIOD_S:
+        raise ValueError(f"allows at most {MAX_RATE_COUNT} per at most 30 days, got {text!r:.40}")
     return count, period_s
 
 

@@ -49,7 +49,21 @@ def test_rates_parse(text: str, count: int, period_s: float) -> None:
     assert flow.parse_rate(text) == flow.Rate(count, period_s)
 
 
-@pytest.mark.parametrize("text", ["10", "ten/s", "10/fortnight", "0/s", "10/0s", "-1/s", ""])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10",
+        "ten/s",
+        "10/fortnight",
+        "0/s",
+        "10/0s",
+        "-1/s",
+        "",
+        "10/xyz",
+        "9" * 400 + "/s",
+        "1/" + "9" * 400 + "h",
+    ],
+)
 def test_bad_rates_are_refused_naming_the_field(text: str) -> None:
     with pytest.raises(flow.FlowError) as refused:
         flow.parse_rate(text)
