@@ -9,7 +9,8 @@ or dispute's id, so that each moves money once:
 - a refund takes its amount off `amount_paid` (several per payment; never more than was paid);
   Stripe's cumulative `amount_refunded` adds a row for what the total grew by;
 - a dispute opened takes its amount off (a `chargeback` row, `processing`); won puts it back
-  (`cancelled`), lost keeps it off (`completed`); a closing seen before its opening applies alone.
+  (`cancelled`), lost keeps it off (`completed`; lost for less than was disputed, the rest returns);
+  a closing seen before its opening applies alone.
 A refund or dispute before its payment completed waits; a late or repeated event is `ignored`.
 """
 
@@ -232,9 +233,13 @@ def _dispute(ledger: Ledger, event: PaymentEvent, payment: Txn, provider: str, r
         ledger.put(_row(ledger, event, key, move.amount, "chargeback", target, provider, response))
         _move(ledger, Decimal(0) if target == "cancelled" else -move.amount, "refunded")
         return Result(Outcome.APPLIED)
+    # Won: the amount returns. Lost: what was lost stays off (less than was disputed when the
+    # merchant accepted it in part), the rest returns.
+    back = row.amount if target == "cancelled" else row.amount - min(move.amount, row.amount)
     row.status, row.provider, row.response = target, provider, response
+    row.amount -= back if target == "completed" else Decimal(0)
     ledger.changed.add(key)
-    _move(ledger, row.amount if target == "cancelled" else Decimal(0), "completed")
+    _move(ledger, back, "completed")
     return Result(Outcome.APPLIED)
 
 

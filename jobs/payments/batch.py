@@ -112,8 +112,9 @@ SELECT transaction_id, shipment_id, idempotency_key, amount, currency, transacti
    FOR UPDATE
 """
 
-# -- payment_transaction_upsert -- the batch's new and changed payment rows; a row of the same key on
-# another shipment (created meanwhile) is left alone, and the missing count rolls the batch back.
+# -- payment_transaction_upsert -- the batch's new and changed payment rows (an amount changes only for
+# a dispute lost for less than was disputed); a row of the same key on another shipment (created
+# meanwhile) is left alone, and the missing count rolls the batch back.
 PAYMENT_TRANSACTION_UPSERT = """
 INSERT INTO payment_transactions AS t (
     shipment_id, idempotency_key, external_transaction_id, amount, currency, transaction_type,
@@ -129,6 +130,7 @@ SELECT u.shipment_id, u.key, u.external_id, u.amount, u.currency, u.kind, u.meth
             failed_reason)
     ON CONFLICT (idempotency_key) DO UPDATE
    SET transaction_status = EXCLUDED.transaction_status,
+       amount = EXCLUDED.amount,
        external_transaction_id = coalesce(EXCLUDED.external_transaction_id, t.external_transaction_id),
        payment_method = coalesce(EXCLUDED.payment_method, t.payment_method),
        gateway_provider = coalesce(EXCLUDED.gateway_provider, t.gateway_provider),

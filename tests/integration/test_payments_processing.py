@@ -153,3 +153,22 @@ def test_same_event_and_same_payment_processed_concurrently_apply_once(conn, dat
     assert results.count(Outcome.APPLIED) == 1
     assert paid(conn, sid)[0] == Decimal("100.00")
     assert conn.execute("SELECT count(*) FROM payment_transactions").fetchone()[0] == 1
+
+
+def test_a_dispute_lost_for_less_than_was_disputed_keeps_off_only_what_was_lost(conn):
+    # Paystack: a merchant may accept a dispute in part (charge.dispute.resolve's refund_amount).
+    sid = shipment(conn, "100.00")
+    pay = event(sid, "payment.succeeded", "100.00")
+    key = {"idempotency_key": pay["data"]["idempotency_key"]}
+    assert process(conn, pay).outcome is Outcome.APPLIED
+    opened = event(
+        sid, "dispute.opened", "100.00", data={**key, "dispute": {"id": "dp_1", "amount": "100.00"}}
+    )
+    assert process(conn, opened).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "refunded")
+    lost = event(sid, "dispute.lost", "100.00", data={**key, "dispute": {"id": "dp_1", "amount": "40.00"}})
+    assert process(conn, lost).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("60.00"), Decimal("40.00"), "partial")
+    assert process(conn, {**lost, "id": "evt_again"}).outcome is Outcome.IGNORED
+    assert paid(conn, sid) == (Decimal("60.00"), Decimal("40.00"), "partial")
+    assert payments.drift(conn) == []
