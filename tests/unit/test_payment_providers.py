@@ -55,6 +55,8 @@ def test_stripe_amounts_are_in_the_currencys_minor_unit(amount, currency, expect
     [
         (intent(12345, "kwd"), "data.object.amount"),  # a three-decimal amount must end in 0
         (intent(-5, "usd"), "data.object.amount"),
+        (intent(10**30, "usd"), "data.object.amount"),  # beyond the decimal context's 28 digits
+        (intent(10**12 + 1, "jpy"), "data.object.amount"),  # beyond numeric(12, 2)
         (intent(100, "us"), "data.object.currency"),
         ({**intent(100, "usd"), "created": "yesterday"}, "created"),
         ({**intent(100, "usd"), "data": {}}, "data.object"),

@@ -25,6 +25,8 @@ ZERO_DECIMAL = frozenset(
      "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
 )  # fmt: skip
 THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
+# The most minor units that can fit numeric(12, 2) in any currency (fils of a three-decimal one).
+_MAX_MINOR = int(MAX_AMOUNT.scaleb(3))
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ def from_minor(
     path = field or path
     if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
         raise EventError(path, f"a positive integer in the currency's minor unit, got {show(value)}")
+    if value > _MAX_MINOR:  # checked first: 10**30 would overflow the decimal context's precision
+        raise EventError(path, f"at most {MAX_AMOUNT} in the currency's unit, got {show(value)} minor units")
     if code in ZERO_DECIMAL:
         amount = Decimal(value)
     elif code in THREE_DECIMAL:
