@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import smtplib
 import ssl
 import urllib.error
@@ -233,9 +234,12 @@ class HttpChannel:
 def _retry_after_s(headers: Mapping[str, str] | None) -> float | None:
     value = (headers or {}).get("Retry-After")
     try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None  # an HTTP date: use our own backoff
+    if seconds is None or not math.isfinite(seconds):
+        return None  # "nan", "inf": no number of seconds
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def build_channels(cfg: NotificationsConfig) -> dict[str, Channel]:

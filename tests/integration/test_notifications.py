@@ -16,6 +16,7 @@ import pytest
 from jobs.notifications import Backoff, dispatch_due, enqueue_notification, list_dead, retry_dead
 from jobs.notifications.channels import HttpChannel, InAppChannel, SmtpChannel, UnconfiguredChannel
 from jobs.notifications.queue import WAKE_KEY, claim_due
+from jobs.notifications.throttle import DEFAULT_THROTTLE_S, ThrottledChannel
 from tests.notify.servers import HttpProvider, SmtpSink
 
 # Short delays so that retries come due within a test.
@@ -198,6 +199,20 @@ def test_429_is_retried_after_retry_after_and_4xx_is_dead_at_once(conn: psycopg.
         assert sms.received == ["sms-429:sms"]
         assert sms.headers[0]["Authorization"] == "Bearer secret-token"
         assert sms.bodies[0]["to"] == "+100" and sms.bodies[0]["title"] == "title sms-429"
+
+
+def test_a_429_with_a_retry_after_of_nan_holds_the_channel_its_default_time(conn: psycopg.Connection) -> None:
+    user = make_user(conn)
+    add(conn, user, "sms-nan", send_via=("sms",), metadata={"phone": "+100"})
+    with HttpProvider() as sms:
+        sms.plan, sms.retry_after = [429], "nan"  # a provider's header no number of seconds
+        chans = channels(sms=sms)
+        chans["sms"] = ThrottledChannel(chans["sms"], None)
+        dispatch(conn, chans)
+        r = row(conn, "sms-nan")
+        assert r["status"] == "failed" and "HTTP 429" in r["last_error"], r["last_error"]
+        held_s = conn.execute("SELECT extract(epoch FROM next_at - now()) FROM flow_rates").fetchone()[0]
+        assert 0 < held_s <= DEFAULT_THROTTLE_S
 
 
 def test_unconfigured_and_unknown_channels_fail_the_row_not_the_dispatcher(conn: psycopg.Connection) -> None:
