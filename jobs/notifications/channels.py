@@ -13,6 +13,7 @@ dispatcher crash between "provider accepted" and "row marked sent" can cause.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Protocol
@@ -233,13 +235,26 @@ class HttpChannel:
 
 def _retry_after_s(headers: Mapping[str, str] | None) -> float | None:
     value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
     try:
-        seconds = float(value) if value else None
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: use our own backoff
+        seconds = _seconds_until(value)  # an HTTP date (RFC 9110 allows either)
     if seconds is None or not math.isfinite(seconds):
         return None  # "nan", "inf": no number of seconds
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _seconds_until(http_date: str) -> float | None:
+    """Seconds from now until an HTTP date (None: not one)."""
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return (when - datetime.now(UTC)).total_seconds()
 
 
 def build_channels(cfg: NotificationsConfig) -> dict[str, Channel]:

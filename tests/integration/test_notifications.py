@@ -4,6 +4,7 @@ retry, and concurrent dispatchers sending each row exactly once."""
 
 from __future__ import annotations
 
+import email.utils
 import threading
 import time
 import uuid
@@ -201,18 +202,26 @@ def test_429_is_retried_after_retry_after_and_4xx_is_dead_at_once(conn: psycopg.
         assert sms.bodies[0]["to"] == "+100" and sms.bodies[0]["title"] == "title sms-429"
 
 
-def test_a_429_with_a_retry_after_of_nan_holds_the_channel_its_default_time(conn: psycopg.Connection) -> None:
+@pytest.mark.parametrize(
+    ("retry_after", "least_s", "most_s"),
+    [("nan", 0.0, DEFAULT_THROTTLE_S), ("in 4 s", 2.0, 4.0)],  # no number of seconds; an HTTP date
+)
+def test_a_429_holds_the_channel_for_a_retry_after_of_any_form(
+    conn: psycopg.Connection, retry_after: str, least_s: float, most_s: float
+) -> None:
     user = make_user(conn)
-    add(conn, user, "sms-nan", send_via=("sms",), metadata={"phone": "+100"})
+    add(conn, user, "sms-held", send_via=("sms",), metadata={"phone": "+100"})
+    if retry_after == "in 4 s":
+        retry_after = email.utils.formatdate(time.time() + 4, usegmt=True)
     with HttpProvider() as sms:
-        sms.plan, sms.retry_after = [429], "nan"  # a provider's header no number of seconds
+        sms.plan, sms.retry_after = [429], retry_after
         chans = channels(sms=sms)
         chans["sms"] = ThrottledChannel(chans["sms"], None)
         dispatch(conn, chans)
-        r = row(conn, "sms-nan")
+        r = row(conn, "sms-held")
         assert r["status"] == "failed" and "HTTP 429" in r["last_error"], r["last_error"]
         held_s = conn.execute("SELECT extract(epoch FROM next_at - now()) FROM flow_rates").fetchone()[0]
-        assert 0 < held_s <= DEFAULT_THROTTLE_S
+        assert least_s < held_s <= most_s
 
 
 def test_unconfigured_and_unknown_channels_fail_the_row_not_the_dispatcher(conn: psycopg.Connection) -> None:
