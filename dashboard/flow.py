@@ -53,17 +53,21 @@ def change(
     """Pause, resume or limit a queue or actor, audited (`by`: `ops:<user>` from the console,
     `cli:<login>` from the command line); FlowError when it cannot be done."""
     known = _known(scope)
+    changed = True
     with conn.transaction():
         if verb == "pause":
             flow.pause(conn, scope, name, by, body.get("reason"), known)
             message = f"{scope} {name}: paused (jobs wait; running ones finish)"
         elif verb == "resume":
             released = flow.resume(conn, scope, name, by, known)
+            changed = released >= 0
             message = f"{scope} {name}: " + (
-                "was not paused" if released < 0 else f"resumed ({released} held jobs go out)"
+                f"resumed ({released} held jobs go out)" if changed else "was not paused"
             )
         else:
             limit = None if body.get("none") else body.get("concurrency")
+            if body.get("none") and body.get("concurrency") is not None:
+                raise flow.FlowError("give concurrency or none, not both", "none")
             if limit is None and not body.get("none"):
                 raise flow.FlowError("give concurrency, or none to remove the limit", "concurrency")
             flow.set_limit(conn, scope, name, limit, by, known)
@@ -77,7 +81,7 @@ def change(
             record_id=f"{scope}:{name}",
             details={k: v for k, v in body.items() if k in BODIES[verb]},
         )
-    return actions.ActionResult(message, [name])
+    return actions.ActionResult(message, [name] if changed else [], [] if changed else [name])
 
 
 async def _change(request: Request, scope: str) -> actions.ActionResult:

@@ -68,7 +68,11 @@ def test_read_only_users_and_bad_input_change_nothing(readonly: TestClient, admi
     assert bad.status_code == 400 and bad.json()["field"] == "concurrency"
     bad = _api(admin, "/api/queues/default/limit", {})
     assert bad.status_code == 400 and bad.json()["field"] == "concurrency"
+    bad = _api(admin, "/api/queues/default/limit", {"concurrency": 5, "none": True})  # which one?
+    assert bad.status_code == 400 and bad.json()["field"] == "none"
     assert _api(admin, "/api/queues/default/explode").status_code == 404
+    not_paused = _api(admin, "/api/queues/default/resume").json()
+    assert not_paused["changed"] == [] and not_paused["skipped"] == ["default"]
     assert conn.execute("SELECT count(*) FROM flow_controls").fetchone()[0] == 0
 
 
