@@ -2,8 +2,9 @@
 here: jobs/payments/batch.py locks, loads and writes).
 
 A shipment's `Ledger` holds its amounts and its payment_transactions rows. The payment's own
-events move its row forward only: pending -> processing -> completed | failed | cancelled, and a
-completed payment is `refunded` once its refunds reach its amount. Refunds and disputes are rows of
+events move its row forward only: pending -> processing -> completed | failed | cancelled (a failed
+payment may still complete: a PaymentIntent is retried), and a completed payment is `refunded` once
+its refunds reach its amount. Refunds and disputes are rows of
 their own beside the payment (`refund`, `chargeback`), keyed by the payment's key and the refund's
 or dispute's id, so that each moves money once:
 - a refund takes its amount off `amount_paid` (several per payment; never more than was paid);
@@ -11,7 +12,8 @@ or dispute's id, so that each moves money once:
 - a dispute opened takes its amount off (a `chargeback` row, `processing`); won puts it back
   (`cancelled`), lost keeps it off (`completed`; lost for less than was disputed, the rest returns);
   a closing seen before its opening applies alone.
-A refund or dispute before its payment completed waits; a late or repeated event is `ignored`.
+A refund or dispute before its payment completed (or while it is failed) waits; a late or repeated
+event is `ignored`.
 """
 
 from __future__ import annotations
@@ -117,12 +119,12 @@ def apply_event(ledger: Ledger, event: PaymentEvent, provider: str, response: st
     payment = ledger.rows.get(event.idempotency_key)
     if event.movement is None:
         return _payment(ledger, event, payment, provider, response)
-    if payment is None or payment.status in ("pending", "processing"):
+    if payment is None or payment.status in ("pending", "processing", "failed"):
         state = payment.status if payment is not None else "unknown"
         return Result(
             Outcome.WAITING, f"{event.movement.kind} before its payment completed (payment is {state})"
         )
-    if payment.status in ("failed", "cancelled"):
+    if payment.status == "cancelled":
         return Result(
             Outcome.REJECTED, f"{event.movement.kind} of a payment that is {payment.status}: nothing was paid"
         )
@@ -157,9 +159,7 @@ def _payment(
 ) -> Result:
     target = TARGET_STATUS[event.type]
     current = payment.status if payment is not None else None
-    if current is not None and (
-        current in ("completed", "failed", "cancelled", "refunded") or _RANK[target] <= _RANK[current]
-    ):
+    if current is not None and not _moves_to(current, target):
         return Result(Outcome.IGNORED, f"late or repeated {event.type}: the payment is already {current}")
     assert event.amount is not None  # the contract requires it of a payment's own events
     delta = event.amount if target == "completed" else Decimal(0)
@@ -182,6 +182,15 @@ def _payment(
     ledger.put(row)
     _move(ledger, delta, target)
     return Result(Outcome.APPLIED)
+
+
+def _moves_to(current: str, target: str) -> bool:
+    """Whether a payment in `current` takes an event moving it to `target`. A failed payment may
+    still complete (Stripe confirms a PaymentIntent again after payment_intent.payment_failed);
+    completed, cancelled and refunded are final."""
+    if current == "failed":
+        return target == "completed"
+    return current not in ("completed", "cancelled", "refunded") and _RANK[target] > _RANK[current]
 
 
 def _refund(ledger: Ledger, event: PaymentEvent, payment: Txn, provider: str, response: str) -> Result:

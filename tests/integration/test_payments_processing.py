@@ -68,15 +68,37 @@ def test_refund_before_its_payment_waits_then_applies(conn):
     assert payments.drift(conn) == []
 
 
-def test_failed_payment_marks_the_shipment_failed_and_a_refund_of_it_is_rejected(conn):
+def test_failed_payment_marks_the_shipment_failed_and_may_still_succeed(conn):
+    # Stripe: a PaymentIntent whose attempt failed (payment_intent.payment_failed) is confirmed
+    # again with another card and succeeds under the same id; a refund meanwhile waits for it.
     sid = shipment(conn, "100.00")
     failed = event(sid, "payment.failed", "100.00", data={"failure_reason": "card_declined"})
+    same = {"data": {k: failed["data"][k] for k in ("idempotency_key", "transaction_id")}}
     assert process(conn, failed).outcome is Outcome.APPLIED
     assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "failed")
     refund = event(sid, "payment.refunded", "100.00", data=dict(failed["data"]))
-    assert process(conn, refund).outcome is Outcome.REJECTED
+    refund_pk = receive(conn, refund)
+    assert payments.process_event(conn, refund_pk).outcome is Outcome.WAITING
     reason = conn.execute("SELECT failed_reason FROM payment_transactions").fetchone()[0]
     assert reason == "card_declined"
+    assert process(conn, event(sid, "payment.processing", "100.00", **same)).outcome is Outcome.IGNORED
+    assert process(conn, event(sid, "payment.succeeded", "100.00", **same)).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("100.00"), Decimal("0.00"), "paid")
+    assert process(conn, event(sid, "payment.failed", "100.00", **same)).outcome is Outcome.IGNORED
+    assert payments.process_event(conn, refund_pk).outcome is Outcome.APPLIED
+    assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "refunded")
+    assert payments.drift(conn) == []
+
+
+def test_a_refund_of_a_cancelled_payment_is_rejected(conn):
+    sid = shipment(conn, "100.00")
+    cancelled = event(sid, "payment.canceled", "100.00")
+    assert process(conn, cancelled).outcome is Outcome.APPLIED
+    refund = event(sid, "payment.refunded", "100.00", data=dict(cancelled["data"]))
+    assert process(conn, refund).outcome is Outcome.REJECTED
+    succeeded = event(sid, "payment.succeeded", "100.00", data=dict(cancelled["data"]))
+    assert process(conn, succeeded).outcome is Outcome.IGNORED
+    assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "unpaid")
 
 
 def test_unknown_shipment_waits_then_ends_unmatched_and_ops_can_replay(conn):
