@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 import config
 from jobs.payments.body import EventError, decode_body
 from jobs.payments.inbox import Delivery, receive_many
-from jobs.payments.providers import ADAPTERS
+from jobs.payments.providers import ADAPTERS, Adapter
 from jobs.payments.providers.base import gateway_type
 
 # Lines stored per transaction.
@@ -53,6 +53,12 @@ def _events(line: bytes) -> Iterator[tuple[Any, bytes]]:
         yield doc, line
 
 
+def _deliveries(adapter: Adapter, provider: str, line: bytes) -> Iterator[Delivery]:
+    for doc, raw in _events(line):
+        event = adapter.parse(doc)
+        yield provider, event, raw, gateway_type(doc) or event.type, adapter.name == "standard"
+
+
 def import_events(
     conn: psycopg.Connection,
     provider: str,
@@ -76,12 +82,8 @@ def import_events(
         if len(line) > cfg.max_body_bytes:
             report.refused.append((number, "body", f"larger than {cfg.max_body_bytes} bytes"))
             continue
-        try:
-            for doc, raw in _events(line):
-                event = adapter.parse(doc)
-                pending.append(
-                    (provider, event, raw, gateway_type(doc) or event.type, adapter.name == "standard")
-                )
+        try:  # a line's events are all read before any is kept: a refused line stores nothing
+            pending += list(_deliveries(adapter, provider, line))
         except EventError as exc:
             report.refused.append((number, exc.field, exc.message))
         if len(pending) >= chunk:

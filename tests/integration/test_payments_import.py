@@ -76,3 +76,17 @@ def test_an_unknown_provider_or_file_is_a_clear_error(
     assert "unknown provider 'nope'" in capsys.readouterr().err
     assert skyport(["payments", "import", "--provider", "stripe", str(tmp_path / "missing.jsonl")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_list_page_with_a_refused_event_stores_none_of_its_events(
+    stripe_provider, conn: psycopg.Connection, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sid = shipment(conn, "500.00")
+    good, bad = convert(lifecycle(sid, "credit_card"), "stripe")[:2]
+    bad = {**bad, "data": {"object": {**bad["data"]["object"], "amount": -1}}}
+    page = {"object": "list", "data": [good, bad], "has_more": False, "url": "/v1/events"}
+    export = tmp_path / "page.jsonl"
+    export.write_text(json.dumps(page) + "\n")
+    assert skyport(["payments", "import", "--provider", "stripe", str(export)]) == 1
+    assert "line 1: data.object.amount:" in capsys.readouterr().err
+    assert conn.execute("SELECT count(*) FROM payment_events").fetchone()[0] == 0
