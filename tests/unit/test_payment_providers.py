@@ -155,16 +155,31 @@ def test_standard_webhooks_signatures_from_the_library_verify_and_tampering_does
 
 
 def _stripe_and_paystack_bodies() -> st.SearchStrategy[tuple[str, bytes]]:
-    """The gateways' documented bodies with one member anywhere replaced by any JSON value."""
+    """The gateways' documented bodies (payments, refunds, disputes) with one member anywhere
+    replaced by any JSON value."""
     stripe_doc = intent(12550, "usd")
     paystack_doc = {"event": "charge.success", "data": {
         "id": 1, "reference": "r", "amount": 100, "currency": "NGN", "channel": "card",
         "paid_at": "2026-12-06T21:10:19.000Z", "metadata": {"shipment_id": SID},
     }}  # fmt: skip
 
+    charge = {"id": "ch_1", "object": "charge", "amount": 12550, "amount_refunded": 5000, "currency": "usd",
+              "payment_intent": "pi_1", "metadata": {"shipment_id": SID}}  # fmt: skip
+    dispute = {"id": "dp_1", "object": "dispute", "amount": 12550, "currency": "usd", "charge": "ch_1",
+               "payment_intent": "pi_1", "status": "lost"}  # fmt: skip
+    stripe_refund = {**intent(1, "usd"), "type": "charge.refunded", "data": {"object": charge}}
+    stripe_dispute = {**intent(1, "usd"), "type": "charge.dispute.closed", "data": {"object": dispute}}
+    paystack_dispute = {"event": "charge.dispute.resolve", "data": {
+        "id": 9, "refund_amount": 100, "currency": "NGN", "resolution": "merchant-accepted",
+        "transaction": {"id": 1, "reference": "r", "amount": 100, "metadata": {"shipment_id": SID}},
+    }}  # fmt: skip
+    documents = [("stripe", stripe_doc), ("stripe", stripe_refund), ("stripe", stripe_dispute),
+                 ("paystack", paystack_doc), ("paystack", paystack_refund()),
+                 ("paystack", paystack_dispute)]  # fmt: skip
+
     @st.composite
     def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
-        name, doc = draw(st.sampled_from([("stripe", stripe_doc), ("paystack", paystack_doc)]))
+        name, doc = draw(st.sampled_from(documents))
         doc = json.loads(json.dumps(doc))
         paths = _paths(doc)
         path = draw(st.sampled_from(paths))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jobs.payments.body import EventError
+from jobs.payments.body import EventError, show
 from jobs.payments.events import Movement, PaymentEvent, SignatureError
 from jobs.payments.providers.base import (
     Ignored,
@@ -138,7 +138,7 @@ class Paystack:
             resolution = member(doc, "data.resolution")
             internal = _RESOLUTIONS.get(resolution) if isinstance(resolution, str) else None
             if internal is None:
-                reason = f"dispute resolution {resolution!a}, neither won nor lost"
+                reason = f"dispute resolution {show(resolution)}, neither won nor lost"
                 return Ignored(event_id, kind, created, reason)
         code = currency(doc, "data.currency")
         refund = member(doc, "data.refund_amount")

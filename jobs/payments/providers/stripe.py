@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jobs.payments.body import EventError
+from jobs.payments.body import EventError, show
 from jobs.payments.events import Movement, PaymentEvent, verify_signature
 from jobs.payments.providers.base import (
     Ignored,
@@ -133,10 +133,10 @@ class Stripe:
         status = member(dispute, "status")
         if kind == "charge.dispute.created":
             internal = "dispute.opened"
-        elif status in _CLOSINGS:
+        elif isinstance(status, str) and status in _CLOSINGS:
             internal = _CLOSINGS[status]
         else:
-            return Ignored(event_id, kind, created, f"dispute closed as {status!a}, neither won nor lost")
+            return Ignored(event_id, kind, created, f"dispute closed as {show(status)}, neither won nor lost")
         code = currency(dispute, "currency")
         disputed = from_minor(dispute, "amount", code)
         charge = text(dispute, "charge")
