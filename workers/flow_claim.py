@@ -19,6 +19,8 @@ back to the relay, best priority first, as slots free up; a resume gives back th
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,9 +31,14 @@ import psycopg
 
 from workers import flow, ledger, ledger_sql
 
+logger = logging.getLogger("skyport.flow")
+
 # A reserved start this close is taken now rather than parked (the relay's publication of a
 # parked job costs more than this).
 DEFAULT_RATE_SLACK_S = 0.02
+# The key of a job whose concurrency_key fails at the claim (it ran at the enqueue: a deploy changed
+# the actor since); such jobs share it, and run under the limit rather than block the queue.
+UNKEYED = "(key failed)"
 # Sorts before any other statement of the claim: the advisory locks of the limits.
 LOCK_SCOPE = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
@@ -48,9 +55,13 @@ class Fetched:
     kwargs: dict[str, Any]
     reserved: bool  # published at its reserved rate time: no second reservation
 
-    @property
+    @functools.cached_property
     def key(self) -> str | None:
-        return flow.flow_key(self.actor, self.args, self.kwargs)
+        try:
+            return flow.flow_key(self.actor, self.args, self.kwargs)
+        except Exception as exc:  # the arguments or the key function changed since the enqueue
+            logger.warning("job %s: its concurrency_key fails (%s); key %r", self.job_id, exc, UNKEYED)
+            return UNKEYED
 
 
 @dataclass

@@ -38,3 +38,12 @@ def test_jobs_over_a_cleared_queue_limit_go_again(conn: psycopg.Connection) -> N
     _gate(conn).release_slots(conn)
     waiting = conn.execute("SELECT count(*) FROM jobs WHERE waiting_for IS NOT NULL").fetchone()[0]
     assert waiting == 0, "jobs parked for a slot of a limit that is gone must go again"
+
+
+def test_a_key_function_that_fails_at_the_claim_does_not_stop_the_claim(conn: psycopg.Connection) -> None:
+    """A deploy changed the actor's arguments or its key function: jobs enqueued before still
+    start under the limit (not a claim that raises for ever, the consumer fetching them again)."""
+    job = _fetched(conn, "per_shipment", "ship-1", 0.0)
+    changed = flow_claim.Fetched(job.job_id, job.message_id, job.queue, job.actor, [], {}, False)
+    outcome = flow_claim.claim(conn, "w1", [changed], flow.read_rules(conn))
+    assert list(outcome.started) == [job.message_id] and outcome.parked == {}
