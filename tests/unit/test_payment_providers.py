@@ -107,6 +107,16 @@ def test_paystack_refund_processed_as_documented_is_one_refund_of_its_transactio
     assert (with_id.id, with_id.movement.amount) == ("refund.processed:3018284", Decimal("50.00"))
 
 
+def test_paystack_types_not_read_are_ignored_whatever_their_data():
+    # refund.pending has no id (Paystack's example): still 200 ignored, never a 400 retried for days.
+    pending = {**paystack_refund(status="pending", refund_reference=None), "event": "refund.pending"}
+    ignored = ADAPTERS["paystack"].parse(pending)
+    assert isinstance(ignored, Ignored) and ignored.id.startswith("refund.pending:")
+    assert ADAPTERS["paystack"].parse(json.loads(json.dumps(pending))).id == ignored.id
+    other = ADAPTERS["paystack"].parse({**pending, "data": {**pending["data"], "amount": "1"}})
+    assert isinstance(other, Ignored) and other.id != ignored.id
+
+
 @pytest.mark.parametrize(
     ("data", "field"),
     [({"refund_reference": None}, "data.refund_reference"), ({"amount": "50.00"}, "data.amount"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -59,6 +60,16 @@ def _id(doc: Any, path: str) -> str:
     return text(doc, path, max_len=100) or ""
 
 
+def _ignored_id(doc: Any) -> str:
+    """What tells apart events of a type not read here: the object's id, else a digest of the
+    data (refund.pending and others have no id; a 400 would have Paystack retry for 72 hours)."""
+    value = member(doc, "data.id")
+    if isinstance(value, int | str) and not isinstance(value, bool) and 0 < len(str(value)) <= 100:
+        return str(value)
+    canonical = json.dumps(doc["data"], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
 class Paystack:
     name = "paystack"
 
@@ -86,7 +97,7 @@ class Paystack:
         if kind in ("charge.dispute.create", "charge.dispute.resolve"):
             return self._dispute(doc, kind, created)
         reason = f"Paystack event {kind} moves no money here"
-        return Ignored(f"{kind}:{_id(doc, 'data.id')}", kind, created, reason)
+        return Ignored(f"{kind}:{_ignored_id(doc)}", kind, created, reason)
 
     def _charge(self, doc: Any, created: int) -> Parsed:
         event_id = f"charge.success:{_id(doc, 'data.id')}"
