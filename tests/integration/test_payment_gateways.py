@@ -198,7 +198,10 @@ def test_unknown_event_types_are_stored_ignored_with_no_job(client, conn):
     transfer = {"event": "transfer.success", "data": {"id": 77, "amount": 1000, "currency": "NGN"}}
     no_shipment = convert(lifecycle(uuid.uuid4(), "credit_card")[1:2], "stripe")[0]
     no_shipment["data"]["object"]["metadata"] = {}
-    for provider, body in [("stripe", customer), ("paystack", transfer), ("stripe", no_shipment)]:
+    invoice = {"id": f"evt_{uuid.uuid4().hex}", "type": "invoice.paid", "created": 1, "data": {}}
+    for provider, body in [
+        ("stripe", customer), ("paystack", transfer), ("stripe", no_shipment), ("svix", invoice)
+    ]:  # fmt: skip
         answer = post(client, provider, body)
         assert answer.status_code == 200 and answer.json()["status"] == "ignored", answer.text
     assert post(client, "stripe", customer).json()["status"] == "duplicate"
@@ -209,6 +212,7 @@ def test_unknown_event_types_are_stored_ignored_with_no_job(client, conn):
         ("customer.created", "ignored", None),
         ("transfer.success", "ignored", None),
         ("payment_intent.succeeded", "ignored", None),
+        ("invoice.paid", "ignored", None),
     ]
     assert "no metadata.shipment_id" in rows[2][3]
     assert conn.execute(jobs).fetchone()[0] == before

@@ -121,7 +121,7 @@ def _bad_amount(amount):
         ("negative amount", 400, "data.amount"),
         ("zero amount", 400, "data.amount"),
         ("amount not a number", 400, "data.amount"),
-        ("unknown type", 400, "type"),
+        ("type not a string", 400, "type"),
         ("bad uuid", 400, "data.shipment_id"),
         ("no id", 400, "id"),
         ("bad currency", 400, "data.currency"),
@@ -156,8 +156,8 @@ def test_refused_requests_store_nothing(client, conn, case, status, field):
             raw = json.dumps(_bad_amount("0.00")).encode()
         elif case == "amount not a number":
             raw = json.dumps(_bad_amount("ten")).encode()
-        elif case == "unknown type":
-            raw = json.dumps(event(uuid.uuid4(), "payment.exploded")).encode()
+        elif case == "type not a string":
+            raw = json.dumps(event(uuid.uuid4(), 7)).encode()
         elif case == "bad uuid":
             raw = json.dumps(event("not-a-uuid")).encode()
         elif case == "no id":

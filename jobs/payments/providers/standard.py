@@ -4,7 +4,8 @@
     webhook-signature: v1,<base64 HMAC-SHA256(secret, "<id>.<timestamp>.<raw body>")> [v1,<...> ...]
 
 The secret is `whsec_<base64 of the key>` (a secret that is not base64 is used as its UTF-8
-bytes). The body is the internal event document (jobs/payments/events.py). A request without
+bytes). The body is the internal event document (jobs/payments/events.py); another `type` is
+stored ignored (a 400 would have the sender retry it for days). A request without
 `webhook-signature` may still carry the deprecated `Skyport-Signature` header (t=, v1=:
 HMAC-SHA256 keyed by the secret as written).
 Verified here rather than by PyPI `standardwebhooks` (whose tests sign our test requests): its
@@ -21,8 +22,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from db.states import EVENT_TYPES
 from jobs.payments.events import SIGNATURE_HEADER, SignatureError, parse_document, verify_signature
-from jobs.payments.providers.base import Parsed
+from jobs.payments.providers.base import Ignored, Parsed, text, unix_time
 
 _TIMESTAMP = re.compile(r"[0-9]{1,12}", re.ASCII)
 _SIGNATURE = re.compile(r"v1,([A-Za-z0-9+/]{43}=)", re.ASCII)
@@ -72,6 +74,11 @@ class Standard:
             raise SignatureError("no webhook-signature matches")
 
     def parse(self, doc: Any) -> Parsed:
+        kind = doc.get("type") if isinstance(doc, dict) else None
+        if isinstance(kind, str) and kind not in EVENT_TYPES:  # a Svix-style sender has many
+            kind = text(doc, "type", max_len=100) or kind
+            reason = f"event type {kind} moves no money here"
+            return Ignored(text(doc, "id") or "", kind, unix_time(doc, "created"), reason)
         return parse_document(doc)
 
 
