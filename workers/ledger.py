@@ -104,20 +104,23 @@ def job_release_unstarted(
     conn: psycopg.Connection, worker_id: str, attempts: list[StartedAttempt], *, paused: bool = False
 ) -> list[int]:
     """Claimed jobs no thread began go back to queued; with `paused`, those of a paused queue or
-    actor wait off the broker (call it in a transaction then)."""
+    actor wait off the broker. One transaction: the pause rows stay share-locked until the jobs
+    are parked, so a resume waits for them and lets them go (alone, a resume could commit between
+    the two and leave them parked)."""
     if not attempts:
         return []
-    if paused:
-        conn.execute(q.FLOW_LOCK_PAUSES)
-    rows = conn.execute(
-        q.JOB_RELEASE_UNSTARTED,
-        {
-            "paused": paused,
-            "worker_id": worker_id,
-            "job_ids": [a.job_id for a in attempts],
-            "attempts": [a.attempt for a in attempts],
-        },
-    ).fetchall()
+    with conn.transaction():
+        if paused:
+            conn.execute(q.FLOW_LOCK_PAUSES)
+        rows = conn.execute(
+            q.JOB_RELEASE_UNSTARTED,
+            {
+                "paused": paused,
+                "worker_id": worker_id,
+                "job_ids": [a.job_id for a in attempts],
+                "attempts": [a.attempt for a in attempts],
+            },
+        ).fetchall()
     return [job_id for (job_id,) in rows]
 
 

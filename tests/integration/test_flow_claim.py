@@ -3,11 +3,15 @@ wait for a slot without spending an attempt, and go again when the limit allows 
 
 from __future__ import annotations
 
+import threading
+import time
+
 import dramatiq
 import psycopg
 
 import tests.actors  # noqa: F401 - the flow actors
-from workers import enqueue, flow, flow_claim
+from db import pool
+from workers import enqueue, flow, flow_claim, ledger
 from workers.flow_gate import FlowGate
 
 KNOWN = {"default", "flow"}
@@ -47,3 +51,35 @@ def test_a_key_function_that_fails_at_the_claim_does_not_stop_the_claim(conn: ps
     changed = flow_claim.Fetched(job.job_id, job.message_id, job.queue, job.actor, [], {}, False)
     outcome = flow_claim.claim(conn, "w1", [changed], flow.read_rules(conn))
     assert list(outcome.started) == [job.message_id] and outcome.parked == {}
+
+
+def test_a_job_given_back_as_paused_while_a_resume_commits_is_not_left_paused(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    """A worker gives back a claimed job of a paused queue (its thread would have begun it) while
+    ops resume the queue: the job must not stay parked as paused after the resume."""
+    job = _fetched(conn, "remember", "given-back")
+    started = ledger.job_start_many(conn, "w1", [(job.job_id, job.message_id)])[job.message_id]
+    flow.pause(conn, "queue", "default", "ops:ann", None, KNOWN)
+    with psycopg.connect(database_url) as holder:  # holds the job's row: the give-back waits on it
+        holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job.job_id,))
+
+        def give_back() -> None:
+            with pool.connection() as c:
+                ledger.job_release_unstarted(c, "w1", [started], paused=True)
+
+        def resume() -> None:
+            with psycopg.connect(database_url, autocommit=True) as c, c.transaction():
+                flow.resume(c, "queue", "default", "ops:ann", KNOWN)
+
+        giving_back = threading.Thread(target=give_back)
+        giving_back.start()
+        time.sleep(0.3)  # its update waits for the row, the pause seen
+        resuming = threading.Thread(target=resume)
+        resuming.start()
+        resuming.join(0.5)  # a resume that does not wait for the give-back ends meanwhile
+        holder.commit()
+    giving_back.join(5)
+    resuming.join(5)
+    row = conn.execute("SELECT state, waiting_for FROM jobs WHERE id = %s", (job.job_id,)).fetchone()
+    assert row == ("queued", None), "a job parked as paused after its queue's resume waits for ever"
