@@ -91,8 +91,11 @@ def actor_flow(actor: dramatiq.Actor) -> ActorFlow:
     if flow is None:
         options = actor.options
         concurrency = options.get("concurrency")
-        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
-            raise FlowError(f"{actor.actor_name}: concurrency must be a whole number >= 1", "concurrency")
+        if concurrency is not None and not _whole_limit(concurrency):
+            raise FlowError(
+                f"{actor.actor_name}: concurrency must be a whole number from 1 to {MAX_CONCURRENCY}",
+                "concurrency",
+            )
         key = options.get("concurrency_key")
         if key is not None and not callable(key):
             raise FlowError(f"{actor.actor_name}: concurrency_key must be a function", "concurrency_key")
@@ -102,6 +105,11 @@ def actor_flow(actor: dramatiq.Actor) -> ActorFlow:
         )
         _actor_flows[actor.actor_name] = flow
     return flow
+
+
+def _whole_limit(value: Any) -> bool:
+    """Whether a concurrency limit is a whole number from 1 to MAX_CONCURRENCY (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CONCURRENCY
 
 
 def flow_key(actor: dramatiq.Actor, args: list[Any], kwargs: dict[str, Any]) -> str | None:
@@ -322,9 +330,7 @@ def set_limit(
 ) -> None:
     """A run-time concurrency limit (None: none; an actor's declared one applies again)."""
     _check(scope, name, known)
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CONCURRENCY
-    ):
+    if limit is not None and not _whole_limit(limit):
         raise FlowError(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}", "concurrency")
     conn.execute(FLOW_LIMIT, {"scope": scope, "name": name, "limit": limit, "by": by})
     ledger.wake_relays(conn)  # a raised limit frees slots at once

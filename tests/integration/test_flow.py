@@ -3,6 +3,8 @@ rules, and enqueue's checks of priority and concurrency keys."""
 
 from __future__ import annotations
 
+import types
+
 import psycopg
 import pytest
 
@@ -96,3 +98,11 @@ def test_a_pause_and_its_resume_are_read_by_the_rules(conn: psycopg.Connection) 
     with pytest.raises(flow.FlowError) as refused:
         flow.pause(conn, "queue", "nope", "ops:ann", None, known)
     assert refused.value.field == "name"
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, True, 1.5, "3", flow.MAX_CONCURRENCY + 1])
+def test_an_actor_declared_with_a_bad_concurrency_is_refused(concurrency: object) -> None:
+    declared = types.SimpleNamespace(actor_name=f"bad_{concurrency!r}", options={"concurrency": concurrency})
+    with pytest.raises(flow.FlowError) as refused:
+        flow.actor_flow(declared)
+    assert refused.value.field == "concurrency"
