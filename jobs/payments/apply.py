@@ -186,10 +186,10 @@ def _payment(
 
 def _moves_to(current: str, target: str) -> bool:
     """Whether a payment in `current` takes an event moving it to `target`. A failed payment may
-    still complete (Stripe confirms a PaymentIntent again after payment_intent.payment_failed);
-    completed, cancelled and refunded are final."""
+    still complete or be cancelled (Stripe confirms a PaymentIntent again after
+    payment_intent.payment_failed, or cancels it); completed, cancelled and refunded are final."""
     if current == "failed":
-        return target == "completed"
+        return target in ("completed", "cancelled")
     return current not in ("completed", "cancelled", "refunded") and _RANK[target] > _RANK[current]
 
 

@@ -91,14 +91,17 @@ def test_failed_payment_marks_the_shipment_failed_and_may_still_succeed(conn):
 
 
 def test_a_refund_of_a_cancelled_payment_is_rejected(conn):
+    # Stripe cancels a PaymentIntent whose attempts failed: canceled is final, failed was not.
     sid = shipment(conn, "100.00")
-    cancelled = event(sid, "payment.canceled", "100.00")
+    failed = event(sid, "payment.failed", "100.00")
+    assert process(conn, failed).outcome is Outcome.APPLIED
+    cancelled = event(sid, "payment.canceled", "100.00", data=dict(failed["data"]))
     assert process(conn, cancelled).outcome is Outcome.APPLIED
     refund = event(sid, "payment.refunded", "100.00", data=dict(cancelled["data"]))
     assert process(conn, refund).outcome is Outcome.REJECTED
     succeeded = event(sid, "payment.succeeded", "100.00", data=dict(cancelled["data"]))
     assert process(conn, succeeded).outcome is Outcome.IGNORED
-    assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "unpaid")
+    assert paid(conn, sid) == (Decimal("0.00"), Decimal("100.00"), "failed")
 
 
 def test_unknown_shipment_waits_then_ends_unmatched_and_ops_can_replay(conn):
