@@ -107,6 +107,20 @@ def test_paystack_refund_processed_as_documented_is_one_refund_of_its_transactio
     assert (with_id.id, with_id.movement.amount) == ("refund.processed:3018284", Decimal("50.00"))
 
 
+def test_paystack_metadata_sent_as_a_json_string_still_names_the_shipment():
+    # Paystack's API takes metadata as "stringified JSON"; a transaction may carry it so.
+    body = {"event": "charge.success", "data": {
+        "id": 1, "reference": "ref_1", "amount": 100, "currency": "NGN", "channel": "card",
+        "metadata": json.dumps({"shipment_id": SID, "custom_fields": []}),
+    }}  # fmt: skip
+    event = ADAPTERS["paystack"].parse(body)
+    assert isinstance(event, PaymentEvent) and str(event.shipment_id) == SID
+    for metadata in ("", "not json", "[1]", json.dumps({"shipment_id": "nope"})[:-2]):
+        assert isinstance(
+            ADAPTERS["paystack"].parse({**body, "data": {**body["data"], "metadata": metadata}}), Ignored
+        )
+
+
 def test_paystack_types_not_read_are_ignored_whatever_their_data():
     # refund.pending has no id (Paystack's example): still 200 ignored, never a 400 retried for days.
     pending = {**paystack_refund(status="pending", refund_reference=None), "event": "refund.pending"}

@@ -18,10 +18,11 @@ import hmac
 import json
 import re
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jobs.payments.body import EventError, show
+from jobs.payments.body import EventError, decode_body, show
 from jobs.payments.events import Movement, PaymentEvent, SignatureError
 from jobs.payments.providers.base import (
     Ignored,
@@ -58,6 +59,20 @@ def _id(doc: Any, path: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return text(doc, path, max_len=100) or ""
+
+
+def _shipment(doc: Any, path: str) -> uuid.UUID | None:
+    """`<path>.shipment_id`; the metadata may be an object or, as Paystack's API takes it,
+    stringified JSON (read with the body's own bounds)."""
+    metadata = member(doc, path)
+    if not isinstance(metadata, str) or not metadata.startswith("{"):
+        return shipment_of(doc, f"{path}.shipment_id")
+    try:
+        return shipment_of(decode_body(metadata.encode()), "shipment_id")
+    except EventError as exc:
+        if exc.field != "shipment_id":
+            return None  # not JSON after all: no shipment named
+        raise EventError(f"{path}.shipment_id", exc.message) from None
 
 
 def _ignored_id(doc: Any) -> str:
@@ -101,7 +116,7 @@ class Paystack:
 
     def _charge(self, doc: Any, created: int) -> Parsed:
         event_id = f"charge.success:{_id(doc, 'data.id')}"
-        shipment = shipment_of(doc, "data.metadata.shipment_id")
+        shipment = _shipment(doc, "data.metadata")
         if shipment is None:
             return Ignored(event_id, "charge.success", created, "the transaction has no metadata.shipment_id")
         code = currency(doc, "data.currency")
@@ -161,7 +176,7 @@ class Paystack:
             created=created,
             transaction_id=_id(doc, "data.transaction.id"),
             idempotency_key=text(doc, "data.transaction.reference", max_len=100) or "",
-            shipment_id=shipment_of(doc, "data.transaction.metadata.shipment_id"),
+            shipment_id=_shipment(doc, "data.transaction.metadata"),
             amount=None,
             currency=code,
             payment_method=None,
