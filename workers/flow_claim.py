@@ -10,8 +10,9 @@ is claimed here instead of by the plain batch claim (workers/middleware.py):
   running rows, so a killed worker's slots come back when the lifeline takes its jobs back, and
   no slot can leak;
 - then a rate-limited job reserves its start (flow.rate_reserve): due now, it runs; else it is
-  undone (`rate`) with its reserved time as eta, and the relay publishes it then, marked as
-  reserved so that its claim does not reserve again.
+  undone (`rate`) with its reserved time as eta, and the relay publishes it then, marked with
+  the time, so that its claim does not reserve again; unless the message waited in the broker
+  longer than the rate's period (a busy fleet), as late starts taken together would bunch.
 No held job spends an attempt. The relay's flow pass (`release_slots`) gives slot-waiting jobs
 back to the relay, best priority first, as slots free up; a resume gives back the paused ones.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,7 +55,12 @@ class Fetched:
     actor: dramatiq.Actor
     args: list[Any]
     kwargs: dict[str, Any]
-    reserved: bool  # published at its reserved rate time: no second reservation
+    reserved_at: float | None  # published at its reserved rate start then (epoch seconds)
+
+    def on_reserved_time(self, rate: flow.Rate) -> bool:
+        """Whether it comes within the rate's period of its reserved start: it starts without
+        reserving again (later, it reserves again)."""
+        return self.reserved_at is not None and time.time() - self.reserved_at <= rate.period_s
 
     @functools.cached_property
     def key(self) -> str | None:
@@ -177,10 +184,11 @@ def _later_by_rate(
 ) -> list[tuple[Fetched, datetime, float]]:
     """Started jobs whose rate limit reserves them a later start, undone (waiting for it off the
     broker, their attempt not spent): each with its time and the seconds until it. A job
-    published at its reserved start (`reserved`) does not reserve again."""
+    published at its reserved start and taken on time does not reserve again."""
     by_key: dict[str, list[Fetched]] = defaultdict(list)
     for item in items:
-        if flow.actor_flow(item.actor).rate is not None and not item.reserved:
+        rate = flow.actor_flow(item.actor).rate
+        if rate is not None and not item.on_reserved_time(rate):
             by_key[rate_key(item)].append(item)
     if not by_key:
         return []

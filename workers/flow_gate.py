@@ -74,7 +74,7 @@ class FlowGate:
                 actor=self.broker.actors[m.actor_name],
                 args=list(m.args),
                 kwargs=dict(m.kwargs),
-                reserved=bool(m.options.get("flow_reserved")),
+                reserved_at=_reserved_at(m.options.get("flow_reserved")),
             )
             for m in messages
         ]
@@ -96,3 +96,11 @@ class FlowGate:
             return
         if flow_claim.release_slots(conn, self.rules, self.broker.actors):
             self._waiters_until = time.monotonic() + self._waiters_memory_s
+
+
+def _reserved_at(value: object) -> float | None:
+    """When the relay published a message at its reserved rate start (a message of an older
+    release says only True: taken as long ago, so it reserves again)."""
+    if isinstance(value, bool):
+        return 0.0 if value else None
+    return float(value) if isinstance(value, int | float) else None

@@ -72,12 +72,13 @@ def job_message(
     reserved: bool = False,
 ) -> dramatiq.Message:
     """The Dramatiq message of one publication of a job (the message id is new each time). A
-    priority other than 0 and a reserved rate start travel in its options."""
+    priority other than 0 and a reserved rate start (when it was published at it) travel in its
+    options."""
     options: dict[str, Any] = {"job_id": job_id, "redis_message_id": message_id}
     if priority:
         options["priority"] = priority
     if reserved:
-        options["flow_reserved"] = True
+        options["flow_reserved"] = round(time.time(), 3)
     return dramatiq.Message(
         queue_name=queue,
         actor_name=actor,

@@ -3,6 +3,7 @@ wait for a slot without spending an attempt, and go again when the limit allows 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -21,7 +22,7 @@ def _fetched(conn: psycopg.Connection, actor_name: str, *args: object) -> flow_c
     ref = enqueue(actor_name, list(args))
     message_id = conn.execute("SELECT message_id FROM jobs WHERE id = %s", (ref.id,)).fetchone()[0]
     actor = dramatiq.get_broker().get_actor(actor_name)
-    return flow_claim.Fetched(ref.id, message_id, actor.queue_name, actor, list(args), {}, False)
+    return flow_claim.Fetched(ref.id, message_id, actor.queue_name, actor, list(args), {}, None)
 
 
 def _gate(conn: psycopg.Connection) -> FlowGate:
@@ -48,7 +49,7 @@ def test_a_key_function_that_fails_at_the_claim_does_not_stop_the_claim(conn: ps
     """A deploy changed the actor's arguments or its key function: jobs enqueued before still
     start under the limit (not a claim that raises for ever, the consumer fetching them again)."""
     job = _fetched(conn, "per_shipment", "ship-1", 0.0)
-    changed = flow_claim.Fetched(job.job_id, job.message_id, job.queue, job.actor, [], {}, False)
+    changed = flow_claim.Fetched(job.job_id, job.message_id, job.queue, job.actor, [], {}, None)
     outcome = flow_claim.claim(conn, "w1", [changed], flow.read_rules(conn))
     assert list(outcome.started) == [job.message_id] and outcome.parked == {}
 
@@ -83,3 +84,20 @@ def test_a_job_given_back_as_paused_while_a_resume_commits_is_not_left_paused(
     resuming.join(5)
     row = conn.execute("SELECT state, waiting_for FROM jobs WHERE id = %s", (job.job_id,)).fetchone()
     assert row == ("queued", None), "a job parked as paused after its queue's resume waits for ever"
+
+
+def test_reserved_starts_that_waited_in_the_broker_past_their_period_reserve_again(
+    conn: psycopg.Connection,
+) -> None:
+    """rated: 20/s. Messages published at their reserved starts that then waited in the broker for
+    a busy fleet (2 s) must not all start at once when a worker takes them; on time, they do."""
+    late = [
+        dataclasses.replace(_fetched(conn, "rated", f"late-{i}"), reserved_at=time.time() - 2.0)
+        for i in range(4)
+    ]
+    outcome = flow_claim.claim(conn, "w1", late, flow.read_rules(conn))
+    assert len(outcome.started) == 1 and list(outcome.parked.values()) == ["rate"] * 3
+    on_time = [
+        dataclasses.replace(_fetched(conn, "rated", f"due-{i}"), reserved_at=time.time()) for i in range(2)
+    ]
+    assert len(flow_claim.claim(conn, "w1", on_time, flow.read_rules(conn)).started) == 2
