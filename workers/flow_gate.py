@@ -34,10 +34,15 @@ class FlowGate:
         self.wake_in: Callable[[float], None] | None = None
         self._waiters_memory_s = 2.0
         self._waiters_until = 0.0
+        self._declared_limits = False
+        self._sweep_s = 1.0
+        self._unlimited_pass_at = 0.0  # time.monotonic() of the next pass while no limit exists
 
     def start(self, broker: dramatiq.Broker, cfg: config.Config) -> None:
         self.broker = broker
         self._waiters_memory_s = max(2.0, WAITERS_MEMORY_SWEEPS * cfg.worker.relay_sweep_s)
+        self._declared_limits = any(flow.actor_flow(a).concurrency for a in broker.actors.values())
+        self._sweep_s = cfg.worker.relay_sweep_s
         self.watcher.refresh()
         self.watcher.start()
 
@@ -89,12 +94,18 @@ class FlowGate:
         return outcome.started
 
     def release_slots(self, conn: psycopg.Connection) -> None:
-        """The relay's flow pass: jobs waiting for a slot go as slots free up. It runs even when no
-        limit exists: jobs parked under a limit ops have cleared since (or one a deploy removed)
-        must go too (one lookup of jobs_waiting_idx, empty in a fleet without limits)."""
+        """The relay's flow pass (each time the relay wakes): jobs waiting for a slot go as slots
+        free up. While no limit exists it runs once a sweep, not never: jobs parked under a limit
+        ops have cleared since (or one a deploy removed) must go too."""
+        rules = self.rules
         if self.broker is None:
             return
-        if flow_claim.release_slots(conn, self.rules, self.broker.actors):
+        if not (self._declared_limits or rules.queue_limits or rules.actor_limits):
+            now = time.monotonic()
+            if now < self._unlimited_pass_at:
+                return
+            self._unlimited_pass_at = now + self._sweep_s
+        if flow_claim.release_slots(conn, rules, self.broker.actors):
             self._waiters_until = time.monotonic() + self._waiters_memory_s
 
 
