@@ -245,7 +245,9 @@ def _park(conn: psycopg.Connection, held: list[tuple[Fetched, str, datetime | No
 
 def release_slots(conn: psycopg.Connection, rules: flow.Rules, actors: dict[str, dramatiq.Actor]) -> int:
     """Jobs waiting for a slot go back to the relay as far as slots are free (best priority
-    first); returns how many were waiting. `conn` in autocommit mode (the relay's)."""
+    first); returns how many were waiting. `conn` in autocommit mode (the relay's). Unlocked:
+    the relays of several processes may let the same free slots go at once; the claim's undo
+    keeps the limit, and the extra jobs wait again."""
     waiters = conn.execute(ledger_sql.JOB_SLOT_WAITERS).fetchall()
     if not waiters:
         return 0
