@@ -12,7 +12,8 @@ is claimed here instead of by the plain batch claim (workers/middleware.py):
 - then a rate-limited job reserves its start (flow.rate_reserve): due now, it runs; else it is
   undone (`rate`) with its reserved time as eta, and the relay publishes it then, marked with
   the time, so that its claim does not reserve again; unless the message waited in the broker
-  longer than the rate's period (a busy fleet), as late starts taken together would bunch.
+  longer than the rate's period and than a second (a busy fleet): late starts taken together
+  would bunch.
 No held job spends an attempt. The relay's flow pass (`release_slots`) gives slot-waiting jobs
 back to the relay, best priority first, as slots free up; a resume gives back the paused ones.
 """
@@ -41,6 +42,9 @@ DEFAULT_RATE_SLACK_S = 0.02
 # The key of a job whose concurrency_key fails at the claim (it ran at the enqueue: a deploy changed
 # the actor since); such jobs share it, and run under the limit rather than block the queue.
 UNKEYED = "(key failed)"
+# A message published at its reserved rate start and taken later than the rate's period, or than
+# this (hosts' clocks differ by a little; an idle consumer polls about once a second), reserves again.
+DEFAULT_RESERVED_LATE_S = 1.0
 # Sorts before any other statement of the claim: the advisory locks of the limits.
 LOCK_SCOPE = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
@@ -58,9 +62,10 @@ class Fetched:
     reserved_at: float | None  # published at its reserved rate start then (epoch seconds)
 
     def on_reserved_time(self, rate: flow.Rate) -> bool:
-        """Whether it comes within the rate's period of its reserved start: it starts without
-        reserving again (later, it reserves again)."""
-        return self.reserved_at is not None and time.time() - self.reserved_at <= rate.period_s
+        """Whether it comes within the rate's period (at least DEFAULT_RESERVED_LATE_S) of its
+        reserved start: it starts without reserving again (later, it reserves again)."""
+        late_s = max(rate.period_s, DEFAULT_RESERVED_LATE_S)
+        return self.reserved_at is not None and time.time() - self.reserved_at <= late_s
 
     @functools.cached_property
     def key(self) -> str | None:
