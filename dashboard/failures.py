@@ -11,7 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from dashboard import actions, queries
-from workers import ledger_sql
+from workers import ledger_reads_sql
 
 # Groups shown at most (the biggest first).
 DEFAULT_GROUPS = 100
@@ -27,7 +27,7 @@ def split_error(text: str) -> tuple[str, str]:
 
 def groups(conn: psycopg.Connection, limit: int = DEFAULT_GROUPS) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(ledger_sql.JOB_DEAD_GROUPS, {"limit": limit}).fetchall()
+        rows = cur.execute(ledger_reads_sql.JOB_DEAD_GROUPS, {"limit": limit}).fetchall()
     for row in rows:
         row["error_class"], row["message"] = split_error(row["error_group"])
     return rows
@@ -36,7 +36,7 @@ def groups(conn: psycopg.Connection, limit: int = DEFAULT_GROUPS) -> list[dict[s
 def retry_group(conn: psycopg.Connection, who: actions.Actor, error_group: str) -> actions.ActionResult:
     """Retry every dead job of one group (at most queries.MAX_BULK per request)."""
     params = {"error_group": error_group, "limit": queries.MAX_BULK}
-    ids = [row[0] for row in conn.execute(ledger_sql.JOB_DEAD_IDS_IN_GROUP, params)]
+    ids = [row[0] for row in conn.execute(ledger_reads_sql.JOB_DEAD_IDS_IN_GROUP, params)]
     if not ids:
         return actions.ActionResult("no dead job has this error any more: nothing retried")
     return actions.retry_jobs(conn, who, ids, scope=f"failures: {error_group[:200]}")

@@ -2,7 +2,8 @@
 workers and their current jobs, queue depths from the broker, the audit log.
 
 Ledger writes and generic reads are workers/ledger.py's; scheduler reads are scheduler/state.py's.
-The statements on the ledger tables are workers/ledger_sql.py's; the audit log's are here.
+The statements on the ledger tables are in workers/ (ledger_sql.py, ledger_reads_sql.py); the
+audit log's are here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dashboard.validate import MAX_BIGINT
-from workers import ledger_sql
+from workers import ledger_reads_sql
 from workers.consumer import PRIORITIES
 from workers.relay import priority_list
 
@@ -96,7 +97,7 @@ def jobs_page(
 ) -> tuple[list[dict[str, Any]], int | None]:
     """One page of jobs and the `before_id` of the next page (None on the last page)."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    query = sql.SQL(ledger_sql.JOB_LIST_PAGE).format(where=flt.where())
+    query = sql.SQL(ledger_reads_sql.JOB_LIST_PAGE).format(where=flt.where())
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, {**flt.params(), "before_id": before_id, "limit": limit + 1}).fetchall()
     more = len(rows) > limit
@@ -105,17 +106,17 @@ def jobs_page(
 
 
 def job_ids_matching(conn: psycopg.Connection, flt: JobFilter, limit: int = MAX_BULK) -> list[int]:
-    query = sql.SQL(ledger_sql.JOB_IDS_MATCHING).format(where=flt.where())
+    query = sql.SQL(ledger_reads_sql.JOB_IDS_MATCHING).format(where=flt.where())
     return [r[0] for r in conn.execute(query, {**flt.params(), "limit": limit}).fetchall()]
 
 
 def dead_recently(conn: psycopg.Connection, span: timedelta) -> int:
-    return conn.execute(ledger_sql.JOB_DEAD_RECENTLY, {"span": span}).fetchone()[0]
+    return conn.execute(ledger_reads_sql.JOB_DEAD_RECENTLY, {"span": span}).fetchone()[0]
 
 
 def workers(conn: psycopg.Connection, dead_after_s: float) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(ledger_sql.WORKER_LIST, {"dead_after_s": dead_after_s}).fetchall()
+        return cur.execute(ledger_reads_sql.WORKER_LIST, {"dead_after_s": dead_after_s}).fetchall()
 
 
 def queue_depths(redis_url: str, namespace: str, queues: list[str]) -> list[dict[str, Any]]:

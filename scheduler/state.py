@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from workers import ledger_sql
+from workers import ledger_reads_sql
 
 # The dedup key prefix of runs asked for by ops (ticks have `cron:`).
 MANUAL_PREFIX = "manual:"
@@ -17,14 +17,14 @@ MANUAL_PREFIX = "manual:"
 def last_ticks(conn: psycopg.Connection, names: list[str]) -> dict[str, dict[str, Any]]:
     """For each entry name, its newest scheduled tick: fire_time, job id, state, finished_at,
     last_error (runs asked for by ops are not ticks: the catch-up after a restart ignores them)."""
-    return _newest(conn, ledger_sql.JOB_LAST_TICKS, names)
+    return _newest(conn, ledger_reads_sql.JOB_LAST_TICKS, names)
 
 
 def last_runs(conn: psycopg.Connection, names: list[str]) -> dict[str, dict[str, Any]]:
     """For each entry name, its newest run, a tick or a "run now": the tick's `fire_time` (the time
     "run now" was asked), `manual` (True for "run now"), who enqueued it, job id, state, finished_at,
     last_error; an entry that never ran maps to {}."""
-    return _newest(conn, ledger_sql.JOB_LAST_RUNS, names)
+    return _newest(conn, ledger_reads_sql.JOB_LAST_RUNS, names)
 
 
 def _newest(conn: psycopg.Connection, statement: str, names: list[str]) -> dict[str, dict[str, Any]]:

@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 
 from config.parse import rate_parts
 from db import pool
-from workers import ledger, ledger_sql
+from workers import flow_sql, ledger
 
 logger = logging.getLogger("skyport.flow")
 
@@ -320,7 +320,7 @@ def resume(conn: psycopg.Connection, scope: str, name: str, by: str, known: set[
     _check(scope, name, known)
     if conn.execute(FLOW_RESUME, {"scope": scope, "name": name, "by": by}).fetchone() is None:
         return -1
-    released = conn.execute(ledger_sql.JOB_UNPARK_PAUSED, {"scope": scope, "name": name}).rowcount
+    released = conn.execute(flow_sql.JOB_UNPARK_PAUSED, {"scope": scope, "name": name}).rowcount
     ledger.wake_relays(conn)
     return released
 
@@ -342,7 +342,7 @@ def flow_table(
     """Per queue and per actor: waiting, running, held back (paused, slot, rate), limit, rate,
     paused (with reason, who, since when)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        counts = cur.execute(ledger_sql.JOB_FLOW_TABLE).fetchall()
+        counts = cur.execute(flow_sql.JOB_FLOW_TABLE).fetchall()
         controls = {(r["scope"], r["name"]): r for r in cur.execute(FLOW_CONTROLS_ALL).fetchall()}
     names = {"queue": {a.queue_name for a in actors.values()}, "actor": set(actors)}
     names["queue"] |= {c["queue"] for c in counts}

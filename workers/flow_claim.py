@@ -32,7 +32,7 @@ from typing import Any
 import dramatiq
 import psycopg
 
-from workers import flow, ledger, ledger_sql
+from workers import flow, flow_sql, ledger, ledger_sql
 
 logger = logging.getLogger("skyport.flow")
 
@@ -150,7 +150,7 @@ def _start_within_limits(
     statements += [cur.mogrify(LOCK_SCOPE, (s.name,)) for s in distinct]  # one order: no deadlock
     statements.append(cur.mogrify(ledger_sql.JOB_START_MANY, ledger.job_start_params(worker_id, pairs)))
     statements += [
-        cur.mogrify(ledger_sql.JOB_UNSTART_OVER, _over_params(worker_id, s, live, scopes)) for s in distinct
+        cur.mogrify(flow_sql.JOB_UNSTART_OVER, _over_params(worker_id, s, live, scopes)) for s in distinct
     ]
     statements.append("COMMIT")
     try:
@@ -209,7 +209,7 @@ def _later_by_rate(
                     later.append((item, slot, wait_s))
         if later:
             conn.execute(
-                ledger_sql.JOB_UNSTART,
+                flow_sql.JOB_UNSTART,
                 {
                     "worker_id": worker_id,
                     "job_ids": [item.job_id for item, _, _ in later],
@@ -232,9 +232,9 @@ def _park(conn: psycopg.Connection, held: list[tuple[Fetched, str, datetime | No
     if not held:
         return {}
     if any(reason == "paused" for _, reason, _ in held):
-        conn.execute(ledger_sql.FLOW_LOCK_PAUSES)
+        conn.execute(flow_sql.FLOW_LOCK_PAUSES)
     rows = conn.execute(
-        ledger_sql.JOB_PARK,
+        flow_sql.JOB_PARK,
         {
             "job_ids": [item.job_id for item, _, _ in held],
             "message_ids": [item.message_id for item, _, _ in held],
@@ -253,18 +253,15 @@ def release_slots(conn: psycopg.Connection, rules: flow.Rules, actors: dict[str,
     first); returns how many were waiting. `conn` in autocommit mode (the relay's). Unlocked:
     the relays of several processes may let the same free slots go at once; the claim's undo
     keeps the limit, and the extra jobs wait again."""
-    waiters = conn.execute(ledger_sql.JOB_SLOT_WAITERS).fetchall()
+    waiters = conn.execute(flow_sql.JOB_SLOT_WAITERS).fetchall()
     if not waiters:
         return 0
     names = sorted({actor for actor, _, _, _ in waiters})
     running = Counter(
-        {
-            (a, k): n
-            for a, k, n in conn.execute(ledger_sql.JOB_RUNNING_OF_ACTORS, {"actors": names}).fetchall()
-        }
+        {(a, k): n for a, k, n in conn.execute(flow_sql.JOB_RUNNING_OF_ACTORS, {"actors": names}).fetchall()}
     )
     queues = sorted({queue for _, queue, _, _ in waiters})
-    by_queue = Counter(dict(conn.execute(ledger_sql.JOB_RUNNING_OF_QUEUES, {"queues": queues}).fetchall()))
+    by_queue = Counter(dict(conn.execute(flow_sql.JOB_RUNNING_OF_QUEUES, {"queues": queues}).fetchall()))
     for actor_name, queue, key, waiting in waiters:
         free = waiting
         actor = actors.get(actor_name)
@@ -282,7 +279,7 @@ def release_slots(conn: psycopg.Connection, rules: flow.Rules, actors: dict[str,
         if free <= 0:
             continue
         params = {"actor": actor_name, "queue": queue, "flow_key": key, "limit": free}
-        n = conn.execute(ledger_sql.JOB_UNPARK_SLOTS, params).rowcount
+        n = conn.execute(flow_sql.JOB_UNPARK_SLOTS, params).rowcount
         running[(actor_name, key)] += n
         by_queue[queue] += n
     # No NOTIFY: the relay that runs this pass publishes them next (waking every relay would

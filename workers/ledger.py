@@ -1,5 +1,5 @@
 """The job ledger's state transitions and reads, on a psycopg connection; the statements are
-workers/ledger_sql.py's.
+workers/ledger_sql.py's, ledger_reads_sql.py's and flow_sql.py's.
 
 Every write names the state it expects (`WHERE state = 'running' AND worker_id = ... AND
 attempts = ...`), so a late, duplicated or concurrent writer changes nothing.
@@ -16,6 +16,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from db.states import JobState
+from workers import flow_sql
+from workers import ledger_reads_sql as reads
 from workers import ledger_sql as q
 
 
@@ -111,7 +113,7 @@ def job_release_unstarted(
         return []
     with conn.transaction():
         if paused:
-            conn.execute(q.FLOW_LOCK_PAUSES)
+            conn.execute(flow_sql.FLOW_LOCK_PAUSES)
         rows = conn.execute(
             q.JOB_RELEASE_UNSTARTED,
             {
@@ -272,10 +274,10 @@ def jobs_delete_finished(conn: psycopg.Connection, job_ids: list[int]) -> list[i
 
 def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        job = cur.execute(q.JOB_GET, (job_id,)).fetchone()
+        job = cur.execute(reads.JOB_GET, (job_id,)).fetchone()
         if job is None:
             return None
-        job["history"] = cur.execute(q.ATTEMPT_LIST_OF_JOB, (job_id,)).fetchall()
+        job["history"] = cur.execute(reads.ATTEMPT_LIST_OF_JOB, (job_id,)).fetchall()
     return job
 
 
@@ -292,18 +294,14 @@ def list_jobs(
         raise ValueError(f"unknown state {state!r}; one of {', '.join(JobState)}")
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            q.JOB_LIST, {"state": state, "actor": actor, "before_id": before_id, "limit": limit}
+            reads.JOB_LIST,
+            {"state": state, "actor": actor, "before_id": before_id, "limit": limit},
         ).fetchall()
 
 
 def count_jobs(conn: psycopg.Connection, *, state: str | None = None, actor: str | None = None) -> int:
     """How many jobs `list_jobs` would page through with these filters."""
-    return conn.execute(q.JOB_COUNT, {"state": state, "actor": actor}).fetchone()[0]
-
-
-def count_by_state(conn: psycopg.Connection) -> dict[str, int]:
-    rows = conn.execute(q.JOB_COUNT_BY_STATE).fetchall()
-    return {str(s): 0 for s in JobState} | dict(rows)
+    return conn.execute(reads.JOB_COUNT, {"state": state, "actor": actor}).fetchone()[0]
 
 
 def claim_held(conn: psycopg.Connection, attempt: StartedAttempt, worker_id: str) -> bool:
@@ -312,13 +310,13 @@ def claim_held(conn: psycopg.Connection, attempt: StartedAttempt, worker_id: str
 
 
 def attempts_of(conn: psycopg.Connection, job_ids: list[int]) -> dict[int, int]:
-    return dict(conn.execute(q.JOB_ATTEMPTS_OF, {"ids": job_ids}).fetchall())
+    return dict(conn.execute(reads.JOB_ATTEMPTS_OF, {"ids": job_ids}).fetchall())
 
 
 def health(conn: psycopg.Connection) -> tuple[float, int]:
     """Seconds the oldest queued job has waited (0: none), jobs that went dead in the last hour."""
-    oldest_queued_s = conn.execute(q.JOB_OLDEST_QUEUED_AGE).fetchone()[0]
-    dead_last_hour = conn.execute(q.JOB_DEAD_RECENTLY, {"span": timedelta(hours=1)}).fetchone()[0]
+    oldest_queued_s = conn.execute(reads.JOB_OLDEST_QUEUED_AGE).fetchone()[0]
+    dead_last_hour = conn.execute(reads.JOB_DEAD_RECENTLY, {"span": timedelta(hours=1)}).fetchone()[0]
     return float(oldest_queued_s or 0), dead_last_hour
 
 

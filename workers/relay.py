@@ -27,7 +27,7 @@ from dramatiq.brokers.redis import RedisBroker
 from psycopg import sql
 
 from db import pool
-from workers import ledger, ledger_sql
+from workers import flow_sql, ledger, ledger_sql
 
 logger = logging.getLogger("skyport.relay")
 
@@ -175,7 +175,7 @@ class Relay(threading.Thread):
 
     def wake_in_reserved(self, conn: psycopg.Connection) -> None:
         """Wake at the next start a rate reserved (jobs parked until their eta)."""
-        seconds = conn.execute(ledger_sql.JOB_NEXT_RESERVED).fetchone()[0]
+        seconds = conn.execute(flow_sql.JOB_NEXT_RESERVED).fetchone()[0]
         if seconds is not None:
             self.wake_in(float(seconds))
 

@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 
 import psycopg
 
-from workers import ledger_sql
+from workers import ledger_reads_sql
 
 # Bucket lengths: a minute, 15 minutes, an hour.
 GRAINS_S = (60, 900, 3600)
@@ -161,7 +161,7 @@ def roll_up(conn: psycopg.Connection) -> dict[str, int]:
 def _minutes_from_ledger(conn: psycopg.Connection, since: datetime, until: datetime) -> dict[Key, Bucket]:
     buckets: dict[Key, Bucket] = defaultdict(Bucket)
     params = {"since": since, "until": until}
-    for at, queue, actor, ok, run_b, wait_b, n in conn.execute(ledger_sql.ATTEMPT_STATS_SINCE, params):
+    for at, queue, actor, ok, run_b, wait_b, n in conn.execute(ledger_reads_sql.ATTEMPT_STATS_SINCE, params):
         bucket = buckets[(at, queue, actor)]
         if ok:
             bucket.succeeded += n
@@ -174,7 +174,7 @@ def _minutes_from_ledger(conn: psycopg.Connection, since: datetime, until: datet
 
 
 def _sample_depth(conn: psycopg.Connection, minute: datetime) -> None:
-    rows = conn.execute(ledger_sql.JOB_QUEUED_DEPTH).fetchall()
+    rows = conn.execute(ledger_reads_sql.JOB_QUEUED_DEPTH).fetchall()
     with conn.cursor() as cur:
         cur.executemany(STATS_DEPTH, [(minute, queue, actor, n) for queue, actor, n in sorted(rows)])
 
@@ -200,7 +200,7 @@ def _write(conn: psycopg.Connection, grain: int, buckets: dict[Key, Bucket]) -> 
 
 
 def _count_states(conn: psycopg.Connection) -> None:
-    rows = conn.execute(ledger_sql.JOB_COUNT_BY_STATE_COUNTED).fetchall()
+    rows = conn.execute(ledger_reads_sql.JOB_COUNT_BY_STATE_COUNTED).fetchall()
     conn.execute(STATE_COUNTS_CLEAR)
     with conn.cursor() as cur:
         cur.executemany(STATE_COUNTS_SAVE, rows)
@@ -215,17 +215,17 @@ def state_counts(conn: psycopg.Connection, states: Iterable[str]) -> dict[str, i
     since then are still counted until the next pass)."""
     states = list(states)
     small = [s for s in states if s != "succeeded"]
-    counts = dict(conn.execute(ledger_sql.JOB_COUNT_STATES, {"states": small}).fetchall())
+    counts = dict(conn.execute(ledger_reads_sql.JOB_COUNT_STATES, {"states": small}).fetchall())
     if "succeeded" in states:
         snapshot = conn.execute(STATE_COUNTS_READ, ("succeeded",)).fetchone()
         if snapshot is None:
             counts["succeeded"] = conn.execute(
-                ledger_sql.JOB_COUNT_STATES, {"states": ["succeeded"]}
+                ledger_reads_sql.JOB_COUNT_STATES, {"states": ["succeeded"]}
             ).fetchone()[1]
         else:
             since = {"since": snapshot[1], "state": "succeeded"}
             counts["succeeded"] = (
-                snapshot[0] + conn.execute(ledger_sql.JOB_COUNT_FINISHED_SINCE, since).fetchone()[0]
+                snapshot[0] + conn.execute(ledger_reads_sql.JOB_COUNT_FINISHED_SINCE, since).fetchone()[0]
             )
     return {s: counts.get(s, 0) for s in states}
 

@@ -198,13 +198,13 @@ def time_pages(conn: psycopg.Connection, client: Any, cases: dict[str, dict[str,
 def time_offset_peer(conn: psycopg.Connection, middle: int, repeat: int) -> None:
     """The peer: OFFSET pagination to the same depth as the middle keyset page."""
     from dashboard import queries
-    from workers import ledger_sql
+    from workers import ledger_reads_sql
 
     depth = conn.execute("SELECT count(*) FROM jobs WHERE state = 'dead' AND id >= %s", (middle,)).fetchone()[
         0
     ]
     offset_sql = sql.SQL(
-        ledger_sql.JOB_LIST_PAGE.replace("LIMIT %(limit)s", "OFFSET %(offset)s LIMIT %(limit)s")
+        ledger_reads_sql.JOB_LIST_PAGE.replace("LIMIT %(limit)s", "OFFSET %(offset)s LIMIT %(limit)s")
     ).format(where=sql.SQL("state = 'dead'"))
     offset_params = {"before_id": None, "offset": depth, "limit": queries.DEFAULT_PAGE_SIZE + 1}
     o_med, o_p95 = timed(lambda: conn.execute(offset_sql, offset_params).fetchall(), repeat)

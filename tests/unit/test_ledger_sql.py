@@ -1,5 +1,6 @@
-"""The ledger's SQL lives in workers/ledger_sql.py, named and commented, and nowhere else is SQL
-text assembled with str.format, f-strings or %."""
+"""The ledger's SQL lives in its three modules (workers/ledger_sql.py, the runtime's; workers/
+ledger_reads_sql.py, the reads for people; workers/flow_sql.py, flow control's), named and
+commented, and nowhere else is SQL text assembled with str.format, f-strings or %."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import ast
 import re
 from pathlib import Path
 
-from workers import ledger_sql
+import pytest
+
+from workers import flow_sql, ledger_reads_sql, ledger_sql
 
 REPO = Path(__file__).resolve().parent.parent.parent
-SQL_MODULE = REPO / "workers" / "ledger_sql.py"
+SQL_MODULES = {module: Path(module.__file__) for module in (ledger_sql, ledger_reads_sql, flow_sql)}
 # Every module of the product but the migrations (their DDL creates the ledger tables).
 CHECKED = sorted(
     path
@@ -25,17 +28,19 @@ LEDGER_STATEMENT = re.compile(r"\b(FROM|INTO|UPDATE|JOIN)\s+(jobs|job_attempts|w
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|LISTEN|NOTIFY)\b|\bpg_notify\(")
 
 
-def _statements() -> dict[str, str]:
+def _statements(module: object = None) -> dict[str, str]:
     return {
         name: value
-        for name, value in vars(ledger_sql).items()
+        for each in ([module] if module else SQL_MODULES)
+        for name, value in vars(each).items()
         if name.isupper() and isinstance(value, str) and SQL_WORDS.search(value)
     }
 
 
-def test_every_statement_has_a_name_comment_above_it() -> None:
-    lines = SQL_MODULE.read_text().splitlines()
-    for name in _statements():
+@pytest.mark.parametrize("module", SQL_MODULES, ids=lambda m: m.__name__)
+def test_every_statement_has_a_name_comment_above_it(module: object) -> None:
+    lines = SQL_MODULES[module].read_text().splitlines()
+    for name in _statements(module):
         at = next(i for i, line in enumerate(lines) if line.startswith(f"{name} = "))
         above = at - 1
         while lines[above].startswith("# ") and not lines[above].startswith("# -- "):
@@ -101,7 +106,7 @@ def test_no_sql_is_built_with_format_or_f_strings() -> None:
 def test_statements_on_the_ledger_tables_live_in_the_sql_module() -> None:
     found = []
     for path in CHECKED:
-        if path == SQL_MODULE or path in FAMILY_READS_OF_THE_LEDGER:
+        if path in SQL_MODULES.values() or path in FAMILY_READS_OF_THE_LEDGER:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (
