@@ -10,6 +10,7 @@ and follow the same rules.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -24,6 +25,7 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.executors.base import BaseExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from db import pool
@@ -159,6 +161,12 @@ def run_startup_hooks() -> None:
                 raise schedule.ScheduleError(str(exc)) from None
 
 
+def _shut_down(scheduler: BlockingScheduler) -> None:
+    # A second signal, or the start-up listener, may have been first.
+    with contextlib.suppress(SchedulerNotRunningError):
+        scheduler.shutdown(wait=False)
+
+
 def main() -> int:
     """Validate the schedule (fail fast, naming the entry), then fire ticks until SIGTERM."""
     stopping = threading.Event()
@@ -169,7 +177,10 @@ def main() -> int:
         logger.info("scheduler stopping (signal %d)", signum)
         stopping.set()
         if scheduler is not None and scheduler.running:
-            scheduler.shutdown(wait=False)
+            # Not in the handler itself: it may interrupt the scheduler's own loop in this thread,
+            # which holds the scheduler's reentrant locks, and the shutdown would remove the jobs
+            # from under that loop (JobLookupError). Another thread waits for the loop's locks.
+            threading.Thread(target=_shut_down, args=(scheduler,), name="scheduler-stop").start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -182,8 +193,8 @@ def main() -> int:
 
     def stop_if_asked_while_starting(event: Any) -> None:
         # A signal inside start(), before the scheduler counts as running, only set `stopping`.
-        if stopping.is_set() and scheduler.running:
-            scheduler.shutdown(wait=False)
+        if stopping.is_set():
+            _shut_down(scheduler)
 
     scheduler.add_listener(stop_if_asked_while_starting, EVENT_SCHEDULER_STARTED)
     if not stopping.is_set():
