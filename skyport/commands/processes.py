@@ -128,9 +128,22 @@ def _worker(args: argparse.Namespace) -> int:
         str(DEFAULT_WORKER_FORK_TIMEOUT_MS),
     ]
     if args.queues:
+        _check_queues(args.queues)
         argv += ["--queues", *args.queues]
     boot_gate.install()
     return dramatiq_cli.main(dramatiq_cli.make_argument_parser().parse_args(argv))
+
+
+def _check_queues(queues: list[str]) -> None:
+    """A worker told to consume a queue no actor declares would wait for ever, saying nothing."""
+    from skyport.app import broker
+
+    declared = broker.get_declared_queues()
+    unknown = sorted(set(queues) - declared)
+    if unknown:
+        raise CommandError(
+            f"unknown queue {', '.join(unknown)} (declared queues: {', '.join(sorted(declared))})"
+        )
 
 
 def _scheduler(args: argparse.Namespace) -> int:

@@ -71,3 +71,9 @@ def test_times_are_printed_in_utc() -> None:
     two_hours_east = timezone(timedelta(hours=2))
     assert when(datetime(2026, 12, 7, 3, 30, 15, 123456, tzinfo=two_hours_east)) == "2026-12-07 01:30:15"
     assert when(datetime(2026, 12, 7, 3, 30, 15)) == "2026-12-07 03:30:15" and when(None) == "-"
+
+
+def test_a_worker_for_a_queue_no_actor_declares_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "-Q", "default", "no-such-queue"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown queue no-such-queue" in err and "default" in err
