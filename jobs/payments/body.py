@@ -45,8 +45,12 @@ class _Unbounded:
 
 
 def show(value: Any, limit: int = 40) -> str:
-    """A short, printable, ASCII rendering of a value for an error message."""
-    text = ascii(value)
+    """A short, printable, ASCII rendering of a value for an error message, in JSON's notation
+    (the sender's: null, true, "text"), not Python's."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):  # not from JSON (a Decimal, bytes): Python's notation
+        text = ascii(value)
     return text if len(text) <= limit else f"{text[:limit]}..."
 
 

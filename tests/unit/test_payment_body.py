@@ -219,3 +219,11 @@ def test_identifiers_are_limited_in_utf8_bytes_so_the_dedup_key_fits() -> None:
     assert (
         len(inbox.dedup_key("provider-with-a-long-name-of-fifty-characters-xxxx", event.id).encode()) <= 1024
     )
+
+
+@pytest.mark.parametrize(
+    ("currency", "shown"), [(None, "got null"), (True, "got true"), ("eur", 'got "eur"')]
+)
+def test_errors_show_the_value_as_json_writes_it(currency: Any, shown: str) -> None:
+    error = refused(json.dumps(doc(currency=currency)).encode())
+    assert error.field == "data.currency" and shown in error.message, error.message
