@@ -349,11 +349,13 @@ SELECT EXISTS (SELECT 1 FROM jobs WHERE id = %(job_id)s AND state = 'running'
 """
 
 # -- job_retry_many -- dead or cancelled jobs go back to queued with a fresh attempt budget; their
-# history (job_attempts) stays. Each takes its dedup key back: a key another job holds now fails
-# the statement on jobs_dedup_lock_key. One job or many (jobs_pkey).
+# history (job_attempts) stays, and a dead job's last error with it (a cancelled job's "cancelled
+# by" is no error). Each takes its dedup key back: a key another job holds now fails the statement
+# on jobs_dedup_lock_key. One job or many (jobs_pkey).
 JOB_RETRY_MANY = """
 UPDATE jobs
    SET state = 'queued', eta = now(), published_at = NULL, finished_at = NULL, waiting_for = NULL,
+       last_error = CASE WHEN state = 'cancelled' THEN NULL ELSE last_error END,
        max_attempts = attempts + %(extra_attempts)s,
        dedup_lock = dedup_key, dedup_until = NULL
  WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('dead', 'cancelled')

@@ -232,6 +232,8 @@ def test_bulk_retry_takes_dead_and_cancelled_jobs_and_skips_a_taken_key(conn: ps
     queued = enqueue("remember", ["queued"]).id
     assert sorted(ledger.jobs_retry_many(conn, [dead, cancelled, queued], 1)) == [dead, cancelled]
     assert ledger.jobs_retry_many(conn, [dead, cancelled], 1) == []  # a double click retries once
+    errors = dict(conn.execute("SELECT id, last_error FROM jobs WHERE id = ANY(%s)", ([dead, cancelled],)))
+    assert errors[cancelled] is None and errors[dead]  # "cancelled by" is no error; the death's stays
 
     _run_to_failure(conn, dead, "w2", retry_in_s=None)
     holder = enqueue("remember", ["dead"], dedup_key="k-dead").id  # the dead job's key, taken
