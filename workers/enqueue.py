@@ -70,8 +70,7 @@ def enqueue(
     spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue, priority)
     if conn is not None:
         return enqueue_many([spec], conn=conn, enqueued_by=enqueued_by)[0]
-    item = _Enqueue(validate_spec(spec), _checked_by(enqueued_by), _sends_at_once(None))
-    return _own(_grouped.submit(item))
+    return _own(_grouped.submit(_Enqueue.checked(spec, enqueued_by)))
 
 
 async def enqueue_async(
@@ -92,8 +91,7 @@ async def enqueue_async(
     at once (EnqueueError). A job that must commit with the app's own transaction takes the
     synchronous `enqueue(..., conn=...)`."""
     spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue, priority)
-    item = _Enqueue(validate_spec(spec), _checked_by(enqueued_by), _sends_at_once(None))
-    return _own(await _grouped.submit_async(item))
+    return _own(await _grouped.submit_async(_Enqueue.checked(spec, enqueued_by)))
 
 
 def enqueue_many(jobs: Iterable[JobSpec], *, conn: Any = None, enqueued_by: str = "app") -> list[JobRef]:
@@ -131,6 +129,11 @@ class _Enqueue:
     row: Row
     enqueued_by: str
     send: bool
+
+    @classmethod
+    def checked(cls, spec: JobSpec, enqueued_by: str) -> _Enqueue:
+        """The job of `enqueue`/`enqueue_async`, checked before it joins the group (EnqueueError)."""
+        return cls(validate_spec(spec), _checked_by(enqueued_by), _sends_at_once(None))
 
 
 def _write_group(items: list[_Enqueue]) -> list[JobRef | Exception]:
