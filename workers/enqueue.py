@@ -2,12 +2,13 @@
 
 A row is the job. Given the app's connection, the row is written in the app's open transaction
 and exists only if that transaction commits; the relay hands committed rows to the broker.
-Without one, the rows commit at once and enqueue hands them to Redis itself right after, as
-Dramatiq's `send` would (the relay takes over if Redis refuses them).
+Without one, the rows commit at once and are handed to Redis right after, as Dramatiq's `send`
+would (the relay takes over if Redis refuses them): by `enqueue_many` before it returns, by
+`enqueue` from a thread of its own once the caller's row is durable (workers/send_behind.py).
 Jobs enqueued one per call without a connection go through one group commit per process
-(workers/group_commit.py): a lone call is one INSERT that commits on its own and one push to
-Redis; the calls of threads and asyncio tasks that arrive while one is writing share the next
-INSERT, its commit and one Redis round trip, and each returns once its own row is committed.
+(workers/group_commit.py): a lone call is one INSERT that commits on its own; the calls of
+threads and asyncio tasks that arrive while one is writing share the next INSERT and its commit,
+and each returns once its own row is committed.
 Dedup keys are enforced by the unique index on `jobs.dedup_lock` (INSERT .. ON CONFLICT DO
 NOTHING), never by a check-then-insert.
 """
@@ -33,6 +34,7 @@ from db import pool
 from workers import ledger_sql, relay
 from workers.group_commit import GroupCommit
 from workers.job_spec import EnqueueError, JobRef, JobSpec, Row, text_problem, validate_spec
+from workers.send_behind import SendBehind
 
 # Attempts to resolve a dedup conflict whose holder is finishing at the same moment.
 _DEDUP_RESOLVE_TRIES = 5
@@ -174,8 +176,14 @@ def _own(result: JobRef | Exception) -> JobRef:
 
 
 def _send_group(items: list[_Enqueue], refs: list[JobRef | Exception]) -> None:
-    """After the group's commit, while the next group may write: its new jobs to Redis at once."""
-    _send(None, [item.row for item in items if item.send and item.row.message_id is not None])
+    """After the group's commit: its new jobs to Redis, behind the callers' backs."""
+    _behind.put([item.row for item in items if item.send and item.row.message_id is not None])
+
+
+def wait_until_sent(timeout_s: float = 5.0) -> bool:
+    """Wait until the jobs `enqueue` committed so far are on Redis (or left to the relay):
+    `enqueue` returns once its job is committed, and its message follows within a round trip."""
+    return _behind.flush(timeout_s)
 
 
 class _WriterConnection:
@@ -213,6 +221,7 @@ def _dead(conn: psycopg.Connection) -> bool:
 
 
 _writer = _WriterConnection()
+_behind: SendBehind[Row] = SendBehind("skyport-enqueue-send", lambda rows: _send(None, rows))
 _grouped: GroupCommit[_Enqueue, JobRef | Exception] = GroupCommit(
     "skyport-enqueue", _write_group, then=_send_group
 )

@@ -299,6 +299,7 @@ def test_enqueue_outside_a_transaction_sends_the_job_to_redis_at_once(
     conn: psycopg.Connection, redis_namespace: str
 ) -> None:
     ref = enqueue("remember", ["now"])
+    assert enqueue_module.wait_until_sent()  # it returned at the commit; its message follows
     published, message_id = conn.execute(
         "SELECT published_at IS NOT NULL, message_id FROM jobs WHERE id = %s", (ref.id,)
     ).fetchone()
@@ -322,6 +323,7 @@ def test_a_send_refused_by_redis_leaves_the_job_to_the_relay(
     config.get.cache_clear()
     monkeypatch.setattr(enqueue_module, "_sending_paused_until", 0.0)
     ref = enqueue("remember", ["x"])  # no error: the job is in the ledger
+    assert enqueue_module.wait_until_sent()
     assert conn.execute("SELECT state, published_at FROM jobs WHERE id = %s", (ref.id,)).fetchone() == (
         "queued",
         None,

@@ -1,0 +1,96 @@
+"""The sender behind `enqueue`'s commit: everything put is sent, in order, and `flush` waits for it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from workers.send_behind import SendBehind
+
+
+def test_items_put_from_many_threads_are_all_sent_once_each_thread_in_order() -> None:
+    sent: list[tuple[int, int]] = []
+    calls: list[int] = []
+
+    def send(items: list[tuple[int, int]]) -> None:
+        calls.append(len(items))
+        time.sleep(0.002)  # a Redis round trip: puts meanwhile share the next call
+        sent.extend(items)
+
+    sender: SendBehind[tuple[int, int]] = SendBehind("test-send", send)
+
+    def put_many(thread: int) -> None:
+        for n in range(200):
+            sender.put([(thread, n)])
+
+    threads = [threading.Thread(target=put_many, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sender.flush(5.0)
+    assert sorted(sent) == [(t, n) for t in range(8) for n in range(200)]
+    for thread in range(8):
+        assert [n for t, n in sent if t == thread] == list(range(200))
+    assert len(calls) < 1600  # concurrent puts shared calls
+
+
+def test_flush_waits_for_the_send_in_progress_and_says_when_it_gave_up() -> None:
+    release = threading.Event()
+    sent: list[int] = []
+
+    def send(items: list[int]) -> None:
+        release.wait(5)
+        sent.extend(items)
+
+    sender: SendBehind[int] = SendBehind("test-send", send)
+    sender.put([1, 2])
+    assert not sender.flush(0.05)
+    release.set()
+    assert sender.flush(5.0)
+    assert sent == [1, 2]
+
+
+def test_a_failing_send_is_logged_and_the_next_items_still_go(caplog) -> None:
+    sent: list[int] = []
+
+    def send(items: list[int]) -> None:
+        if 0 in items:
+            raise RuntimeError("broker gone")
+        sent.extend(items)
+
+    sender: SendBehind[int] = SendBehind("test-send", send)
+    sender.put([0])
+    assert sender.flush(5.0)
+    sender.put([1])
+    assert sender.flush(5.0)
+    assert sent == [1]
+    assert "1 jobs not sent" in caplog.text
+
+
+def test_a_forked_child_sends_its_own_items_not_its_parents() -> None:
+    read_end, write_end = os.pipe()
+    hold = threading.Event()
+
+    def send(items: list[int]) -> None:
+        hold.wait(5)
+        os.write(write_end, b"".join(b"%d;" % i for i in items))
+
+    sender: SendBehind[int] = SendBehind("test-send", send)
+    sender.put([1])  # the parent's, held in its sender thread while the child forks
+    pid = os.fork()
+    if pid == 0:  # the child: no parent thread here; its own put gets a thread of its own
+        hold.set()
+        sender.put([2])
+        os._exit(0 if sender.flush(5.0) else 1)
+    _, status = os.waitpid(pid, 0)
+    hold.set()
+    assert sender.flush(5.0)
+    os.close(write_end)
+    written = b""
+    while chunk := os.read(read_end, 100):
+        written += chunk
+    os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sorted(written.split(b";")[:-1]) == [b"1", b"2"]
