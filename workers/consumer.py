@@ -9,8 +9,9 @@ redelivery, a cancelled job) is acknowledged here and never reaches a worker thr
 It also replaces the consumer's wait when all its prefetched messages are in progress: Dramatiq
 polls with a growing backoff (up to the idle timeout), leaving threads idle after their messages
 are acknowledged; this one wakes as soon as half its prefetch is free again, and fetches that
-many at once. And the worker threads' acks are sent by the consumer's thread, many in one call,
-before each fetch (Dramatiq sends one call per message from the worker thread).
+many at once. And the worker threads' acks are sent by the consumer's thread, many in one call:
+the next fetch carries them, with the heartbeat, in the same Lua call (Dramatiq sends one call
+per ack from the worker thread, and one per fetch).
 
 A claimed job is `running` from the fetch on: when a worker process dies, its fetched messages'
 jobs are recovered by the lifeline (workers/lifeline.py) like the ones it was running, instead of
@@ -30,10 +31,11 @@ import redis
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff, dq_name, xq_name
+from dramatiq.common import compute_backoff, current_millis, dq_name, xq_name
 from dramatiq.errors import ConnectionClosed
 
 from workers import observability
+from workers.relay import priority_list
 
 logger = logging.getLogger("skyport.worker")
 
@@ -80,13 +82,21 @@ return moved
 """
 
 
-# Fetches up to ARGV[1] messages from the lists of worse priorities (KEYS[3..], best first), as
-# Dramatiq's fetch does from the queue's own list: each id goes to the consumer's set of fetched
-# messages (KEYS[1]), and the data comes from the queue's hash (KEYS[2]).
-FETCH_LOWER = """
+# One round trip per fetch: sends the acks of ARGV[4..] (as ACK_MANY), the worker's heartbeat
+# (KEYS[3], scored ARGV[2], member ARGV[3]: what Dramatiq's dispatch script writes at each call),
+# then fetches up to ARGV[1] messages from the queue's lists, best priority first (KEYS[4..]: the
+# queue's own list, then priorities 1..9), as Dramatiq's fetch does from its one list: each id to
+# the consumer's set of fetched messages (KEYS[1]), the data from the queue's hash (KEYS[2]).
+FETCH_BEST = """
+for i = 4, #ARGV do
+    if redis.call("srem", KEYS[1], ARGV[i]) > 0 then
+        redis.call("hdel", KEYS[2], ARGV[i])
+    end
+end
+redis.call("zadd", KEYS[3], ARGV[2], ARGV[3])
 local wanted = tonumber(ARGV[1])
 local ids = {}
-for k = 3, #KEYS do
+for k = 4, #KEYS do
     while #ids < wanted do
         local id = redis.call("lpop", KEYS[k])
         if not id then break end
@@ -110,26 +120,31 @@ class ClaimingRedisBroker(RedisBroker):
         self.release = release
         self.ack_many = self.client.register_script(ACK_MANY)
         self.dead_letter_raw = self.client.register_script(DEAD_LETTER_RAW)
-        self.fetch_lower = self.client.register_script(FETCH_LOWER)
+        self.fetch_with_acks = self.client.register_script(FETCH_BEST)
         # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
         # acks to the next one.
         self.pending_acks: dict[str, deque[str]] = defaultdict(deque)
 
-    def flush_acks(self, queue_name: str) -> None:
+    def _take_acks(self, queue_name: str) -> list[str]:
         pending = self.pending_acks[queue_name]
         ids = []
         while pending and len(ids) < MAX_ACKS_PER_CALL:
             ids.append(pending.popleft())
+        return ids
+
+    def _acks_keys(self, queue_name: str) -> list[str]:
+        """The consumer's set of fetched messages, the queue's hash of messages."""
+        acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        return [acks, f"{self.namespace}:{queue_name}.msgs"]
+
+    def flush_acks(self, queue_name: str) -> None:
+        ids = self._take_acks(queue_name)
         if not ids:
             return
-        keys = [
-            f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
-            f"{self.namespace}:{queue_name}.msgs",
-        ]
         try:
-            self.ack_many(keys=keys, args=ids)
+            self.ack_many(keys=self._acks_keys(queue_name), args=ids)
         except redis.ConnectionError:
-            pending.extendleft(reversed(ids))  # sent again by the next flush
+            self.pending_acks[queue_name].extendleft(reversed(ids))  # sent again by the next flush
             raise
 
     def set_aside(self, queue_name: str, raw: list[bytes]) -> list[str]:
@@ -144,21 +159,49 @@ class ClaimingRedisBroker(RedisBroker):
         return [m.decode() if isinstance(m, bytes) else str(m) for m in moved]
 
     def fetch_best(self, queue_name: str, count: int) -> list[bytes | None]:
-        """Up to `count` messages, the best priority first: Dramatiq's fetch from the queue's own
-        list (priority 0, with its heartbeat and maintenance), then the lists of priorities 1..9
-        when that one was empty (workers/relay.py, `priority_list`)."""
-        fetched = self.do_fetch(queue_name, count)
-        if fetched:  # the worse lists wait for the next fetch: one round trip for a lone message
-            return fetched
+        """Up to `count` messages, the best priority first (workers/relay.py, `priority_list`), in
+        one call that also sends the pending acks and the heartbeat (FETCH_BEST). As often as
+        Dramatiq's own fetch would, its dispatch script runs first for its maintenance (messages
+        of dead workers back to their queue, old dead letters dropped)."""
+        if self._should_do_maintenance("fetch"):
+            self.maintain(queue_name)
+        ids = self._take_acks(queue_name)
         keys = [
-            f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
-            f"{self.namespace}:{queue_name}.msgs",
-            *(f"{self.namespace}:{queue_name}.P{p}" for p in PRIORITIES if p),
+            *self._acks_keys(queue_name),
+            f"{self.namespace}:__heartbeats__",
+            *(priority_list(self.namespace, queue_name, p) for p in PRIORITIES),
         ]
-        return [*fetched, *self.fetch_lower(keys=keys, args=[count - len(fetched)])]
+        try:
+            return self.fetch_with_acks(keys=keys, args=[count, current_millis(), self.broker_id, *ids])
+        except redis.ConnectionError:
+            self.pending_acks[queue_name].extendleft(reversed(ids))
+            raise
+
+    def maintain(self, queue_name: str) -> None:
+        """Dramatiq's dispatch script with its maintenance on, fetching nothing."""
+        args = ["fetch", current_millis(), queue_name, self.broker_id, self.heartbeat_timeout]
+        self.scripts["dispatch"](
+            args=[*args, self.dead_message_ttl, "1", self._max_unpack_size(), 0], keys=[self.namespace]
+        )
+
+    def declare_queue(self, queue_name: str) -> None:
+        """A queue without Dramatiq's delay queue: a delayed job waits in the ledger (its `eta`)
+        and nothing here sends Dramatiq delayed messages, so no consumer polls one."""
+        if queue_name not in self.queues:
+            self.emit_before("declare_queue", queue_name)
+            self.queues.add(queue_name)
+            self.emit_after("declare_queue", queue_name)
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        if delay is not None:
+            raise ValueError(
+                f"{message.actor_name}: no worker consumes Dramatiq's delay queues here; "
+                "enqueue the job with workers.enqueue(..., delay=...)"
+            )
+        return super().enqueue(message)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _RedisConsumer:
-        if queue_name == dq_name(queue_name):  # Dramatiq's delay queues hold messages, not work
+        if queue_name == dq_name(queue_name):  # declared by hand: Dramatiq's own consumer
             return super().consume(queue_name, prefetch, timeout)
         return ClaimingConsumer(self, queue_name, prefetch, timeout)
 
@@ -229,11 +272,12 @@ class ClaimingConsumer(_RedisConsumer):
             while True:
                 if self.claimed:
                     return self.claimed.popleft()
-                self.broker.flush_acks(self.queue_name)
                 free = self.prefetch - len(self.queued_message_ids)
                 in_progress = len(self.queued_message_ids)
                 if in_progress and free < self.refill_at:
                     # Wait for acks rather than poll; the timeout lets the worker check for shutdown.
+                    # The acks so far go now (a fetch would carry them).
+                    self.broker.flush_acks(self.queue_name)
                     self.slots_freed.clear()
                     if self.prefetch - len(self.queued_message_ids) < self.refill_at:
                         self.slots_freed.wait(self.timeout / 1000)

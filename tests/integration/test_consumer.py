@@ -192,3 +192,48 @@ def test_undecodable_messages_are_set_aside_and_the_valid_ones_fetched_with_them
     assert not {b"poison-1", b"poison-2", b"poison-3"} & client.smembers(
         acks
     )  # not held by this worker either
+
+
+def test_a_fetch_carries_the_pending_acks_and_the_heartbeat_in_one_call(
+    broker: ClaimingRedisBroker, redis_namespace: str
+) -> None:
+    _send(broker, range(0, 8, 2))
+    consumer = broker.consume(QUEUE, prefetch=2, timeout=50)
+    first = _take(consumer, 2)
+    for message in first:
+        consumer.ack(message)
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.zrem(f"{redis_namespace}:__heartbeats__", broker.broker_id)
+    calls_before = client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert [m.args[0] for m in _take(consumer, 1)] == [4]
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] == calls_before + 1
+    assert _stored(redis_namespace) == 2  # 0 and 2 acknowledged by that fetch: their data gone
+    assert client.zscore(f"{redis_namespace}:__heartbeats__", broker.broker_id) is not None
+    consumer.close()
+
+
+def test_dramatiqs_maintenance_still_gives_a_dead_workers_messages_back(
+    broker: ClaimingRedisBroker, redis_namespace: str
+) -> None:
+    _send(broker, range(0, 4, 2))
+    dead = broker.consume(QUEUE, prefetch=8, timeout=50)
+    assert len(_take(dead, 2)) == 2  # fetched, never acknowledged: its process died
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.zadd(f"{redis_namespace}:__heartbeats__", {broker.broker_id: 1})  # long silent
+    claims = _Claims()  # runs the even numbers: all of them here
+    survivor = ClaimingRedisBroker(
+        claim=claims, release=claims.release, url=TEST_REDIS_URL, namespace=redis_namespace, middleware=[]
+    )
+    dramatiq.actor(lambda n: None, actor_name="noop", queue_name=QUEUE, broker=survivor)
+    survivor.maintenance_chance = 1_000_000  # every fetch
+    consumer = survivor.consume(QUEUE, prefetch=8, timeout=50)
+    assert sorted(m.args[0] for m in _take(consumer, 2)) == [0, 2]
+    consumer.close()
+
+
+def test_no_delay_queue_is_declared_and_a_dramatiq_delay_is_refused(broker: ClaimingRedisBroker) -> None:
+    assert broker.get_declared_queues() == {QUEUE}
+    assert broker.get_declared_delay_queues() == set()  # no consumer polls one
+    message = dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(1,), kwargs={}, options={})
+    with pytest.raises(ValueError, match=r"workers.enqueue\(\.\.\., delay=\.\.\.\)"):
+        broker.enqueue(message, delay=1000)
