@@ -275,9 +275,8 @@ class ClaimingConsumer(_RedisConsumer):
                 free = self.prefetch - len(self.queued_message_ids)
                 in_progress = len(self.queued_message_ids)
                 if in_progress and free < self.refill_at:
-                    # Wait for acks rather than poll; the timeout lets the worker check for shutdown.
-                    # The acks so far go now (a fetch would carry them).
-                    self.broker.flush_acks(self.queue_name)
+                    # Wait for acks rather than poll (they go with the next fetch); the timeout
+                    # lets the worker check for shutdown.
                     self.slots_freed.clear()
                     if self.prefetch - len(self.queued_message_ids) < self.refill_at:
                         self.slots_freed.wait(self.timeout / 1000)
