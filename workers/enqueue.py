@@ -176,8 +176,19 @@ def _own(result: JobRef | Exception) -> JobRef:
 
 
 def _send_group(items: list[_Enqueue], refs: list[JobRef | Exception]) -> None:
-    """After the group's commit: its new jobs to Redis, behind the callers' backs."""
-    _behind.put([item.row for item in items if item.send and item.row.message_id is not None])
+    """After the group's commit: its new jobs to Redis, behind the callers' backs, to the broker
+    configured now (a test may change it before the send)."""
+    broker = config.get().broker
+    target = (broker.url, broker.namespace)
+    _behind.put([(target, item.row) for item in items if item.send and item.row.message_id is not None])
+
+
+def _send_behind(sends: list[tuple[tuple[str, str], Row]]) -> None:
+    by_target: dict[tuple[str, str], list[Row]] = {}
+    for target, row in sends:
+        by_target.setdefault(target, []).append(row)
+    for target, rows in by_target.items():
+        _send(None, rows, target)
 
 
 def wait_until_sent(timeout_s: float = 5.0) -> bool:
@@ -221,14 +232,15 @@ def _dead(conn: psycopg.Connection) -> bool:
 
 
 _writer = _WriterConnection()
-_behind: SendBehind[Row] = SendBehind("skyport-enqueue-send", lambda rows: _send(None, rows))
+_behind: SendBehind[tuple[tuple[str, str], Row]] = SendBehind("skyport-enqueue-send", _send_behind)
 _grouped: GroupCommit[_Enqueue, JobRef | Exception] = GroupCommit(
     "skyport-enqueue", _write_group, then=_send_group
 )
 
 
-def _send(conn: psycopg.Connection | None, rows: list[Row]) -> None:
-    """Hand jobs that just committed (inserted as published) to Redis, as the relay would.
+def _send(conn: psycopg.Connection | None, rows: list[Row], target: tuple[str, str] | None = None) -> None:
+    """Hand jobs that just committed (inserted as published) to Redis (`target`: URL and
+    namespace; the configured one by default), as the relay would.
     If Redis refuses, they are marked unpublished for the relay, which publishes them when Redis
     is back, and enqueue stops sending for a while; if even that write fails, the lifeline
     publishes them again after `republish_after_s`. Either way the jobs are enqueued."""
@@ -239,9 +251,9 @@ def _send(conn: psycopg.Connection | None, rows: list[Row]) -> None:
         relay.job_message(r.ref.id, r.actor, r.queue, r.call[0], r.call[1], r.message_id, priority=r.priority)  # type: ignore[union-attr]
         for r in rows
     ]
-    cfg = config.get()
+    url, namespace = target or (config.get().broker.url, config.get().broker.namespace)
     try:
-        relay.send_to_redis(_redis_client(cfg.broker.url), cfg.broker.namespace, messages)
+        relay.send_to_redis(_redis_client(url), namespace, messages)
     except redis.RedisError as exc:
         _sending_paused_until = time.monotonic() + DEFAULT_SEND_PAUSE_S
         logger.warning("Redis refused %d new jobs (%s); the relay publishes them", len(rows), exc)

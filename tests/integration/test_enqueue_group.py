@@ -76,6 +76,7 @@ def _check_sent(conn: psycopg.Connection, namespace: str, refs: list[JobRef]) ->
         ([r.id for r in refs],),
     ).fetchall()
     assert len(rows) == len(refs)
+    assert enqueue_module.wait_until_sent()  # the calls returned at their commit; the sends follow
     queued = redis.Redis.from_url(TEST_REDIS_URL).lrange(f"{namespace}:default", 0, -1)
     assert sorted(queued) == sorted(m.encode() for (m,) in rows)
 
