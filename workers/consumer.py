@@ -150,8 +150,7 @@ class ClaimingRedisBroker(RedisBroker):
     def set_aside(self, queue_name: str, raw: list[bytes]) -> list[str]:
         """Dead-letter fetched messages that cannot be decoded, raw bytes kept (see DEAD_LETTER_RAW)."""
         keys = [
-            f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
-            f"{self.namespace}:{queue_name}.msgs",
+            *self._acks_keys(queue_name),
             f"{self.namespace}:{xq_name(queue_name)}",
             f"{self.namespace}:{xq_name(queue_name)}.msgs",
         ]

@@ -4,15 +4,17 @@ the process's own, so that the call returns once its row is durable, without a R
 A job is enqueued when its row commits; the message only wakes a worker sooner than the relay
 would. So the caller need not wait for it: the thread takes every job committed meanwhile and
 sends them in one pipeline (concurrent callers share it), in the order they committed. If Redis
-refuses, `send` leaves them to the relay, as before; if the process dies first, the lifeline
-publishes them again after `republish_after_s`. At interpreter exit what is left is sent first
-(`flush`), so a short script that enqueues and exits does not leave its jobs to the lifeline.
+refuses, `send` leaves them to the relay; if the process dies first, the lifeline publishes them
+again after `republish_after_s`. When the process ends what is left is sent first (`flush`), so
+a short script, or a worker process whose actors enqueued jobs, does not leave them to the
+lifeline.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -26,8 +28,8 @@ Item = TypeVar("Item")
 # What `flush` waits at most at interpreter exit: about two Redis timeouts.
 EXIT_FLUSH_S = 2.0
 # How long the thread waits, once it has a job to send, for others to join its pipeline. A
-# Redis round trip costs about 0.2 ms of CPU here, so sharing it matters more than the few
-# milliseconds a job waits (an idle worker polls every 100 ms anyway).
+# Redis round trip costs 0.2 ms of CPU on the benchmark machine (docs/benchmarks.md), so sharing
+# it matters more than the few milliseconds a job waits (an idle worker polls every 100 ms).
 DEFAULT_LINGER_S = 0.005
 # The most jobs in one pipeline.
 DEFAULT_MAX_BATCH = 1000
@@ -50,7 +52,6 @@ class SendBehind(Generic[Item]):
         self.max_batch = max_batch
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
-        atexit.register(self.flush, EXIT_FLUSH_S)
 
     def _reset(self) -> None:
         # In a forked child: the parent's thread is not here, and its items are the parent's to send.
@@ -69,8 +70,15 @@ class SendBehind(Generic[Item]):
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
+                self._flush_at_exit()
             elif self._idle or len(self._items) >= self.max_batch:  # else it lingers: no wake-up
                 self._changed.notify_all()
+
+    def _flush_at_exit(self) -> None:
+        """Once per process: atexit for an interpreter that exits; a multiprocessing finalizer for
+        a child of multiprocessing (Dramatiq's worker processes), which ends without atexit."""
+        atexit.register(self.flush, EXIT_FLUSH_S)
+        multiprocessing.util.Finalize(None, self.flush, args=(EXIT_FLUSH_S,), exitpriority=100)
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything put so far was sent (or left to the relay); False on timeout."""

@@ -94,3 +94,29 @@ def test_a_forked_child_sends_its_own_items_not_its_parents() -> None:
     os.close(read_end)
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(written.split(b";")[:-1]) == [b"1", b"2"]
+
+
+def _enqueue_and_end(write_end: int) -> None:
+    """A multiprocessing child's work: it puts and ends at once (no atexit in such a child)."""
+
+    def send(items: list[int]) -> None:
+        os.write(write_end, b"".join(b"%d;" % i for i in items))
+
+    sender: SendBehind[int] = SendBehind("test-send", send, linger_s=0.2)
+    sender.put([7, 8])
+
+
+def test_a_multiprocessing_child_sends_what_is_left_before_it_ends() -> None:
+    import multiprocessing
+
+    read_end, write_end = os.pipe()
+    child = multiprocessing.get_context("fork").Process(target=_enqueue_and_end, args=(write_end,))
+    child.start()
+    child.join(10)
+    os.close(write_end)
+    written = b""
+    while chunk := os.read(read_end, 100):
+        written += chunk
+    os.close(read_end)
+    assert child.exitcode == 0
+    assert written == b"7;8;"  # sent while the child ended, not lost with its thread
