@@ -22,6 +22,7 @@ import jobs.registry  # noqa: F401 - every actor declared, as in a worker
 import tests.actors
 from db import migrate, pool
 from tests.pgbouncer import PgBouncer, PgBouncerUnavailable
+from workers.enqueue import wait_until_sent
 
 ADMIN_URL = os.environ.get("SKYPORT_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("SKYPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -170,6 +171,7 @@ def redis_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     try:
         yield namespace
     finally:
+        wait_until_sent()  # no message of this test lands after the clean-up
         keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
         if keys:
             client.delete(*keys)

@@ -124,6 +124,7 @@ class ClaimingRedisBroker(RedisBroker):
         # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
         # acks to the next one.
         self.pending_acks: dict[str, deque[str]] = defaultdict(deque)
+        self.last_call = time.monotonic()  # the last fetch: it carried the heartbeat
 
     def _take_acks(self, queue_name: str) -> list[str]:
         pending = self.pending_acks[queue_name]
@@ -143,7 +144,7 @@ class ClaimingRedisBroker(RedisBroker):
             return
         try:
             self.ack_many(keys=self._acks_keys(queue_name), args=ids)
-        except redis.ConnectionError:
+        except redis.RedisError:
             self.pending_acks[queue_name].extendleft(reversed(ids))  # sent again by the next flush
             raise
 
@@ -170,11 +171,14 @@ class ClaimingRedisBroker(RedisBroker):
             f"{self.namespace}:__heartbeats__",
             *(priority_list(self.namespace, queue_name, p) for p in PRIORITIES),
         ]
+        count = min(count, self._max_unpack_size())  # as Dramatiq's fetch: unpack() has a limit
         try:
-            return self.fetch_with_acks(keys=keys, args=[count, current_millis(), self.broker_id, *ids])
-        except redis.ConnectionError:
+            fetched = self.fetch_with_acks(keys=keys, args=[count, current_millis(), self.broker_id, *ids])
+        except redis.RedisError:  # sent again with the next call (an ack sent twice does nothing)
             self.pending_acks[queue_name].extendleft(reversed(ids))
             raise
+        self.last_call = time.monotonic()
+        return fetched
 
     def maintain(self, queue_name: str) -> None:
         """Dramatiq's dispatch script with its maintenance on, fetching nothing."""
@@ -255,7 +259,7 @@ class ClaimingConsumer(_RedisConsumer):
                 released = True
             except Exception:
                 logger.exception("could not queue %d fetched jobs again; back to Redis", len(leftovers))
-        with contextlib.suppress(redis.ConnectionError):  # then Dramatiq recovers them later
+        with contextlib.suppress(redis.RedisError):  # then Dramatiq recovers them later
             if released:
                 self.broker.pending_acks[self.queue_name].extend(
                     m.options["redis_message_id"] for m in leftovers
@@ -275,7 +279,9 @@ class ClaimingConsumer(_RedisConsumer):
                 in_progress = len(self.queued_message_ids)
                 if in_progress and free < self.refill_at:
                     # Wait for acks rather than poll (they go with the next fetch); the timeout
-                    # lets the worker check for shutdown.
+                    # lets the worker check for shutdown. Long jobs: the heartbeat still goes.
+                    if time.monotonic() - self.broker.last_call > self.broker.heartbeat_timeout / 3000:
+                        self.broker.fetch_best(self.queue_name, 0)
                     self.slots_freed.clear()
                     if self.prefetch - len(self.queued_message_ids) < self.refill_at:
                         self.slots_freed.wait(self.timeout / 1000)
@@ -287,7 +293,7 @@ class ClaimingConsumer(_RedisConsumer):
                     return None
                 self.misses = 0
                 self._claim(self._decode(fetched))
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ConnectionClosed(exc) from None
 
     def _decode(self, fetched: list[bytes | None]) -> list[MessageProxy]:

@@ -42,6 +42,9 @@ _DEDUP_RESOLVE_TRIES = 5
 DEFAULT_SEND_PAUSE_S = 5.0
 # A Redis that does not answer within this long makes enqueue leave its jobs to the relay.
 DEFAULT_SEND_TIMEOUT_S = 1.0
+# Jobs committed and waiting for the sender at most (a Redis that answers, slowly): beyond, new
+# jobs are left to the relay instead of piling up in the process.
+MAX_SEND_BACKLOG = 50_000
 
 logger = logging.getLogger("skyport.enqueue")
 _sending_paused_until = 0.0
@@ -88,8 +91,8 @@ async def enqueue_async(
     enqueued_by: str = "app",
     priority: int | None = None,
 ) -> JobRef:
-    """`enqueue` for asyncio apps: the same job, committed and sent before it returns, in the same
-    group commit as the process's threads; the event loop is never blocked. Arguments are checked
+    """`enqueue` for asyncio apps: the same job, committed before it returns (its message follows),
+    in the same group commit as the process's threads; the event loop is never blocked. Arguments are checked
     at once (EnqueueError). A job that must commit with the app's own transaction takes the
     synchronous `enqueue(..., conn=...)`."""
     spec = JobSpec(actor, args, kwargs, dedup_key, dedup_window, delay, eta, queue, priority)
@@ -188,7 +191,10 @@ def _send_behind(sends: list[tuple[tuple[str, str], Row]]) -> None:
     for target, row in sends:
         by_target.setdefault(target, []).append(row)
     for target, rows in by_target.items():
-        _send(None, rows, target)
+        try:
+            _send(None, rows, target)
+        except Exception:  # the other targets' jobs still go
+            logger.exception("%d new jobs not sent; the lifeline publishes them", len(rows))
 
 
 def wait_until_sent(timeout_s: float = 5.0) -> bool:
@@ -274,7 +280,7 @@ def _redis_client(url: str) -> redis.Redis:
 
 def _sends_at_once(conn: Any) -> bool:
     """Jobs enqueued outside a caller's transaction are sent to Redis right after their commit."""
-    if conn is not None or time.monotonic() < _sending_paused_until:
+    if conn is not None or time.monotonic() < _sending_paused_until or _behind.backlog() >= MAX_SEND_BACKLOG:
         return False
     return config.get().broker.kind == "redis"
 

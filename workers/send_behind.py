@@ -67,12 +67,18 @@ class SendBehind(Generic[Item]):
             return
         with self._lock:
             self._items.extend(items)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
-                self._flush_at_exit()
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                thread.start()  # may raise (no thread left): the next put tries again
+                if self._thread is None:
+                    self._flush_at_exit()
+                self._thread = thread
             elif self._idle or len(self._items) >= self.max_batch:  # else it lingers: no wake-up
                 self._changed.notify_all()
+
+    def backlog(self) -> int:
+        """Items put and not yet sent."""
+        return len(self._items) + self._sending
 
     def _flush_at_exit(self) -> None:
         """Once per process: atexit for an interpreter that exits; a multiprocessing finalizer for
@@ -107,7 +113,7 @@ class SendBehind(Generic[Item]):
                 self._sending = len(items)
             try:
                 self.send(items)
-            except Exception:
+            except BaseException:  # logged, and the thread goes on: it is the process's only sender
                 logger.exception("%s: %d jobs not sent; the lifeline publishes them", self.name, len(items))
             finally:
                 with self._lock:

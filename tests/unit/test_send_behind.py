@@ -120,3 +120,21 @@ def test_a_multiprocessing_child_sends_what_is_left_before_it_ends() -> None:
     os.close(read_end)
     assert child.exitcode == 0
     assert written == b"7;8;"  # sent while the child ended, not lost with its thread
+
+
+def test_a_sender_thread_that_died_is_replaced_at_the_next_put() -> None:
+    sent: list[int] = []
+
+    def send(items: list[int]) -> None:
+        sent.extend(items)
+
+    sender: SendBehind[int] = SendBehind("test-send", send)
+    sender.put([1])
+    assert sender.flush(5.0)
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    sender._thread = dead  # as if the thread had ended
+    sender.put([2])
+    assert sender.flush(5.0)
+    assert sent == [1, 2]
