@@ -87,10 +87,18 @@ def test_a_dispatcher_killed_while_holding_a_lease_loses_nothing(database_url: s
             "SKYPORT_NOTIFY_LEASE_S": "3",
             "SKYPORT_NOTIFY_BATCH": "20",
         }
+        held_query = "SELECT count(*) FROM notification_queue WHERE status = 'processing'"
         with SkyportProcess(["notifications", "dispatch"], env) as dispatcher:
-            wait_for(lambda: len(sms.received) >= 10, 30, what=f"sends to start\n{dispatcher.output()}")
+            # Killed mid-batch: between two batches (or after a lease ran short and gave its rows
+            # back, as on a loaded machine) it would hold nothing.
+            wait_for(
+                lambda: len(sms.received) >= 10 and scalar(database_url, held_query) > 0,
+                30,
+                interval_s=0.01,
+                what=f"sends to start\n{dispatcher.output()}",
+            )
             dispatcher.kill()
-        held = scalar(database_url, "SELECT count(*) FROM notification_queue WHERE status = 'processing'")
+        held = scalar(database_url, held_query)
         assert held > 0  # the killed dispatcher held rows under a lease
         # Another dispatcher: the lease passes, the rows come back, everything is sent.
         channels = {"in_app": InAppChannel(), "sms": HttpChannel("sms", sms.url, None, 1.0)}
