@@ -48,17 +48,6 @@ Release = Callable[[list[MessageProxy]], None]
 MAX_ACKS_PER_CALL = 1000
 
 
-# Acknowledges many messages in one call. As Dramatiq's own "ack" command does, a message's data
-# is deleted only if its id was still in the consumer's set of fetched messages.
-ACK_MANY = """
-for i = 1, #ARGV do
-    if redis.call("srem", KEYS[1], ARGV[i]) > 0 then
-        redis.call("hdel", KEYS[2], ARGV[i])
-    end
-end
-"""
-
-
 # Moves fetched messages whose data cannot be decoded (ARGV[2..], their raw bytes) out of the
 # consumer's fetched set and the queue's messages into Dramatiq's dead-letter set of the queue
 # (`<queue>.XQ`, scored by ARGV[1], the time in ms; Dramatiq's maintenance expires it like its own
@@ -82,7 +71,8 @@ return moved
 """
 
 
-# One round trip per fetch: sends the acks of ARGV[4..] (as ACK_MANY), the worker's heartbeat
+# One round trip per fetch: sends the acks of ARGV[4..] (as Dramatiq's "ack" command does, a
+# message's data is deleted only if its id was still in the consumer's set), the heartbeat
 # (KEYS[3], scored ARGV[2], member ARGV[3]: what Dramatiq's dispatch script writes at each call),
 # then fetches up to ARGV[1] messages from the queue's lists, best priority first (KEYS[4..]: the
 # queue's own list, then priorities 1..9), as Dramatiq's fetch does from its one list: each id to
@@ -118,7 +108,6 @@ class ClaimingRedisBroker(RedisBroker):
         super().__init__(**kwargs)
         self.claim = claim
         self.release = release
-        self.ack_many = self.client.register_script(ACK_MANY)
         self.dead_letter_raw = self.client.register_script(DEAD_LETTER_RAW)
         self.fetch_with_acks = self.client.register_script(FETCH_BEST)
         # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
@@ -139,14 +128,8 @@ class ClaimingRedisBroker(RedisBroker):
         return [acks, f"{self.namespace}:{queue_name}.msgs"]
 
     def flush_acks(self, queue_name: str) -> None:
-        ids = self._take_acks(queue_name)
-        if not ids:
-            return
-        try:
-            self.ack_many(keys=self._acks_keys(queue_name), args=ids)
-        except redis.RedisError:
-            self.pending_acks[queue_name].extendleft(reversed(ids))  # sent again by the next flush
-            raise
+        """Send the pending acks (and the heartbeat), fetching nothing."""
+        self.fetch_best(queue_name, 0)
 
     def set_aside(self, queue_name: str, raw: list[bytes]) -> list[str]:
         """Dead-letter fetched messages that cannot be decoded, raw bytes kept (see DEAD_LETTER_RAW)."""
@@ -281,7 +264,7 @@ class ClaimingConsumer(_RedisConsumer):
                     # Wait for acks rather than poll (they go with the next fetch); the timeout
                     # lets the worker check for shutdown. Long jobs: the heartbeat still goes.
                     if time.monotonic() - self.broker.last_call > self.broker.heartbeat_timeout / 3000:
-                        self.broker.fetch_best(self.queue_name, 0)
+                        self.broker.flush_acks(self.queue_name)
                     self.slots_freed.clear()
                     if self.prefetch - len(self.queued_message_ids) < self.refill_at:
                         self.slots_freed.wait(self.timeout / 1000)
