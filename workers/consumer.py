@@ -109,7 +109,7 @@ class ClaimingRedisBroker(RedisBroker):
         self.claim = claim
         self.release = release
         self.dead_letter_raw = self.client.register_script(DEAD_LETTER_RAW)
-        self.fetch_with_acks = self.client.register_script(FETCH_BEST)
+        self.fetch_best_script = self.client.register_script(FETCH_BEST)
         # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
         # acks to the next one.
         self.pending_acks: dict[str, deque[str]] = defaultdict(deque)
@@ -156,7 +156,7 @@ class ClaimingRedisBroker(RedisBroker):
         ]
         count = min(count, self._max_unpack_size())  # as Dramatiq's fetch: unpack() has a limit
         try:
-            fetched = self.fetch_with_acks(keys=keys, args=[count, current_millis(), self.broker_id, *ids])
+            fetched = self.fetch_best_script(keys=keys, args=[count, current_millis(), self.broker_id, *ids])
         except redis.RedisError:  # sent again with the next call (an ack sent twice does nothing)
             self.pending_acks[queue_name].extendleft(reversed(ids))
             raise

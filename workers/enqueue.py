@@ -181,9 +181,14 @@ def _own(result: JobRef | Exception) -> JobRef:
 def _send_group(items: list[_Enqueue], refs: list[JobRef | Exception]) -> None:
     """After the group's commit: its new jobs to Redis, behind the callers' backs, to the broker
     configured now (a test may change it before the send)."""
-    broker = config.get().broker
-    target = (broker.url, broker.namespace)
+    target = _broker_target()
     _behind.put([(target, item.row) for item in items if item.send and item.row.message_id is not None])
+
+
+def _broker_target() -> tuple[str, str]:
+    """The configured Redis: its URL and key namespace."""
+    broker = config.get().broker
+    return broker.url, broker.namespace
 
 
 def _send_behind(sends: list[tuple[tuple[str, str], Row]]) -> None:
@@ -257,7 +262,7 @@ def _send(conn: psycopg.Connection | None, rows: list[Row], target: tuple[str, s
         relay.job_message(r.ref.id, r.actor, r.queue, r.call[0], r.call[1], r.message_id, priority=r.priority)  # type: ignore[union-attr]
         for r in rows
     ]
-    url, namespace = target or (config.get().broker.url, config.get().broker.namespace)
+    url, namespace = target or _broker_target()
     try:
         relay.send_to_redis(_redis_client(url), namespace, messages)
     except redis.RedisError as exc:

@@ -205,8 +205,8 @@ def test_a_fetch_carries_the_pending_acks_and_the_heartbeat_in_one_call(
 ) -> None:
     broker.maintenance_chance = 0  # Dramatiq's maintenance call aside
     calls: list[int] = []
-    script = broker.fetch_with_acks
-    broker.fetch_with_acks = lambda **kw: calls.append(1) or script(**kw)  # type: ignore[method-assign]
+    script = broker.fetch_best_script
+    broker.fetch_best_script = lambda **kw: calls.append(1) or script(**kw)  # type: ignore[method-assign]
     _send(broker, range(0, 8, 2))
     consumer = broker.consume(QUEUE, prefetch=2, timeout=50)
     first = _take(consumer, 2)
