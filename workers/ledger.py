@@ -82,13 +82,16 @@ def started_of(cursor: psycopg.Cursor, messages: list[tuple[int, str]]) -> dict[
     return {m: StartedAttempt(by_message[m], attempts, max_attempts) for m, attempts, max_attempts, _ in rows}
 
 
-def job_succeed_many(conn: psycopg.Connection, worker_id: str, attempts: list[StartedAttempt]) -> set[int]:
-    """Record successful attempts; returns the job ids whose outcome was recorded."""
+def job_succeed_many(
+    conn: psycopg.Connection, worker_id: str, attempts: list[StartedAttempt]
+) -> set[tuple[int, int]]:
+    """Record successful attempts; returns the (job id, attempt) of those recorded (a late outcome
+    of attempt 1 can share a batch with the rerun's attempt 2, and only the rerun is the job's)."""
     if len(attempts) == 1:
         (a,) = attempts
         one = {"worker_id": worker_id, "job_id": a.job_id, "attempt": a.attempt, "waited_s": a.waited_s}
         recorded = conn.execute(q.JOB_SUCCEED_ONE, one, prepare=False).fetchall()  # HOT_PATH_PLANNING
-        return {job_id for (job_id,) in recorded}
+        return {(job_id, attempt) for job_id, attempt in recorded}
     rows = conn.execute(
         q.JOB_SUCCEED_MANY,
         {
@@ -99,7 +102,7 @@ def job_succeed_many(conn: psycopg.Connection, worker_id: str, attempts: list[St
         },
         prepare=False,  # see HOT_PATH_PLANNING
     ).fetchall()
-    return {job_id for (job_id,) in rows}
+    return {(job_id, attempt) for job_id, attempt in rows}
 
 
 def job_release_unstarted(
@@ -134,7 +137,7 @@ def job_start(
 
 
 def job_succeed(conn: psycopg.Connection, attempt: StartedAttempt, worker_id: str) -> bool:
-    return attempt.job_id in job_succeed_many(conn, worker_id, [attempt])
+    return (attempt.job_id, attempt.attempt) in job_succeed_many(conn, worker_id, [attempt])
 
 
 def job_fail(

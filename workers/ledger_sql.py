@@ -163,7 +163,8 @@ RETURNING j.message_id, j.attempts, j.max_attempts,
 """
 
 # -- job_succeed_many -- running -> succeeded, and the attempt's record, for a batch of one
-# worker's attempts (jobs_pkey). The dedup key is released now, or after the job's window.
+# worker's attempts (jobs_pkey). The dedup key is released now, or after the job's window. Returns
+# the attempts recorded: a batch may hold a late attempt of a job next to its rerun.
 JOB_SUCCEED_MANY = """
 WITH done AS (
     UPDATE jobs j
@@ -178,7 +179,7 @@ WITH done AS (
  RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.finished_at)
 INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
 SELECT id, attempts, worker_id, started_at, finished_at, 'succeeded' FROM done
-RETURNING job_id
+RETURNING job_id, attempt
 """
 
 # -- job_succeed_one -- job_succeed_many for a lone attempt, without the join (jobs_pkey).
@@ -194,7 +195,7 @@ WITH done AS (
  RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.finished_at)
 INSERT INTO job_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
 SELECT id, attempts, worker_id, started_at, finished_at, 'succeeded' FROM done
-RETURNING job_id
+RETURNING job_id, attempt
 """
 
 # -- job_release_unstarted -- jobs a worker claimed when it fetched their messages but never

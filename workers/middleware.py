@@ -369,10 +369,11 @@ class LedgerMiddleware(Middleware):
             recorded = ledger.job_succeed_many(conn, self.worker_id or "unknown", attempts)
             if any(a.limited for a in attempts) and self._flow.slots_awaited():  # a waiting job goes
                 ledger.wake_relays(conn)
-        for attempt in attempts:
-            if attempt.job_id not in recorded:
+        accepted = [(a.job_id, a.attempt) in recorded for a in attempts]
+        for attempt, ok in zip(attempts, accepted, strict=True):
+            if not ok:
                 _log_ignored(attempt)
-        return [a.job_id in recorded for a in attempts]
+        return accepted
 
 
 @retry_transient(max_delay_s=DEFAULT_RECORD_OUTCOME_FOR_S)

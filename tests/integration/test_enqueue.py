@@ -262,10 +262,22 @@ def test_batched_starts_and_successes_are_guarded_per_job(conn: psycopg.Connecti
     recorded = ledger.job_succeed_many(
         conn, "w1", [StartedAttempt(a, 1, 4), StartedAttempt(b, 2, 4), StartedAttempt(c, 1, 4)]
     )
-    assert recorded == {a}
+    assert recorded == {(a, 1)}
     states = dict(conn.execute("SELECT id, state FROM jobs WHERE id = ANY(%s)", ([a, b, c],)).fetchall())
     assert states == {a: "succeeded", b: "running", c: "running"}
     assert _count_attempts(conn, a) == 1 and _count_attempts(conn, b) == 0
+
+
+def test_a_late_success_sharing_a_batch_with_the_rerun_is_not_recorded(conn: psycopg.Connection) -> None:
+    # Attempt 1 stalls (a host cut off), the lifeline queues the job again, the same worker runs it
+    # as attempt 2; both successes reach one batched write: only attempt 2 is the job's.
+    job = enqueue("remember", ["rerun"]).id
+    first = ledger.job_start(conn, job, "w1", "m1")
+    conn.execute("UPDATE jobs SET state = 'queued' WHERE id = %s", (job,))  # as the lifeline does
+    second = ledger.job_start(conn, job, "w1", "m2")
+    assert first is not None and second is not None and (first.attempt, second.attempt) == (1, 2)
+    assert ledger.job_succeed_many(conn, "w1", [first, second]) == {(job, 2)}
+    assert conn.execute("SELECT attempt FROM job_attempts WHERE job_id = %s", (job,)).fetchall() == [(2,)]
 
 
 def test_an_outcome_dates_the_attempt_from_when_its_run_began(conn: psycopg.Connection) -> None:
