@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 import tests.actors  # noqa: F401 - the `remember` actor
 from tests.dashboard.conftest import ADMIN_PASSWORD, csrf_of
 from workers import enqueue
+from workers.enqueue import wait_until_sent
 
 XSS = "<script>alert('pwned')</script>"
 
@@ -341,6 +342,7 @@ def test_overview_ranges_read_the_rollup(admin: TestClient, dead_job: Callable[.
 
 def test_overview_says_how_long_the_oldest_message_waited(admin: TestClient) -> None:
     enqueue("remember", ["waiting"])  # no worker: the message waits in Redis
+    assert wait_until_sent()  # enqueue returned at its commit; the message follows
     queues = {q["queue"]: q for q in admin.get("/api/overview").json()["queues"]}
     assert queues["default"]["depth"] == 1 and queues["default"]["oldest_age_s"] is not None
     page = admin.get("/").text
