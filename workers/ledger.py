@@ -20,6 +20,9 @@ from workers import flow_sql
 from workers import ledger_reads_sql as reads
 from workers import ledger_sql as q
 
+# Tracebacks longer than this are stored cut (the head and the end are kept).
+MAX_TRACEBACK_CHARS = 20_000
+
 
 @dataclass(frozen=True)
 class StartedAttempt:
@@ -150,6 +153,9 @@ def job_fail(
     retry_in_s: float | None,
 ) -> bool:
     """Record a failed attempt: retry after `retry_in_s` seconds, or dead when it is None."""
+    if traceback is not None and len(traceback) > MAX_TRACEBACK_CHARS:
+        half = MAX_TRACEBACK_CHARS // 2
+        traceback = f"{traceback[:half]}\n... cut ...\n{traceback[-half:]}"
     cur = conn.execute(
         q.JOB_FAIL,
         {

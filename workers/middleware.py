@@ -50,8 +50,6 @@ DEFAULT_PREFETCH_PER_THREAD = 4
 DEFAULT_SUCCESS_LINGER_S = 0.005
 # Seconds a stale claim's check may wait for a connection before the job runs unchecked.
 CLAIM_CHECK_TIMEOUT_S = 2.0
-# Tracebacks longer than this are cut (the head and the end are kept).
-MAX_TRACEBACK_CHARS = 20_000
 
 
 class LedgerMiddleware(Middleware):
@@ -254,7 +252,7 @@ class LedgerMiddleware(Middleware):
             started,
             worker_id,
             error=error,
-            traceback=_format_traceback(exception),
+            traceback="".join(traceback.format_exception(exception)),
             retry_in_s=delay_s,
         )
         if started.limited and self._flow.slots_awaited():  # its slot is free: a waiting job goes
@@ -395,11 +393,3 @@ def _log_ignored(started: ledger.StartedAttempt) -> None:
         started.job_id,
         started.attempt,
     )
-
-
-def _format_traceback(exception: BaseException) -> str:
-    text = "".join(traceback.format_exception(exception))
-    if len(text) <= MAX_TRACEBACK_CHARS:
-        return text
-    half = MAX_TRACEBACK_CHARS // 2
-    return f"{text[:half]}\n... cut ...\n{text[-half:]}"

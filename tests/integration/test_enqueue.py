@@ -303,6 +303,17 @@ def test_an_outcome_dates_the_attempt_from_when_its_run_began(conn: psycopg.Conn
     }
 
 
+def test_a_long_traceback_is_stored_cut_keeping_its_head_and_its_end(conn: psycopg.Connection) -> None:
+    job = enqueue("remember", ["deep"]).id
+    attempt = ledger.job_start(conn, job, "w1", "m1")
+    assert attempt is not None
+    text = "head\n" + "frame\n" * 10_000 + "ValueError: the end\n"
+    assert ledger.job_fail(conn, attempt, "w1", error="ValueError", traceback=text, retry_in_s=None)
+    (stored,) = conn.execute("SELECT traceback FROM job_attempts WHERE job_id = %s", (job,)).fetchone()
+    assert len(stored) < ledger.MAX_TRACEBACK_CHARS + 20 < len(text)
+    assert stored.startswith("head\n") and "\n... cut ...\n" in stored and stored.endswith("the end\n")
+
+
 def _count_attempts(conn: psycopg.Connection, job_id: int) -> int:
     return conn.execute("SELECT count(*) FROM job_attempts WHERE job_id = %s", (job_id,)).fetchone()[0]
 
