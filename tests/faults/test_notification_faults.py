@@ -84,7 +84,7 @@ def test_a_dispatcher_killed_while_holding_a_lease_loses_nothing(database_url: s
         # while it waits on it, in the middle of its batch, whatever the machine's load.
         sms.plan = ["ok"] * 10
         sms.mode = "timeout"
-        sms.hang_s = 5.0
+        sms.hang_s = 30.0  # past the asserts below: the held request ends after the test
         env = {
             "SKYPORT_SMS_URL": sms.url,
             "SKYPORT_SMS_TIMEOUT_S": "10",
