@@ -200,6 +200,11 @@ def _heartbeat(broker: ClaimingRedisBroker) -> float | None:
     return client.zscore(f"{broker.namespace}:__heartbeats__", broker.broker_id)
 
 
+def _forget_heartbeat(broker: ClaimingRedisBroker) -> None:
+    """As if the worker had never sent a heartbeat: the next one sent shows."""
+    redis.Redis.from_url(TEST_REDIS_URL).zrem(f"{broker.namespace}:__heartbeats__", broker.broker_id)
+
+
 def test_a_fetch_carries_the_pending_acks_and_the_heartbeat_in_one_call(
     broker: ClaimingRedisBroker, redis_namespace: str
 ) -> None:
@@ -212,8 +217,7 @@ def test_a_fetch_carries_the_pending_acks_and_the_heartbeat_in_one_call(
     first = _take(consumer, 2)
     for message in first:
         consumer.ack(message)
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.zrem(f"{redis_namespace}:__heartbeats__", broker.broker_id)
+    _forget_heartbeat(broker)
     calls.clear()
     assert [m.args[0] for m in _take(consumer, 1)] == [4]
     assert calls == [1]  # one call: the acks, the heartbeat and the fetch
@@ -229,8 +233,7 @@ def test_a_consumer_whose_slots_stay_busy_still_sends_its_heartbeat_and_acks(
     consumer = broker.consume(QUEUE, prefetch=4, timeout=20)
     taken = _take(consumer, 4)  # every slot busy: long jobs
     consumer.ack(taken[0])  # 3 of 4 still running: no fetch for one free slot
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.zrem(f"{redis_namespace}:__heartbeats__", broker.broker_id)
+    _forget_heartbeat(broker)
     assert next(consumer) is None
     assert _heartbeat(broker) is None  # not due yet
     broker.last_call -= broker.heartbeat_timeout / 1000  # as if the jobs ran that long
