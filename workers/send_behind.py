@@ -28,8 +28,9 @@ Item = TypeVar("Item")
 # What `flush` waits at most at interpreter exit: about two Redis timeouts.
 EXIT_FLUSH_S = 2.0
 # How long the thread waits, once it has a job to send, for others to join its pipeline. A
-# Redis round trip costs 0.2 ms of CPU on the benchmark machine (docs/benchmarks.md), so sharing
-# it matters more than the few milliseconds a job waits (an idle worker polls every 100 ms).
+# Redis round trip costs its client 0.07-0.2 ms of CPU on the benchmark machine, by day
+# (docs/benchmarks.md), as much as the rest of an enqueue: sharing it matters more than the few
+# milliseconds a job waits (an idle worker polls every 100 ms).
 DEFAULT_LINGER_S = 0.005
 # The most jobs in one pipeline.
 DEFAULT_MAX_BATCH = 1000
