@@ -29,7 +29,14 @@ import argparse
 import sys
 from contextlib import ExitStack
 
-from bench.peers.report import all_writes_ok, print_cpu_table, print_table, print_targets, target_rows
+from bench.peers.report import (
+    all_writes_ok,
+    print_cpu_table,
+    print_one_by_one_floor,
+    print_table,
+    print_targets,
+    target_rows,
+)
 from bench.peers.run import PHASES, RunResult, run_setting
 from bench.peers.systems import (
     BareSystem,
@@ -41,6 +48,7 @@ from bench.peers.systems import (
 )
 from bench.support.databases import bench_database, redis_namespaces
 from bench.support.facts import finish_run, machine_facts, start_run
+from bench.support.probes import measure
 
 SYSTEM_KEYS = ("bare", "ledger", "procrastinate", "pgqueuer")
 
@@ -134,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     tag, log_dir, load_before = start_run("peers")
     runs: list[RunResult] = []
     ok = False
+    speed = measure(args.database_url, args.redis_url)  # before any process of the bench starts
     try:
         with ExitStack() as stack:
             for key in args.systems:
                 system = open_system(key, args, tag, stack)
                 if not runs:
-                    facts = machine_facts(args.database_url, args.redis_url)
+                    facts = machine_facts(args.database_url, args.redis_url, speed)
                     facts["libraries"] = library_versions()
                     for name, value in facts.items():
                         print(f"  {name:<14} {value}")
@@ -153,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(runs, args.phases)
         print_cpu_table(runs, args.phases)
         print_targets(target_rows(runs, args.phases))
+        print_one_by_one_floor(runs, speed)
         ok = all_writes_ok(runs)
         if not ok:
             print("\nSOME PHASE LOST OR DOUBLED A WRITE: see the lines marked WRONG above")

@@ -7,6 +7,7 @@ import os
 
 from bench.peers.run import PHASE_LABELS, RunResult
 from bench.support.cpu import ROLES
+from bench.support.probes import Speed
 from bench.support.timing import fmt
 
 OURS = "ledger"
@@ -130,6 +131,26 @@ def print_targets(rows: list[Target]) -> None:
     for label, value, goal, met in rows:
         verdict = "(no target: how far ahead or behind)" if not goal else f"{goal:<7} {_VERDICTS[met]}"
         print(f"  {label:<58} {fmt(value, 2):>7}  {verdict}")
+
+
+def print_one_by_one_floor(runs: list[RunResult], speed: Speed) -> None:
+    """What one enqueuing thread may spend per job to meet the one-by-one target against bare
+    Dramatiq, beside what a durable enqueue cannot go below: its commit (the day's probe)."""
+    ours = ours_run(runs)
+    system, setting = RATIO_TARGETS[0][1]
+    bare = next((r for r in runs if (r.system, r.setting.name) == (system, setting)), None)
+    if ours is None or bare is None or "one" not in ours.phases or "one" not in bare.phases:
+        return
+    goal = RATIO_TARGETS[0][2]
+    need = goal * bare.phases["one"].end_to_end_rate
+    print(
+        f"\nOne by one, the floor: {goal:g}x {bare.label} [{setting}] is {fmt(need)} jobs/s, "
+        f"{1000 / need:.3f} ms a job for the one enqueuing thread, the call included. A durable "
+        f"enqueue returns after its commit: a one-row INSERT with its commit takes {speed.commit_ms:.3f} ms "
+        f"on this server unloaded; in the run our call took {ours.phases['one'].call_p50_ms:.3f} ms (p50), "
+        f"{bare.label}'s send {bare.phases['one'].call_p50_ms:.3f} ms (a Redis call: {speed.redis_ms:.3f} ms "
+        "unloaded)."
+    )
 
 
 def all_writes_ok(runs: list[RunResult]) -> bool:

@@ -18,13 +18,15 @@ import psycopg
 import redis
 from psycopg import sql
 
+from bench.support.probes import Speed, measure
 from bench.support.procs import REPO, kib_field
 
 # Server settings that change the ledger path's figures, printed with the machine facts.
 PG_SETTINGS_SHOWN = ("synchronous_commit", "autovacuum", "shared_buffers")
 
 
-def machine_facts(database_url: str, redis_url: str) -> dict[str, str]:
+def machine_facts(database_url: str, redis_url: str, speed: Speed | None = None) -> dict[str, str]:
+    """The machine, its servers and their speed today (`speed`: measured now when not given)."""
     import dramatiq
 
     cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -45,6 +47,7 @@ def machine_facts(database_url: str, redis_url: str) -> dict[str, str]:
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "postgresql": f"{pg_version} ({pg_settings})",
         "redis": redis_version,
+        "speed": (speed or measure(database_url, redis_url)).summary(),
         "python": platform.python_version(),
         "dramatiq": dramatiq.__version__,
         "psycopg": psycopg.__version__,
