@@ -9,7 +9,9 @@ redelivery, a cancelled job) is acknowledged here and never reaches a worker thr
 It also replaces the consumer's wait when all its prefetched messages are in progress: Dramatiq
 polls with a growing backoff (up to the idle timeout), leaving threads idle after their messages
 are acknowledged; this one wakes as soon as half its prefetch is free again, and fetches that
-many at once. And the worker threads' acks are sent by the consumer's thread, many in one call:
+many at once. Its prefetch follows the pace of its jobs: up to PREFETCH_GROWTH times the one it
+was given while its threads finish many short jobs, never more than they get through in
+CLAIMED_WORK_S. And the worker threads' acks are sent by the consumer's thread, many in one call:
 the next fetch carries them, with the heartbeat, in the same Lua call (Dramatiq sends one call
 per ack from the worker thread, and one per fetch).
 
@@ -46,6 +48,14 @@ Claim = Callable[[list[MessageProxy]], list[MessageProxy]]
 Release = Callable[[list[MessageProxy]], None]
 # Acks sent in one call at most.
 MAX_ACKS_PER_CALL = 1000
+# A consumer busy with short jobs holds up to this many times its prefetch: larger fetches and
+# claims, fewer of each per job (docs/benchmarks.md, prefetch). It never holds more than its
+# threads finish in CLAIMED_WORK_S at their current pace, so a claimed job does not wait long for
+# a thread while other workers idle, and a queue of long jobs keeps the base prefetch.
+PREFETCH_GROWTH = 4
+CLAIMED_WORK_S = 0.1
+# The pace is measured over this long.
+PACE_WINDOW_S = 0.5
 
 
 # Moves fetched messages whose data cannot be decoded (ARGV[2..], their raw bytes) out of the
@@ -101,6 +111,25 @@ return redis.call("hmget", KEYS[2], unpack(ids))
 PRIORITIES = range(10)
 
 
+class PrefetchPace:
+    """A consumer's prefetch from the pace of its acks: the base, or up to `most` while its threads
+    finish more than that in CLAIMED_WORK_S."""
+
+    def __init__(self, base: int, most: int, now: float) -> None:
+        self.base, self.most = base, max(base, most)
+        self.acks = 0  # counted on the worker threads; a count lost to a race only skews the estimate
+        self._since = now
+        self.prefetch = base
+
+    def update(self, now: float) -> int:
+        elapsed = now - self._since
+        if elapsed >= PACE_WINDOW_S:
+            rate = self.acks / elapsed
+            self.acks, self._since = 0, now
+            self.prefetch = min(self.most, max(self.base, int(rate * CLAIMED_WORK_S)))
+        return self.prefetch
+
+
 class ClaimingRedisBroker(RedisBroker):
     """A RedisBroker whose consumers claim ledger jobs at fetch time (see the module's text)."""
 
@@ -114,6 +143,7 @@ class ClaimingRedisBroker(RedisBroker):
         # acks to the next one.
         self.pending_acks: dict[str, deque[str]] = defaultdict(deque)
         self.last_call = time.monotonic()  # the last fetch: it carried the heartbeat
+        self.prefetch_growth = PREFETCH_GROWTH  # 1: the prefetch stays as given
 
     def _take_acks(self, queue_name: str) -> list[str]:
         pending = self.pending_acks[queue_name]
@@ -213,12 +243,18 @@ class ClaimingConsumer(_RedisConsumer):
         super().__init__(broker, queue_name, prefetch, timeout)
         self.claimed: deque[MessageProxy] = deque()
         self.slots_freed = threading.Event()  # set by acks and nacks (on the worker threads)
-        self.refill_at = max(1, prefetch // 2)  # free slots worth a fetch while others run
+        self.pace = PrefetchPace(prefetch, prefetch * broker.prefetch_growth, time.monotonic())
+
+    @property
+    def refill_at(self) -> int:
+        """Free slots worth a fetch while others run: half the prefetch."""
+        return max(1, self.prefetch // 2)
 
     def ack(self, message: MessageProxy) -> None:
         """On a worker thread: the ack is sent by the consumer's thread, with the others."""
         self.broker.pending_acks[self.queue_name].append(message.options["redis_message_id"])
         self.queued_message_ids.discard(message.message_id)
+        self.pace.acks += 1
         self.slots_freed.set()
 
     def nack(self, message: MessageProxy) -> None:
@@ -258,6 +294,7 @@ class ClaimingConsumer(_RedisConsumer):
             while True:
                 if self.claimed:
                     return self.claimed.popleft()
+                self.prefetch = self.pace.update(time.monotonic())
                 free = self.prefetch - len(self.queued_message_ids)
                 in_progress = len(self.queued_message_ids)
                 if in_progress and free < self.refill_at:

@@ -38,11 +38,12 @@ logger = logging.getLogger("skyport.worker")
 DEFAULT_RECORD_OUTCOME_FOR_S = 300.0
 # Longest pause of an idle consumer between two polls of the broker, in milliseconds.
 DEFAULT_IDLE_POLL_MS = 100
-# Messages a consumer holds per worker thread (Dramatiq's default is 2): each fetch is claimed in
-# one statement, and a consumer fetches again once half of them are done, so this sets the size
-# of those batches (docs/benchmarks.md, peers: batched end-to-end +13 % at 4 against 2). A claimed
+# Messages a consumer holds per worker thread (Dramatiq's default is 2), up to four times as many
+# while it is busy with short jobs (workers/consumer.py, PREFETCH_GROWTH): each fetch is claimed in one
+# statement, and a consumer fetches again once half of them are done, so this sets the size of
+# those batches (docs/benchmarks.md, peers: batched end-to-end +13 % at 4 against 2). A claimed
 # job waiting for a thread shows as running; `dramatiq_queue_prefetch` in the environment
-# overrides it (per consumer, not per thread), e.g. for long jobs.
+# overrides it (per consumer, not per thread, and fixed), e.g. for long jobs.
 DEFAULT_PREFETCH_PER_THREAD = 4
 # How long a success waits for others to share its statement and commit. Nobody waits for it
 # (the job ran; a crash before the commit runs it again), so jobs that arrive one at a time are
@@ -99,6 +100,8 @@ class LedgerMiddleware(Middleware):
         worker.worker_timeout = DEFAULT_IDLE_POLL_MS
         if not dramatiq.worker.QUEUE_PREFETCH:  # Dramatiq's own setting (dramatiq_queue_prefetch) wins
             worker.queue_prefetch = DEFAULT_PREFETCH_PER_THREAD * worker.worker_threads
+        elif hasattr(broker, "prefetch_growth"):  # the claiming consumer: keep it as set
+            broker.prefetch_growth = 1
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         try:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
 
 import dramatiq
+import dramatiq.worker
 import pytest
 import redis
 from dramatiq.broker import MessageProxy
 
 from tests.conftest import TEST_REDIS_URL
+from workers import consumer as consumer_module
 from workers.consumer import ClaimingConsumer, ClaimingRedisBroker
+from workers.middleware import LedgerMiddleware
 
 QUEUE = "default"
 
@@ -268,3 +273,45 @@ def test_no_delay_queue_is_declared_and_a_dramatiq_delay_is_refused(broker: Clai
     message = dramatiq.Message(queue_name=QUEUE, actor_name="noop", args=(1,), kwargs={}, options={})
     with pytest.raises(ValueError, match=r"workers.enqueue\(\.\.\., delay=\.\.\.\)"):
         broker.enqueue(message, delay=1000)
+
+
+def test_a_consumer_busy_with_short_jobs_fetches_more_at_once(
+    broker: ClaimingRedisBroker, claims: _Claims, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer_module, "PACE_WINDOW_S", 0.05)
+    monkeypatch.setattr(consumer_module, "CLAIMED_WORK_S", 1.0)  # a busy machine's slow turns still count
+    _send(broker, range(0, 400, 2))  # all even: every message runs
+    consumer = broker.consume(QUEUE, prefetch=8, timeout=50)
+    for message in _take(consumer, 8):  # 8 jobs done at once: dozens a second at the least
+        consumer.ack(message)
+    time.sleep(0.06)
+    _take(consumer, 1)
+    most = 8 * consumer_module.PREFETCH_GROWTH
+    assert 8 < len(claims.batches[-1]) <= most, claims.batches
+    consumer.close()
+
+
+def test_a_slow_consumer_keeps_its_prefetch(
+    broker: ClaimingRedisBroker, claims: _Claims, monkeypatch
+) -> None:
+    monkeypatch.setattr(consumer_module, "PACE_WINDOW_S", 0.05)
+    _send(broker, range(0, 40, 2))
+    consumer = broker.consume(QUEUE, prefetch=8, timeout=50)
+    taken = _take(consumer, 8)
+    for message in taken[:4]:  # 4 jobs in 0.3 s: 13 a second hold 1.3 jobs of work in 0.1 s
+        time.sleep(0.075)
+        consumer.ack(message)
+    _take(consumer, 1)
+    assert [len(b) for b in claims.batches] == [8, 4]
+    consumer.close()
+
+
+def test_a_prefetch_set_in_the_environment_stays_as_set(broker: ClaimingRedisBroker, monkeypatch) -> None:
+    monkeypatch.setattr(dramatiq.worker, "QUEUE_PREFETCH", 64)
+    worker = SimpleNamespace(worker_threads=8, queue_prefetch=64, worker_timeout=1000)
+    LedgerMiddleware().before_worker_boot(broker, worker)  # type: ignore[arg-type]
+    assert (worker.queue_prefetch, broker.prefetch_growth) == (64, 1)
+    monkeypatch.setattr(dramatiq.worker, "QUEUE_PREFETCH", 0)
+    other = ClaimingRedisBroker(claim=list, release=print, url=TEST_REDIS_URL, middleware=[])
+    LedgerMiddleware().before_worker_boot(other, worker)  # type: ignore[arg-type]
+    assert (worker.queue_prefetch, other.prefetch_growth) == (32, consumer_module.PREFETCH_GROWTH)
