@@ -292,7 +292,7 @@ def test_a_consumer_busy_with_short_jobs_fetches_more_at_once(
 
 
 def test_a_slow_consumer_keeps_its_prefetch(
-    broker: ClaimingRedisBroker, claims: _Claims, monkeypatch
+    broker: ClaimingRedisBroker, claims: _Claims, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(consumer_module, "PACE_WINDOW_S", 0.05)
     _send(broker, range(0, 40, 2))
@@ -306,7 +306,9 @@ def test_a_slow_consumer_keeps_its_prefetch(
     consumer.close()
 
 
-def test_a_prefetch_set_in_the_environment_stays_as_set(broker: ClaimingRedisBroker, monkeypatch) -> None:
+def test_a_prefetch_set_in_the_environment_stays_as_set(
+    broker: ClaimingRedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(dramatiq.worker, "QUEUE_PREFETCH", 64)
     worker = SimpleNamespace(worker_threads=8, queue_prefetch=64, worker_timeout=1000)
     LedgerMiddleware().before_worker_boot(broker, worker)  # type: ignore[arg-type]
