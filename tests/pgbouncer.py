@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from tests import debian
+
 # Where Debian installs the binary (also found on PATH).
 DEBIAN_BINARY = "/usr/sbin/pgbouncer"
 # Server connections per (user, database) pair unless the caller asks for another size.
@@ -36,19 +38,12 @@ def pgbouncer_binary() -> str | None:
 
 def ensure_pgbouncer() -> str:
     """The pgbouncer binary, installed from Debian's package when missing (root only)."""
+    try:
+        debian.install("pgbouncer", lambda: pgbouncer_binary() is not None)
+    except debian.InstallFailed as exc:
+        raise PgBouncerUnavailable(str(exc)) from exc
     found = pgbouncer_binary()
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise PgBouncerUnavailable("pgbouncer is missing and this user cannot apt-get install pgbouncer")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "pgbouncer"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0 and command[1] == "install":
-            raise PgBouncerUnavailable(f"apt-get install pgbouncer failed: {done.stderr.strip()[-400:]}")
-    found = pgbouncer_binary()
-    if not found:
-        raise PgBouncerUnavailable("apt-get installed pgbouncer but no binary was found")
+    assert found is not None  # install() checked it
     return found
 
 

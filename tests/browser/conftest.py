@@ -8,13 +8,12 @@ never used (`playwright install` is not needed).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import debian
 from tests.conftest import ON_CI
 
 CHROMIUM = os.environ.get("SKYPORT_CHROMIUM", "/usr/bin/chromium")
@@ -36,15 +35,10 @@ def _unavailable(message: str) -> None:
 
 
 def _ensure_chromium() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        _unavailable(f"{CHROMIUM} is missing and this user cannot apt-get install chromium")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            _unavailable(f"{' '.join(command)} failed: {done.stderr[-500:]}")
+    try:
+        debian.install("chromium", Path(CHROMIUM).exists)
+    except debian.InstallFailed as exc:
+        _unavailable(str(exc))
 
 
 # Module scope: Playwright's sync API keeps an asyncio loop running in the main thread while it
