@@ -100,6 +100,7 @@ def run(url: str, rows: int, repeat: int) -> int:
     from db import migrate
 
     config.get.cache_clear()
+    print("load average before:", load_average())
     print("machine:", machine_facts(url, config.get().broker.url))
     migrate.upgrade("heads", url)
     middle, dedup = fill(url, rows)
