@@ -214,6 +214,10 @@ def test_the_slots_of_a_worker_killed_with_sigkill_come_back_through_the_lifelin
         first.kill()
 
 
+# How late the first start of a rate-limited run may be against its slot (a loaded CI machine).
+SCHEDULE_SLACK_S = 0.25
+
+
 @pytest.mark.one_route
 def test_a_rate_limit_of_20_per_second_runs_200_jobs_in_10_seconds_across_processes(
     effects: str, redis_namespace: str
@@ -225,14 +229,16 @@ def test_a_rate_limit_of_20_per_second_runs_200_jobs_in_10_seconds_across_proces
         first = scalar(effects, "SELECT min(at) FROM effects")
         time.sleep(10.5)
         in_10_s = scalar(effects, "SELECT count(*) FROM effects WHERE at < %s + interval '10 s'", (first,))
-        busiest_second = scalar(
-            effects,
-            "SELECT max(n) FROM (SELECT count(*) AS n FROM effects e, generate_series(0, 9) s "
-            "WHERE e.at >= %(t)s + s * interval '1 s' AND e.at < %(t)s + (s + 1) * interval '1 s' "
-            "GROUP BY s) w",
-            {"t": first},
-        )
+        with psycopg.connect(effects) as conn:
+            starts = [
+                row[0]
+                for row in conn.execute("SELECT extract(epoch FROM at)::float8 FROM effects ORDER BY at")
+            ]
+        # The limiter gives each start a slot 50 ms after the one before; a job may run late (a
+        # busy machine), never early. So the k-th start is no earlier than k slots after the first,
+        # less how late the first one ran (SCHEDULE_SLACK_S): a burst would be a second early.
+        ahead = max(starts[0] + k * 0.05 - at for k, at in enumerate(starts))
         assert 180 <= in_10_s <= 220, (in_10_s, worker.output())
-        assert busiest_second <= 22, busiest_second
+        assert ahead <= SCHEDULE_SLACK_S, f"start {ahead:.3f} s ahead of the 20/s schedule"
         assert "dead" not in job_states(effects)
         assert scalar(effects, "SELECT max(attempts) FROM jobs") <= 1  # waiting spent no attempt
