@@ -138,3 +138,41 @@ def test_a_sender_thread_that_died_is_replaced_at_the_next_put() -> None:
     sender.put([2])
     assert sender.flush(5.0)
     assert sent == [1, 2]
+
+
+def test_a_lone_item_waits_only_for_the_pause_and_a_steady_stream_goes_in_few_sends() -> None:
+    calls: list[list[int]] = []
+    sent_at: list[float] = []
+
+    def send(items: list[int]) -> None:
+        calls.append(items)
+        sent_at.append(time.monotonic())
+
+    sender: SendBehind[int] = SendBehind("test-send", send, linger_s=5.0, pause_s=0.05)
+    put_at = time.monotonic()
+    sender.put([0])
+    assert _sent(calls, 1, timeout_s=2.0)
+    assert sent_at[0] - put_at < 1.0  # the pause, not the 5 s linger
+    for n in range(1, 101):  # one item a millisecond: no pause of 50 ms between them
+        sender.put([n])
+        time.sleep(0.001)
+    assert sender.flush(5.0)
+    assert [n for items in calls for n in items] == list(range(101))
+    assert len(calls) <= 4, [len(items) for items in calls]
+
+
+def test_flush_sends_at_once_instead_of_lingering() -> None:
+    sent: list[int] = []
+    sender: SendBehind[int] = SendBehind("test-send", sent.extend, linger_s=5.0, pause_s=5.0)
+    started = time.monotonic()
+    sender.put([1, 2])
+    assert sender.flush(4.0)
+    assert time.monotonic() - started < 1.0
+    assert sent == [1, 2]
+
+
+def _sent(calls: list[list[int]], count: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while len(calls) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return len(calls) >= count
