@@ -28,11 +28,11 @@ Item = TypeVar("Item")
 # What `flush` waits at most at interpreter exit: about two Redis timeouts.
 EXIT_FLUSH_S = 2.0
 # Once it has a job to send, the thread waits for the jobs that keep coming, and sends when none
-# came for PAUSE_S or the first has waited LINGER_S. A Redis round trip costs its client 0.07-0.2
-# ms of CPU on the benchmark machine, by day (docs/benchmarks.md), as much as the rest of an
-# enqueue, and the workers fetch, claim and record a pipeline's jobs together: a process that
-# enqueues a job every millisecond sends them about 50 at a time, at a third less CPU per job in
-# all than 5 at a time; a job enqueued alone waits PAUSE_S (an idle worker polls every 100 ms).
+# came for DEFAULT_PAUSE_S or it has waited DEFAULT_LINGER_S. A Redis round trip costs its client
+# 0.07-0.2 ms of CPU on the benchmark machine, by day (docs/benchmarks.md), as much as the rest of
+# an enqueue, and the workers fetch, claim and record a pipeline's jobs together: a process that
+# enqueues a job every millisecond sends them about 50 at a time, at a third less CPU per job in all
+# than 5 at a time; a job enqueued alone waits the pause (an idle worker polls every 100 ms).
 DEFAULT_LINGER_S = 0.05
 DEFAULT_PAUSE_S = 0.005
 # The most jobs in one pipeline.

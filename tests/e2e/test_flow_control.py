@@ -229,11 +229,7 @@ def test_a_rate_limit_of_20_per_second_runs_200_jobs_in_10_seconds_across_proces
         first = scalar(effects, "SELECT min(at) FROM effects")
         time.sleep(10.5)
         in_10_s = scalar(effects, "SELECT count(*) FROM effects WHERE at < %s + interval '10 s'", (first,))
-        with psycopg.connect(effects) as conn:
-            starts = [
-                row[0]
-                for row in conn.execute("SELECT extract(epoch FROM at)::float8 FROM effects ORDER BY at")
-            ]
+        starts = scalar(effects, "SELECT array_agg(extract(epoch FROM at)::float8 ORDER BY at) FROM effects")
         # The limiter gives each start a slot 50 ms after the one before; a job may run late (a
         # busy machine), never early. So the k-th start is no earlier than k slots after the first,
         # less how late the first one ran (SCHEDULE_SLACK_S): a burst would be a second early.

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 
+from tests.support import wait_for
 from workers.send_behind import SendBehind
 
 
@@ -151,7 +152,7 @@ def test_a_lone_item_waits_only_for_the_pause_and_a_steady_stream_goes_in_few_se
     sender: SendBehind[int] = SendBehind("test-send", send, linger_s=5.0, pause_s=0.05)
     put_at = time.monotonic()
     sender.put([0])
-    assert _sent(calls, 1, timeout_s=2.0)
+    wait_for(lambda: calls, 2.0, interval_s=0.005, what="the lone item's send")
     assert sent_at[0] - put_at < 1.0  # the pause, not the 5 s linger
     for n in range(1, 101):  # one item a millisecond: no pause of 50 ms between them
         sender.put([n])
@@ -169,10 +170,3 @@ def test_flush_sends_at_once_instead_of_lingering() -> None:
     assert sender.flush(4.0)
     assert time.monotonic() - started < 1.0
     assert sent == [1, 2]
-
-
-def _sent(calls: list[list[int]], count: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while len(calls) < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return len(calls) >= count
