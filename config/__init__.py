@@ -89,6 +89,8 @@ class WorkerConfig:
     # Seconds between two sweeps of the relay when no NOTIFY woke it; jobs it publishes per transaction.
     relay_sweep_s: float
     relay_batch: int
+    # An idle consumer that hears wake-ups (workers/wake.py) still asks Redis this often.
+    idle_poll_s: float
     # How long finished jobs are kept before pruning.
     keep_succeeded_days: float
     keep_dead_days: float
@@ -358,6 +360,7 @@ def _worker(env: Reader) -> WorkerConfig:
         republish_after_s=env.number("SKYPORT_REPUBLISH_AFTER_S", 300.0, minimum=1),
         relay_sweep_s=env.number("SKYPORT_RELAY_SWEEP_S", 1.0, minimum=0.05),
         relay_batch=env.int("SKYPORT_RELAY_BATCH", 500, minimum=1),
+        idle_poll_s=env.number("SKYPORT_WORKER_IDLE_POLL_S", 1.0, minimum=0.05),
         keep_succeeded_days=env.number("SKYPORT_KEEP_SUCCEEDED_DAYS", 7),
         keep_dead_days=env.number("SKYPORT_KEEP_DEAD_DAYS", 30),
         extra_modules=env.names_list("SKYPORT_EXTRA_MODULES"),

@@ -15,6 +15,7 @@ import config
 from workers import observability
 from workers.consumer import ClaimingRedisBroker
 from workers.middleware import LedgerMiddleware
+from workers.wake import WakeUps
 
 # Per-actor time limit unless the actor sets `time_limit` (milliseconds, Dramatiq's unit).
 DEFAULT_TIME_LIMIT_MS = 10 * 60 * 1000
@@ -39,6 +40,8 @@ def build_broker(cfg: config.Config | None = None) -> dramatiq.Broker:
         middleware.append(Prometheus())
     if cfg.broker.kind == "rabbitmq":
         return RabbitmqBroker(url=cfg.broker.url, middleware=middleware)
+    wake_ups = WakeUps(cfg.broker.namespace, cfg.worker.idle_poll_s)
+    middleware.append(wake_ups)
     client = redis.Redis.from_url(
         cfg.broker.url,
         socket_timeout=DEFAULT_REDIS_SOCKET_TIMEOUT_S,
@@ -51,6 +54,7 @@ def build_broker(cfg: config.Config | None = None) -> dramatiq.Broker:
         client=client,
         namespace=cfg.broker.namespace,
         middleware=middleware,
+        wake_ups=wake_ups,
     )
 
 

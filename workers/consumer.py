@@ -13,7 +13,8 @@ many at once. Its prefetch follows the pace of its jobs: up to PREFETCH_GROWTH t
 was given while its threads finish many short jobs, never more than they get through in
 CLAIMED_WORK_S. And the worker threads' acks are sent by the consumer's thread, many in one call:
 the next fetch carries them, with the heartbeat, in the same Lua call (Dramatiq sends one call
-per ack from the worker thread, and one per fetch).
+per ack from the worker thread, and one per fetch). An idle consumer waits for a wake-up
+(workers/wake.py) rather than polling, while its process hears them.
 
 A claimed job is `running` from the fetch on: when a worker process dies, its fetched messages'
 jobs are recovered by the lifeline (workers/lifeline.py) like the ones it was running, instead of
@@ -38,6 +39,7 @@ from dramatiq.errors import ConnectionClosed
 
 from workers import observability
 from workers.relay import priority_list
+from workers.wake import WakeUps
 
 logger = logging.getLogger("skyport.worker")
 
@@ -56,6 +58,10 @@ PREFETCH_GROWTH = 4
 CLAIMED_WORK_S = 0.1
 # The pace is measured over this long.
 PACE_WINDOW_S = 0.5
+# Dramatiq runs its maintenance (messages of dead consumers back to their queue, old dead letters
+# dropped) at random, one fetch in a thousand; an idle consumer that waits for wake-ups fetches
+# about once a second, so a queue's maintenance also runs when none ran for this long.
+MAINTENANCE_EVERY_S = 60.0
 
 
 # Moves fetched messages whose data cannot be decoded (ARGV[2..], their raw bytes) out of the
@@ -133,10 +139,14 @@ class PrefetchPace:
 class ClaimingRedisBroker(RedisBroker):
     """A RedisBroker whose consumers claim ledger jobs at fetch time (see the module's text)."""
 
-    def __init__(self, *, claim: Claim, release: Release, **kwargs: object) -> None:
+    def __init__(
+        self, *, claim: Claim, release: Release, wake_ups: WakeUps | None = None, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)
         self.claim = claim
         self.release = release
+        self.wake_ups = wake_ups
+        self.maintained: dict[str, float] = {}  # queue -> time.monotonic() of its last maintenance
         self.dead_letter_raw = self.client.register_script(DEAD_LETTER_RAW)
         self.fetch_best_script = self.client.register_script(FETCH_BEST)
         # Acks not yet sent, per queue: a consumer replaced after a connection error leaves its
@@ -176,8 +186,14 @@ class ClaimingRedisBroker(RedisBroker):
         one call that also sends the pending acks and the heartbeat (FETCH_BEST). As often as
         Dramatiq's own fetch would, its dispatch script runs first for its maintenance (messages
         of dead workers back to their queue, old dead letters dropped)."""
-        if self._should_do_maintenance("fetch"):
+        now = time.monotonic()
+        if (
+            self._should_do_maintenance("fetch")
+            or now - self.maintained.get(queue_name, now) > MAINTENANCE_EVERY_S
+        ):
             self.maintain(queue_name)
+            self.maintained[queue_name] = now
+        self.maintained.setdefault(queue_name, now)
         ids = self._take_acks(queue_name)
         keys = [
             *self._acks_keys(queue_name),
@@ -244,6 +260,8 @@ class ClaimingConsumer(_RedisConsumer):
         self.claimed: deque[MessageProxy] = deque()
         self.slots_freed = threading.Event()  # set by acks and nacks (on the worker threads)
         self.pace = PrefetchPace(prefetch, prefetch * broker.prefetch_growth, time.monotonic())
+        self.wake = broker.wake_ups.event(queue_name) if broker.wake_ups is not None else None
+        self.woken = False  # the last wait ended with a wake-up, not a timeout
 
     @property
     def refill_at(self) -> int:
@@ -306,15 +324,29 @@ class ClaimingConsumer(_RedisConsumer):
                     if self.prefetch - len(self.queued_message_ids) < self.refill_at:
                         self.slots_freed.wait(self.timeout / 1000)
                     return None
+                if self.wake is not None:
+                    self.wake.clear()  # before the fetch: a message sent after it wakes the wait
                 fetched = self.broker.fetch_best(self.queue_name, free)
                 if not fetched:
-                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                    time.sleep(backoff_ms / 1000)
+                    self._idle()
                     return None
-                self.misses = 0
+                self.misses, self.woken = 0, False
                 self._claim(self._decode(fetched))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ConnectionClosed(exc) from None
+
+    def _idle(self) -> None:
+        """Nothing fetched: poll again after a growing backoff, or, while this process hears
+        wake-ups, wait for one (at most `idle_poll_s`). A consumer woken for messages that another
+        process took waits out the backoff first: it answers wake-ups no more often than it polled."""
+        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+        wake_ups = self.broker.wake_ups
+        if self.wake is None or wake_ups is None or not wake_ups.listening:
+            time.sleep(backoff_ms / 1000)
+            return
+        if self.woken:
+            time.sleep(backoff_ms / 1000)
+        self.woken = self.wake.wait(wake_ups.idle_poll_s)
 
     def _decode(self, fetched: list[bytes | None]) -> list[MessageProxy]:
         """The fetched messages that decode; the others are set aside at once, so that one poison

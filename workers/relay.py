@@ -27,7 +27,7 @@ from dramatiq.brokers.redis import RedisBroker
 from psycopg import sql
 
 from db import pool
-from workers import flow_sql, ledger, ledger_sql
+from workers import flow_sql, ledger, ledger_sql, wake
 
 logger = logging.getLogger("skyport.relay")
 
@@ -124,8 +124,9 @@ def send_to_redis(client: redis.Redis, namespace: str, messages: Sequence[dramat
     `<namespace>:<queue>.msgs`, then the id at the tail of the list `<namespace>:<queue>`.
     The message id, new at each publication, is the Redis id (`redis_message_id`, which the
     consumer acknowledges). A job of priority n > 0 goes to the list of its priority instead
-    (`priority_list`; its data in the queue's hash all the same). Tested against Dramatiq's own
-    consumer (tests/integration)."""
+    (`priority_list`; its data in the queue's hash all the same). The same pipeline wakes the
+    idle consumers of those queues (workers/wake.py). Tested against Dramatiq's own consumer
+    (tests/integration)."""
     by_list: dict[tuple[str, str], dict[str, bytes]] = {}
     for message in messages:
         key = priority_list(namespace, message.queue_name, message.options.get("priority", 0))
@@ -136,6 +137,7 @@ def send_to_redis(client: redis.Redis, namespace: str, messages: Sequence[dramat
         for (queue_key, list_key), encoded in by_list.items():
             pipe.hset(f"{queue_key}.msgs", mapping=encoded)  # type: ignore[arg-type]
             pipe.rpush(list_key, *encoded)
+        wake.announce(pipe, namespace, {m.queue_name for m in messages})
         pipe.execute()
 
 
