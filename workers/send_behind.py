@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import multiprocessing.util
 import os
 import threading
@@ -32,7 +33,8 @@ EXIT_FLUSH_S = 2.0
 # 0.07-0.2 ms of CPU on the benchmark machine, by day (docs/benchmarks.md), as much as the rest of
 # an enqueue, and the workers fetch, claim and record a pipeline's jobs together: a process that
 # enqueues a job every millisecond sends them about 50 at a time, at a third less CPU per job in all
-# than 5 at a time; a job enqueued alone waits the pause (an idle worker polls every 100 ms).
+# than 5 at a time. A job that comes after a quiet spell of DEFAULT_LINGER_S goes at once:
+# lingering would only delay it (idle workers wait for it: workers/wake.py).
 DEFAULT_LINGER_S = 0.05
 DEFAULT_PAUSE_S = 0.005
 # The most jobs in one pipeline.
@@ -67,6 +69,7 @@ class SendBehind(Generic[Item]):
         self._sending = 0  # items taken by the thread and not yet sent
         self._idle = False  # the thread waits for items: the next put wakes it
         self._last_put = 0.0  # time.monotonic() of the latest put
+        self._last_send = -math.inf  # time.monotonic() when the latest send ended
         self._flushing = 0  # callers of flush waiting: the thread sends without lingering
         self._thread: threading.Thread | None = None
 
@@ -120,8 +123,10 @@ class SendBehind(Generic[Item]):
                 self._idle = False
                 # Linger while jobs keep coming: on a busy process one pipeline then carries
                 # many, and the workers fetch, claim and record them together.
-                deadline = time.monotonic() + self.linger_s
-                while len(self._items) < self.max_batch and not self._flushing:
+                now = time.monotonic()
+                deadline = now + self.linger_s
+                quiet = now - self._last_send >= self.linger_s
+                while len(self._items) < self.max_batch and not self._flushing and not quiet:
                     left = min(deadline, self._last_put + self.pause_s) - time.monotonic()
                     if left <= 0:
                         break
@@ -135,4 +140,5 @@ class SendBehind(Generic[Item]):
             finally:
                 with self._lock:
                     self._sending = 0
+                    self._last_send = time.monotonic()
                     self._changed.notify_all()

@@ -170,3 +170,18 @@ def test_flush_sends_at_once_instead_of_lingering() -> None:
     assert sender.flush(4.0)
     assert time.monotonic() - started < 1.0
     assert sent == [1, 2]
+
+
+def test_an_item_after_a_quiet_spell_goes_at_once_and_the_next_one_waits_for_company() -> None:
+    sent_at: list[float] = []
+    sender: SendBehind[int] = SendBehind(
+        "test-send", lambda items: sent_at.append(time.monotonic()), linger_s=1.0, pause_s=0.5
+    )
+    put_at = time.monotonic()
+    sender.put([1])  # nothing sent for longer than the linger: lingering would only delay it
+    wait_for(lambda: sent_at, 2.0, interval_s=0.005, what="the first send")
+    assert sent_at[0] - put_at < 0.25
+    put_at = time.monotonic()
+    sender.put([2])  # right after a send: it waits the pause for others to come
+    wait_for(lambda: len(sent_at) == 2, 3.0, interval_s=0.005, what="the second send")
+    assert sent_at[1] - put_at >= 0.45
