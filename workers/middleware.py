@@ -36,7 +36,8 @@ logger = logging.getLogger("skyport.worker")
 
 # How long a worker keeps retrying to record an outcome while PostgreSQL is away.
 DEFAULT_RECORD_OUTCOME_FOR_S = 300.0
-# Longest pause of an idle consumer between two polls of the broker, in milliseconds.
+# Longest pause of an idle consumer between two polls of the broker while it cannot hear wake-ups
+# (workers/wake.py), in milliseconds.
 DEFAULT_IDLE_POLL_MS = 100
 # Messages a consumer holds per worker thread (Dramatiq's default is 2), up to four times as many
 # while it is busy with short jobs (workers/consumer.py, PREFETCH_GROWTH): each fetch is claimed in one
@@ -96,7 +97,8 @@ class LedgerMiddleware(Middleware):
     # ---- worker process lifecycle -------------------------------------------------------------
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        # An idle consumer polls the broker at most this far apart (Dramatiq's default is 1 s).
+        # An idle consumer that cannot hear wake-ups (workers/wake.py) polls the broker at most
+        # this far apart (Dramatiq's default is 1 s); the worker threads wait this long for work.
         worker.worker_timeout = DEFAULT_IDLE_POLL_MS
         if not dramatiq.worker.QUEUE_PREFETCH:  # Dramatiq's own setting (dramatiq_queue_prefetch) wins
             worker.queue_prefetch = DEFAULT_PREFETCH_PER_THREAD * worker.worker_threads

@@ -11,11 +11,13 @@ For each path, (a) bare Dramatiq `actor.send` and (b) `workers.enqueue` through 
                started);
   end-to-end   workers running, N jobs enqueued one by one: first enqueue to last completion;
 
-and, for the ledger path only, `enqueue_many` in batches, and the latency of `enqueue()` with a
-dedup key. A job is complete when its message is acknowledged (a) or its row `succeeded` (b).
-Each phase starts with an empty queue and no unfinished job in the ledger, which holds
-`--history` finished jobs throughout (see paths.HISTORY_ACTOR). The bench makes its own database and
-Redis namespaces and removes them at the end.
+and, for the ledger path only, `--lone-jobs` jobs enqueued alone, 0.3 s apart, to the idle workers
+after end-to-end (each one's wait from its commit to its claim, by the server's clock),
+`enqueue_many` in batches, and the latency of `enqueue()` with a dedup key. A job is complete
+when its message is acknowledged (a) or its row `succeeded` (b). Each phase starts with an
+empty queue and no unfinished job in the ledger, which holds `--history` finished jobs throughout
+(see paths.HISTORY_ACTOR). The bench makes its own database and Redis namespaces and removes them
+at the end.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", "-t", type=int, default=8, help="threads per process (default: %(default)s)")
     p.add_argument("--batch", type=int, default=1000, help="enqueue_many batch size (default: %(default)s)")
     p.add_argument("--latency-samples", type=int, default=2000, help="enqueue() latency samples")
+    p.add_argument(
+        "--lone-jobs",
+        type=int,
+        default=40,
+        help="jobs enqueued alone to idle workers, for their wait from commit to claim (0: none)",
+    )
     p.add_argument("--skip-bare", action="store_true", help="run the ledger path only")
     p.add_argument("--skip-extras", action="store_true", help="skip enqueue_many and the latency run")
     p.add_argument(

@@ -3,9 +3,10 @@ namespace of the bench's own (BENCH_BARE_NAMESPACE), and the same no-op actor as
 
     BENCH_BARE_NAMESPACE=... python -m dramatiq bench.throughput.bare_app:broker -p 2 -t 8
 
-One setting is aligned with Skyport's workers: an idle consumer polls Redis every 100 ms, not
-every second (Dramatiq's default). The consumer thread also sends the acks, so with the default
-the last acks of a run wait up to a second, and the bare path would look slower than it is.
+One setting differs from Dramatiq's default, in its favour: an idle consumer polls Redis every
+100 ms, not every second (Skyport's consumers poll at that pace while they cannot hear wake-ups).
+The consumer thread also sends the acks, so with the default the last acks of a run wait up to a
+second, and the bare path would look slower than it is.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The throughput bench's phases on one path: enqueue, burn-down, end-to-end, and the ledger's
-extras (`enqueue_many`, the latency of `enqueue()` with a dedup key)."""
+extras (`enqueue_many`, the latency of `enqueue()` with a dedup key, a lone job's wait)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from bench.support.timing import rate, timed_calls, wait_until_complete
 from bench.throughput.paths import BenchPath, LedgerPath
 
 WARMUP_JOBS = 200
+# Lone jobs are enqueued this far apart, so that every consumer is idle when one comes.
+LONE_JOB_GAP_S = 0.3
 
 
 @dataclass
@@ -26,6 +28,7 @@ class PathResult:
     end_to_end_s: float = math.nan
     end_to_end_latency_ms: list[float] = field(default_factory=list)
     peak_rss_kib: list[int] = field(default_factory=list)
+    lone_wait_ms: list[float] = field(default_factory=list)  # the ledger's only: commit to claim
 
 
 @dataclass
@@ -59,6 +62,9 @@ def measure_path(path: BenchPath, args: argparse.Namespace, log_dir: Path) -> Pa
         finished = wait_until_complete(path, args.jobs, started + args.timeout, workers.check_alive)
         result.end_to_end_s = finished - started
         result.peak_rss_kib = workers.peak_rss_kib()
+        if isinstance(path, LedgerPath) and args.lone_jobs:
+            print(f"{path.label}: {args.lone_jobs} lone jobs to idle workers ...", flush=True)
+            result.lone_wait_ms = path.lone_job_waits_ms(args.lone_jobs, LONE_JOB_GAP_S)
     finally:
         workers.stop()
     path.reset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Protocol
 
 import psycopg
@@ -130,6 +131,24 @@ class LedgerPath:
 
     def ready_workers(self, since_epoch_s: float) -> int:
         return self._scalar("SELECT count(*) FROM workers")
+
+    def lone_job_waits_ms(self, samples: int, gap_s: float) -> list[float]:
+        """Jobs enqueued alone, `gap_s` apart, to idle workers: how long each waited from its
+        commit to its claim, by the server's clock (`enqueued_at` to `started_at`)."""
+        ids = []
+        for _ in range(samples):
+            time.sleep(gap_s)
+            ids.append(self.workers.enqueue(self.actor).id)
+        query = (
+            "SELECT 1000 * extract(epoch FROM started_at - enqueued_at)::float8 FROM jobs"
+            " WHERE id = ANY(%s) AND started_at IS NOT NULL"
+        )
+        deadline = time.monotonic() + 30
+        while len(waits := [w for (w,) in self.monitor.execute(query, (ids,)).fetchall()]) < samples:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{samples - len(waits)} lone jobs not started within 30 s")
+            time.sleep(0.05)
+        return waits
 
     def reset(self) -> None:
         """The bench's jobs go (their attempts with them); VACUUM, as autovacuum would."""

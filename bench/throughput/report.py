@@ -46,6 +46,8 @@ def comparison_metrics(jobs: int) -> list[Metric]:
         ("enqueue p99, no workers [ms]", latency("enqueue_latency_ms", 99), 3, False),
         ("enqueue p50, during end-to-end [ms]", latency("end_to_end_latency_ms", 50), 3, False),
         ("enqueue p99, during end-to-end [ms]", latency("end_to_end_latency_ms", 99), 3, False),
+        ("lone job to idle workers, wait p50 [ms]", latency("lone_wait_ms", 50), 1, False),
+        ("lone job to idle workers, wait p99 [ms]", latency("lone_wait_ms", 99), 1, False),
         ("worker peak RSS, max per process [MiB]", rss_mib(max), 1, True),
         ("worker peak RSS, sum of processes [MiB]", rss_mib(sum), 1, True),
     ]
