@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import redis
 from dramatiq import Message
@@ -37,9 +37,8 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import compute_backoff, current_millis, dq_name, xq_name
 from dramatiq.errors import ConnectionClosed
 
-from workers import observability
+from workers import observability, wake
 from workers.relay import priority_list
-from workers.wake import WakeUps
 
 logger = logging.getLogger("skyport.worker")
 
@@ -140,7 +139,7 @@ class ClaimingRedisBroker(RedisBroker):
     """A RedisBroker whose consumers claim ledger jobs at fetch time (see the module's text)."""
 
     def __init__(
-        self, *, claim: Claim, release: Release, wake_ups: WakeUps | None = None, **kwargs: object
+        self, *, claim: Claim, release: Release, wake_ups: wake.WakeUps | None = None, **kwargs: object
     ) -> None:
         super().__init__(**kwargs)
         self.claim = claim
@@ -230,7 +229,16 @@ class ClaimingRedisBroker(RedisBroker):
                 f"{message.actor_name}: no worker consumes Dramatiq's delay queues here; "
                 "enqueue the job with workers.enqueue(..., delay=...)"
             )
-        return super().enqueue(message)
+        enqueued = super().enqueue(message)
+        self.announce(message.queue_name)
+        return enqueued
+
+    def announce(self, queue_name: str) -> None:
+        """Wake the idle consumers of a queue (workers/wake.py): messages went to it outside
+        relay.send_to_redis. Without it they find them at their next poll."""
+        with contextlib.suppress(redis.RedisError), self.client.pipeline(transaction=False) as pipe:
+            wake.announce(pipe, self.namespace, {queue_name})
+            wake.refused(pipe.execute(raise_on_error=False))
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _RedisConsumer:
         if queue_name == dq_name(queue_name):  # declared by hand: Dramatiq's own consumer
@@ -267,6 +275,13 @@ class ClaimingConsumer(_RedisConsumer):
     def refill_at(self) -> int:
         """Free slots worth a fetch while others run: half the prefetch."""
         return max(1, self.prefetch // 2)
+
+    def requeue(self, messages: Iterable[Message]) -> None:
+        """Dramatiq's requeue (fetched messages back to the queue), then a wake-up for them."""
+        messages = list(messages)
+        super().requeue(messages)
+        if messages:
+            self.broker.announce(self.queue_name)
 
     def ack(self, message: MessageProxy) -> None:
         """On a worker thread: the ack is sent by the consumer's thread, with the others."""
@@ -346,7 +361,8 @@ class ClaimingConsumer(_RedisConsumer):
             return
         if self.woken:
             time.sleep(backoff_ms / 1000)
-        self.woken = self.wake.wait(wake_ups.idle_poll_s)
+        # The fetch carries the heartbeat: wait no longer than a third of Dramatiq's timeout.
+        self.woken = self.wake.wait(min(wake_ups.idle_poll_s, self.broker.heartbeat_timeout / 3000))
 
     def _decode(self, fetched: list[bytes | None]) -> list[MessageProxy]:
         """The fetched messages that decode; the others are set aside at once, so that one poison

@@ -138,7 +138,12 @@ def send_to_redis(client: redis.Redis, namespace: str, messages: Sequence[dramat
             pipe.hset(f"{queue_key}.msgs", mapping=encoded)  # type: ignore[arg-type]
             pipe.rpush(list_key, *encoded)
         wake.announce(pipe, namespace, {m.queue_name for m in messages})
-        pipe.execute()
+        replies = pipe.execute(raise_on_error=False)
+    stored = 2 * len(by_list)
+    for reply in replies[:stored]:
+        if isinstance(reply, Exception):
+            raise reply
+    wake.refused(replies[stored:])
 
 
 class Relay(threading.Thread):
