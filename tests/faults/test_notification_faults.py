@@ -127,7 +127,9 @@ def test_a_worker_killed_during_notification_sends_loses_none_and_sends_each_onc
     insert_sms_rows(conn, user, "wk9-", 60)
     env = {"SKYPORT_NOTIFY_LEASE_S": "3", "SKYPORT_NOTIFY_BATCH": "20", "SKYPORT_SMS_TIMEOUT_S": "1"}
     with HttpProvider() as sms:
-        sms.delay_s = 0.05
+        # Slow sends: the kill, once 10 are in, lands well inside the batch of 20 even on a loaded
+        # machine (at 0.05 s a send it once fell between two batches, with no row under a lease).
+        sms.delay_s = 0.15
         env["SKYPORT_SMS_URL"] = sms.url
         with WorkerProcess(threads=2, env=env) as worker:
             worker.wait_ready(database_url)
