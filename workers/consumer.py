@@ -186,13 +186,10 @@ class ClaimingRedisBroker(RedisBroker):
         Dramatiq's own fetch would, its dispatch script runs first for its maintenance (messages
         of dead workers back to their queue, old dead letters dropped)."""
         now = time.monotonic()
-        if (
-            self._should_do_maintenance("fetch")
-            or now - self.maintained.get(queue_name, now) > MAINTENANCE_EVERY_S
-        ):
+        last = self.maintained.setdefault(queue_name, now)
+        if self._should_do_maintenance("fetch") or now - last > MAINTENANCE_EVERY_S:
             self.maintain(queue_name)
             self.maintained[queue_name] = now
-        self.maintained.setdefault(queue_name, now)
         ids = self._take_acks(queue_name)
         keys = [
             *self._acks_keys(queue_name),
