@@ -121,8 +121,13 @@ def effect_problems(
         problems += _listed("effects not happening the expected number of times", wrong)
         problems += _listed("effects nobody expected", unexpected)
     if actors:
+        # With each job's attempts, so that a failure says how the job came to run again.
         rows = conn.execute(
-            """SELECT j.id, j.actor, j.state, count(e.id)
+            """SELECT j.id, j.actor, j.state, count(e.id),
+                      (SELECT string_agg(format('%%s %%s %%s', a.attempt, a.outcome,
+                                                left(coalesce(a.error, ''), 120)), '; '
+                                         ORDER BY a.attempt)
+                         FROM job_attempts a WHERE a.job_id = j.id)
                  FROM jobs j LEFT JOIN effects e ON e.job_id = j.id
                 WHERE j.actor = ANY(%s)
                 GROUP BY j.id
@@ -130,7 +135,7 @@ def effect_problems(
                 ORDER BY j.id""",
             (list(actors),),
         ).fetchall()
-        disagree = [f"{i} {a} {s}: {n} effect rows" for i, a, s, n in rows]
+        disagree = [f"{i} {a} {s}: {n} effect rows (attempts: {h})" for i, a, s, n, h in rows]
         problems += _listed("jobs whose effects disagree with the ledger (1 per success)", disagree)
     return problems
 
