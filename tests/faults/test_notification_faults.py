@@ -125,17 +125,24 @@ def test_a_worker_killed_during_notification_sends_loses_none_and_sends_each_onc
 ) -> None:
     user = make_user(conn)
     insert_sms_rows(conn, user, "wk9-", 60)
-    env = {"SKYPORT_NOTIFY_LEASE_S": "3", "SKYPORT_NOTIFY_BATCH": "20", "SKYPORT_SMS_TIMEOUT_S": "1"}
+    env = {"SKYPORT_NOTIFY_LEASE_S": "4", "SKYPORT_NOTIFY_BATCH": "20", "SKYPORT_SMS_TIMEOUT_S": "2"}
     with HttpProvider() as sms:
-        # Slow sends: the kill, once 10 are in, lands well inside the batch of 20 even on a loaded
-        # machine (at 0.05 s a send it once fell between two batches, with no row under a lease).
-        sms.delay_s = 0.15
+        # The sends after the 10th wait for the test: the kill lands while one is in flight, its
+        # row under the lease, however slow the machine (timed sends once let it fall between
+        # two batches). The test has the 2 s of the SMS timeout to kill the worker.
+        sms.hold_after = 10
         env["SKYPORT_SMS_URL"] = sms.url
         with WorkerProcess(threads=2, env=env) as worker:
             worker.wait_ready(database_url)
             wake_dispatcher()
-            wait_for(lambda: len(sms.received) >= 10, 30, what=f"sends to start\n{worker.output()}")
+            wait_for(
+                lambda: sms.requests > 10,
+                30,
+                interval_s=0.02,
+                what=f"sends to start\n{worker.output()}",
+            )
             worker.kill()  # in the middle of the dispatch job's sends
+            sms.unhold.set()  # the provider takes the held sends: their rows go out twice
         assert 0 < sent(database_url) < 60
         held = scalar(database_url, "SELECT count(*) FROM notification_queue WHERE status = 'processing'")
         assert held > 0  # the killed worker held rows under a lease

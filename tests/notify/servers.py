@@ -3,6 +3,7 @@ be told to fail (status codes, timeouts), both recording what they received."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -49,7 +50,9 @@ class SmtpSink:
 class HttpProvider:
     """A JSON-over-HTTP provider. `plan` (a list) gives the next responses in order, then `mode`:
     an int status code, "timeout" (answers after `hang_s`), or "ok". `received` logs each accepted
-    request's Idempotency-Key; `requests` counts every request."""
+    request's Idempotency-Key; `requests` counts every request. With `hold_after`, the requests
+    after that many wait for `unhold` (set) before they are answered: a test knows a send is in
+    flight, whatever the machine's speed."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -63,6 +66,8 @@ class HttpProvider:
         self.requests = 0
         self.arrivals: list[float] = []  # time.time() of every request, as the provider counts
         self.retry_after = "1"  # the Retry-After of a 429
+        self.hold_after: int | None = None
+        self.unhold = threading.Event()
         self._lock = threading.Lock()
         provider = self
 
@@ -74,8 +79,11 @@ class HttpProvider:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with provider._lock:
                     provider.requests += 1
+                    number = provider.requests
                     provider.arrivals.append(time.time())
                     action = provider.plan.pop(0) if provider.plan else provider.mode
+                if provider.hold_after is not None and number > provider.hold_after:
+                    provider.unhold.wait(60)
                 if provider.delay_s:
                     time.sleep(provider.delay_s)
                 if action == "timeout":
@@ -87,14 +95,15 @@ class HttpProvider:
                         provider.received.append(self.headers.get("Idempotency-Key", ""))
                         provider.bodies.append(json.loads(body))
                         provider.headers.append(dict(self.headers))
-                self.send_response(status)
-                if status == 429:
-                    self.send_header("Retry-After", provider.retry_after)
                 payload = b'{"ok": true}' if status < 300 else b'{"error": "told to fail"}'
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                with contextlib.suppress(OSError):  # the sender gave up (or was killed) meanwhile
+                    self.send_response(status)
+                    if status == 429:
+                        self.send_header("Retry-After", provider.retry_after)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
