@@ -106,6 +106,18 @@ def database_route() -> str:
     return DATABASE_ROUTE or "direct"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `longest(seconds)` first, the longest of them first. pytest-xdist hands
+    tests out in this order, so a test that runs for minutes starts at once beside the others,
+    not last and alone."""
+
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("longest")
+        return marker.args[0] if marker else 0.0
+
+    items.sort(key=seconds, reverse=True)  # stable: the others as collected
+
+
 def parametrize_routes(metafunc: pytest.Metafunc) -> None:
     """`pytest_generate_tests` of the folders whose tests run on every route in ROUTES."""
     if "database_url" in metafunc.fixturenames and "private_database" not in metafunc.fixturenames:
