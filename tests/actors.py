@@ -25,9 +25,10 @@ CREATE TABLE IF NOT EXISTS effects (
 """
 
 
-# One statement, so the effect and its answer come together. As two (the insert, then the count),
-# a connection cut between them (a PostgreSQL restart) failed a job whose effect had happened,
-# and its retry wrote the effect again: at least once, as promised, but not what the tests count.
+# One statement, so the effect and its answer come together (only a commit whose acknowledgement
+# is lost could still fail the job after its effect). As two (the insert, then the count), a
+# connection cut between them (a PostgreSQL restart) failed a job whose effect had happened, and
+# its retry wrote the effect again: at least once, as promised, but not what the tests count.
 # The count cannot see the row its own statement inserts: hence the + 1.
 RECORD = """
 WITH added AS (INSERT INTO effects (key, job_id) VALUES (%(key)s, %(job_id)s))

@@ -107,15 +107,10 @@ def database_route() -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked `longest(seconds)` first, the longest of them first. pytest-xdist hands
-    tests out in this order, so a test that runs for minutes starts at once beside the others,
-    not last and alone."""
-
-    def seconds(item: pytest.Item) -> float:
-        marker = item.get_closest_marker("longest")
-        return marker.args[0] if marker else 0.0
-
-    items.sort(key=seconds, reverse=True)  # stable: the others as collected
+    """The tests marked `longest` first. pytest-xdist hands its first worker a first batch of
+    consecutive tests, so they start at once, there, instead of last and alone. Marked tests share
+    that worker: mark only those that would set the suite's tail (minutes of real clock)."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)  # stable: else as collected
 
 
 def parametrize_routes(metafunc: pytest.Metafunc) -> None:

@@ -67,7 +67,6 @@ def _all_succeeded(url: str, count: int, worker: WorkerProcess) -> Callable[[], 
     return check
 
 
-@pytest.mark.longest(20)
 def test_pause_across_three_processes_holds_every_job_then_resume_runs_them_all(
     effects: str, redis_namespace: str
 ) -> None:

@@ -56,7 +56,6 @@ def test_every_api_route_is_in_the_document_new_ones_too() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.longest(20)
 def test_schemathesis_finds_no_5xx_and_every_answer_conforms(
     database_url: str, redis_namespace: str, conn: psycopg.Connection, tmp_path: Path
 ) -> None:

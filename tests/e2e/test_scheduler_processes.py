@@ -54,7 +54,7 @@ def _scheduler(env: dict[str, str]) -> SkyportProcess:
     return SkyportProcess(["scheduler"], env)
 
 
-@pytest.mark.longest(180)
+@pytest.mark.longest
 def test_two_schedulers_enqueue_every_tick_exactly_once(
     effects: str, redis_namespace: str, database_route: str, tmp_path: Path
 ) -> None:

@@ -125,11 +125,12 @@ def test_a_worker_killed_during_notification_sends_loses_none_and_sends_each_onc
 ) -> None:
     user = make_user(conn)
     insert_sms_rows(conn, user, "wk9-", 60)
-    env = {"SKYPORT_NOTIFY_LEASE_S": "4", "SKYPORT_NOTIFY_BATCH": "20", "SKYPORT_SMS_TIMEOUT_S": "2"}
+    # The lease covers the SMS timeout and the dispatcher's 1 s margin (jobs/notifications/dispatch.py).
+    env = {"SKYPORT_NOTIFY_LEASE_S": "7", "SKYPORT_NOTIFY_BATCH": "20", "SKYPORT_SMS_TIMEOUT_S": "5"}
     with HttpProvider() as sms:
         # The sends after the 10th wait for the test: the kill lands while one is in flight, its
         # row under the lease, however slow the machine (timed sends once let it fall between
-        # two batches). The test has the 2 s of the SMS timeout to kill the worker.
+        # two batches). The test has the 5 s of the SMS timeout to kill the worker.
         sms.hold_after = 10
         env["SKYPORT_SMS_URL"] = sms.url
         with WorkerProcess(threads=2, env=env) as worker:

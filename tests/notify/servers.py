@@ -125,5 +125,6 @@ class HttpProvider:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.unhold.set()  # no handler left waiting on a test that ended early
         self.server.shutdown()
         self.server.server_close()
