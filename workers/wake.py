@@ -19,10 +19,10 @@ import time
 import dramatiq
 import redis
 
+import config
+
 logger = logging.getLogger("skyport.worker")
 
-# An idle consumer that hears wake-ups still asks Redis this often (SKYPORT_WORKER_IDLE_POLL_S).
-DEFAULT_IDLE_POLL_S = 1.0
 # Waits between two attempts to subscribe again after the subscription broke.
 RESUBSCRIBE_AFTER_S = (0.1, 5.0)
 # The subscriber pings this often; a connection that answers nothing for PING_EVERY_S * 3 is
@@ -60,9 +60,10 @@ class WakeUps(dramatiq.Middleware):
     to shut down) and one event per queue, set when messages came for it. `listening` is True
     while the subscription stands: only then may a consumer wait on its event."""
 
-    def __init__(self, namespace: str, idle_poll_s: float = DEFAULT_IDLE_POLL_S) -> None:
+    def __init__(self, namespace: str, idle_poll_s: float | None = None) -> None:
         self.namespace = namespace
-        self.idle_poll_s = idle_poll_s
+        # How often an idle consumer that hears wake-ups still asks Redis (SKYPORT_WORKER_IDLE_POLL_S).
+        self.idle_poll_s = config.get().worker.idle_poll_s if idle_poll_s is None else idle_poll_s
         self.listening = False
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
