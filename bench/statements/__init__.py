@@ -1,0 +1,1 @@
+"""The hot-path statements benchmark (`python -m bench.statements`)."""
