@@ -24,9 +24,11 @@ The bench makes its own database and drops it at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 
@@ -91,6 +93,12 @@ class Backend:
     def __init__(self, url: str) -> None:
         self.conn = psycopg.connect(url, autocommit=True)
         self.pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{self.pid}/cmdline").read_bytes().startswith(b"postgres"):
+                return
+        raise SystemExit(
+            f"backend {self.pid} is not a process of this machine: run the bench beside the server"
+        )
 
     def measure(self, run: Callable[[], int]) -> tuple[float, float]:
         """(CPU ms, wall ms) per unit of `run`, which returns how many units it did."""
