@@ -95,17 +95,19 @@ def job_succeed_many(
         one = {"worker_id": worker_id, "job_id": a.job_id, "attempt": a.attempt, "waited_s": a.waited_s}
         recorded = conn.execute(q.JOB_SUCCEED_ONE, one, prepare=False).fetchall()  # HOT_PATH_PLANNING
         return {(job_id, attempt) for job_id, attempt in recorded}
-    rows = conn.execute(
-        q.JOB_SUCCEED_MANY,
-        {
-            "worker_id": worker_id,
-            "job_ids": [a.job_id for a in attempts],
-            "attempts": [a.attempt for a in attempts],
-            "waited_s": [a.waited_s for a in attempts],
-        },
-        prepare=False,  # see HOT_PATH_PLANNING
-    ).fetchall()
+    params = job_succeed_params(worker_id, attempts)
+    rows = conn.execute(q.JOB_SUCCEED_MANY, params, prepare=False).fetchall()  # see HOT_PATH_PLANNING
     return {(job_id, attempt) for job_id, attempt in rows}
+
+
+def job_succeed_params(worker_id: str, attempts: list[StartedAttempt]) -> dict[str, Any]:
+    """JOB_SUCCEED_MANY's parameters."""
+    return {
+        "worker_id": worker_id,
+        "job_ids": [a.job_id for a in attempts],
+        "attempts": [a.attempt for a in attempts],
+        "waited_s": [a.waited_s for a in attempts],
+    }
 
 
 def job_release_unstarted(

@@ -38,7 +38,7 @@ from bench.support.databases import bench_database
 from bench.support.facts import finish_run, machine_facts, start_run
 from bench.throughput.paths import HISTORY_ACTOR, SEED_HISTORY
 from workers import ledger_sql as q
-from workers.ledger import job_start_params
+from workers.ledger import StartedAttempt, job_start_params, job_succeed_params
 
 WORKER_ID = "bench-statements"
 BARE_TABLE = "CREATE TABLE bench_bare (id bigserial PRIMARY KEY, v int)"
@@ -116,14 +116,24 @@ def _inserts(backend: Backend, calls: int, statement: str, params: dict | tuple)
     return run
 
 
+def _on_copy(statement: str, table_ref: str, copy_ref: str) -> str:
+    """The statement on the copied table; fails loudly if the statement no longer names the table
+    so (measuring `jobs` while reporting the copy)."""
+    if table_ref not in statement:
+        raise RuntimeError(f"the statement no longer contains {table_ref!r}:\n{statement}")
+    return statement.replace(table_ref, copy_ref)
+
+
 def _claims_and_successes(
     backend: Backend, calls: int, batch: int, *, generic: bool, hot: bool
 ) -> Callable[[], int]:
-    jobs, attempts = ("jobs_hot", "job_attempts_hot") if hot else ("jobs", "job_attempts")
-    start = q.JOB_START_MANY.replace("UPDATE jobs j", f"UPDATE {jobs} j")
-    succeed = q.JOB_SUCCEED_MANY.replace("UPDATE jobs j", f"UPDATE {jobs} j").replace(
-        "INSERT INTO job_attempts", f"INSERT INTO {attempts}"
-    )
+    start, succeed = q.JOB_START_MANY, q.JOB_SUCCEED_MANY
+    jobs, attempts = "jobs", "job_attempts"
+    if hot:
+        jobs, attempts = "jobs_hot", "job_attempts_hot"
+        start = _on_copy(start, "UPDATE jobs j", f"UPDATE {jobs} j")
+        succeed = _on_copy(succeed, "UPDATE jobs j", f"UPDATE {jobs} j")
+        succeed = _on_copy(succeed, "INSERT INTO job_attempts", f"INSERT INTO {attempts}")
     conn = backend.conn
     conn.execute(f"DELETE FROM {jobs} WHERE actor = 'bench'")
     conn.execute(QUEUED.format(jobs=jobs), (calls,))
@@ -137,12 +147,7 @@ def _claims_and_successes(
             chunk = ids[i : i + batch]
             params = job_start_params(WORKER_ID, [(job_id, str(job_id)) for job_id in chunk])
             started = conn.execute(start, params, prepare=generic).fetchall()
-            outcome = {
-                "worker_id": WORKER_ID,
-                "job_ids": chunk,
-                "attempts": [1] * len(chunk),
-                "waited_s": [0.0] * len(chunk),
-            }
+            outcome = job_succeed_params(WORKER_ID, [StartedAttempt(job_id, 1, 3) for job_id in chunk])
             done += len(conn.execute(succeed, outcome, prepare=generic).fetchall())
             if len(started) != len(chunk):
                 raise RuntimeError(f"claimed {len(started)} of {len(chunk)} jobs")
