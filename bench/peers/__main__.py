@@ -31,6 +31,7 @@ from contextlib import ExitStack
 
 from bench.peers.report import (
     all_writes_ok,
+    print_cpu_budgets,
     print_cpu_table,
     print_one_by_one_floor,
     print_table,
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print_cpu_table(runs, args.phases)
         print_targets(target_rows(runs, args.phases))
         print_one_by_one_floor(runs, speed)
+        print_cpu_budgets(runs)
         ok = all_writes_ok(runs)
         if not ok:
             print("\nSOME PHASE LOST OR DOUBLED A WRITE: see the lines marked WRONG above")

@@ -153,5 +153,34 @@ def print_one_by_one_floor(runs: list[RunResult], speed: Speed) -> None:
     )
 
 
+def print_cpu_budgets(runs: list[RunResult]) -> None:
+    """For each ratio target, the most CPU a job may cost at the rate it asks for, every core
+    busy; beside ours, and what the peer's workers and PostgreSQL spent in the same phase (a
+    Dramatiq peer's: Dramatiq's own handling and the job's write, with no ledger)."""
+    ours = ours_run(runs)
+    if ours is None:
+        return
+    cores = os.cpu_count() or 1
+    lines = []
+    for phase, (system, setting), goal in RATIO_TARGETS:
+        peer = next((r for r in runs if (r.system, r.setting.name) == (system, setting)), None)
+        if peer is None or phase not in ours.phases or phase not in peer.phases:
+            continue
+        mine, theirs = ours.phases[phase], peer.phases[phase]
+        if not mine.cpu_ms or not theirs.cpu_ms:
+            continue
+        need = goal * theirs.end_to_end_rate
+        lines.append(
+            f"  {PHASE_LABELS[phase]}, {goal:g}x {peer.label} [{setting}]: {fmt(need)} jobs/s allows "
+            f"{cores * 1000 / need:.2f} ms; ours {mine.cpu_total_ms:.2f} (workers "
+            f"{mine.cpu_ms['workers']:.2f}, postgres {mine.cpu_ms['postgres']:.2f}); theirs "
+            f"{theirs.cpu_total_ms:.2f} (workers {theirs.cpu_ms['workers']:.2f}, postgres "
+            f"{theirs.cpu_ms['postgres']:.2f})"
+        )
+    if lines:
+        print(f"\nCPU budget per job of each ratio target ({cores} cores, all busy: the most a job may cost)")
+        print("\n".join(lines))
+
+
 def all_writes_ok(runs: list[RunResult]) -> bool:
     return all(outcome.writes_ok for run in runs for outcome in run.phases.values())
