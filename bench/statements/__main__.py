@@ -8,6 +8,8 @@ the wall time of:
 
   bare insert     a one-row INSERT into a table with a bigserial key, committing on its own: the
                   floor of any durable enqueue;
+  narrow insert   the same job's columns into a table with only a bigserial key (no CHECK, trigger
+                  or other index), as a VALUES list: what the ledger's row costs beyond its data;
   enqueue insert  `JOB_INSERT_ONE` as `enqueue()` runs it (prepared, published, no dedup key);
   claim+success   `JOB_START_MANY` then `JOB_SUCCEED_MANY` for batches of --batch jobs, planned at
                   each run as the workers run them (workers/ledger.py, HOT_PATH_PLANNING);
@@ -52,6 +54,19 @@ CREATE INDEX ON jobs_hot (enqueued_at);
 CREATE TABLE job_attempts_hot (LIKE job_attempts INCLUDING ALL);
 """
 BARE_INSERT = "INSERT INTO bench_bare (v) VALUES (1)"
+NARROW_TABLE = """
+CREATE TABLE bench_narrow (
+    id bigserial PRIMARY KEY, actor text NOT NULL, queue text NOT NULL, args jsonb, kwargs jsonb,
+    max_attempts int, eta timestamptz NOT NULL DEFAULT now(), enqueued_by text, message_id text,
+    priority int2, flow_key text, enqueued_at timestamptz NOT NULL DEFAULT now())
+"""
+NARROW_INSERT = """
+INSERT INTO bench_narrow (actor, queue, args, kwargs, max_attempts, enqueued_by, message_id,
+                          priority, flow_key)
+VALUES (%(actor)s, %(queue)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(max_attempts)s, %(enqueued_by)s,
+        gen_random_uuid()::text, %(priority)s, %(flow_key)s)
+RETURNING id, message_id
+"""
 QUEUED = """
 INSERT INTO {jobs} (actor, queue, state, max_attempts)
 SELECT 'bench', 'default', 'queued', 3 FROM generate_series(1, %s)
@@ -168,10 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         conn = backend.conn
         conn.execute(SEED_HISTORY, (HISTORY_ACTOR, args.history))
         conn.execute(BARE_TABLE)
+        conn.execute(NARROW_TABLE)
         conn.execute(HOT_TABLES)
         conn.execute("VACUUM ANALYZE jobs, job_attempts")
         measures: dict[str, Callable[[], Callable[[], int]]] = {
             "bare insert [per call]": lambda: _inserts(backend, args.calls, BARE_INSERT, ()),
+            "narrow insert [per call]": lambda: _inserts(backend, args.calls, NARROW_INSERT, ENQUEUE_ROW),
             "enqueue insert [per call]": lambda: _inserts(backend, args.calls, q.JOB_INSERT_ONE, ENQUEUE_ROW),
             "claim+success, planned [per job]": lambda: _claims_and_successes(
                 backend, args.calls, args.batch, generic=False, hot=False
