@@ -30,6 +30,10 @@ def ours_run(runs: list[RunResult]) -> RunResult | None:
     return next((r for r in runs if r.system == OURS), None)
 
 
+def _run_of(runs: list[RunResult], system: str, setting: str) -> RunResult | None:
+    return next((r for r in runs if (r.system, r.setting.name) == (system, setting)), None)
+
+
 def print_table(runs: list[RunResult], phases: tuple[str, ...]) -> None:
     ours = ours_run(runs)
     head = f"{'system [setting]':<40}"
@@ -86,7 +90,7 @@ def target_rows(runs: list[RunResult], phases: tuple[str, ...]) -> list[Target]:
     rows: list[Target] = []
     targeted = set()
     for phase, (system, setting), goal in RATIO_TARGETS:
-        peer = next((r for r in runs if (r.system, r.setting.name) == (system, setting)), None)
+        peer = _run_of(runs, system, setting)
         if phase not in phases or peer is None or phase not in peer.phases:
             continue
         targeted.add((phase, system, setting))
@@ -138,7 +142,7 @@ def print_one_by_one_floor(runs: list[RunResult], speed: Speed) -> None:
     Dramatiq, beside what a durable enqueue cannot go below: its commit (the day's probe)."""
     ours = ours_run(runs)
     system, setting = RATIO_TARGETS[0][1]
-    bare = next((r for r in runs if (r.system, r.setting.name) == (system, setting)), None)
+    bare = _run_of(runs, system, setting)
     if ours is None or bare is None or "one" not in ours.phases or "one" not in bare.phases:
         return
     goal = RATIO_TARGETS[0][2]
@@ -163,7 +167,7 @@ def print_cpu_budgets(runs: list[RunResult]) -> None:
     cores = os.cpu_count() or 1
     lines = []
     for phase, (system, setting), goal in RATIO_TARGETS:
-        peer = next((r for r in runs if (r.system, r.setting.name) == (system, setting)), None)
+        peer = _run_of(runs, system, setting)
         if peer is None or phase not in ours.phases or phase not in peer.phases:
             continue
         mine, theirs = ours.phases[phase], peer.phases[phase]
