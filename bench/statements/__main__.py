@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32, help="jobs per claim and success (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="alternated rounds (default: %(default)s)")
     p.add_argument("--history", type=int, default=20_000, help="finished jobs in the ledger throughout")
-    add_server_options(p, logs="nothing: this bench starts no processes")
+    add_server_options(p, logs=None)  # it starts no processes
     return p
 
 

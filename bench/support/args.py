@@ -10,9 +10,9 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def add_server_options(p: argparse.ArgumentParser, *, logs: str = "the workers' logs") -> None:
+def add_server_options(p: argparse.ArgumentParser, *, logs: str | None = "the workers' logs") -> None:
     """--database-url, --redis-url (defaults: DATABASE_URL, BROKER_URL or REDIS_URL, else the
-    local servers) and --keep-logs."""
+    local servers) and, unless `logs` is None (a bench that starts no processes), --keep-logs."""
     p.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -23,4 +23,5 @@ def add_server_options(p: argparse.ArgumentParser, *, logs: str = "the workers' 
         default=os.environ.get("BROKER_URL") or os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
         help="Redis to use (the bench uses key namespaces of its own and deletes them)",
     )
-    p.add_argument("--keep-logs", action="store_true", help=f"keep {logs}")
+    if logs is not None:
+        p.add_argument("--keep-logs", action="store_true", help=f"keep {logs}")
